@@ -1,0 +1,120 @@
+-- Cartback's own tables (PostgreSQL). Times are Unix milliseconds (BIGINT).
+
+CREATE TABLE signing_keys (
+    kid        TEXT PRIMARY KEY,
+    secret     TEXT NOT NULL,           -- base64
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE webhook_events (
+    shop        TEXT NOT NULL,
+    webhook_id  TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    occurred_at BIGINT NOT NULL,
+    received_at BIGINT NOT NULL,
+    cart_id     BIGINT,
+    outcome     TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (shop, webhook_id)
+);
+CREATE INDEX webhook_events_cart ON webhook_events (cart_id);
+
+CREATE TABLE carts (
+    id                BIGSERIAL PRIMARY KEY,
+    public_id         TEXT NOT NULL UNIQUE,
+    shop              TEXT NOT NULL,
+    external_id       TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    currency          TEXT,
+    total_minor       BIGINT,
+    items             TEXT NOT NULL DEFAULT '[]',
+    restore_url       TEXT,
+    cart_locale       TEXT,
+    customer_ref      TEXT,
+    email             TEXT,
+    phone             TEXT,
+    first_name        TEXT,
+    timezone          TEXT,
+    timezone_source   TEXT,
+    locale            TEXT,
+    country           TEXT,
+    orders_count      BIGINT NOT NULL DEFAULT 0,
+    total_spent_minor BIGINT,
+    accepts_email     BOOLEAN NOT NULL DEFAULT FALSE,
+    accepts_sms       BOOLEAN NOT NULL DEFAULT FALSE,
+    stage             TEXT,
+    reason            TEXT,
+    reason_detail     TEXT,
+    last_activity_at  BIGINT NOT NULL,
+    campaign          TEXT,
+    abandoned_at      BIGINT,
+    next_step         BIGINT NOT NULL DEFAULT 0,
+    seq               BIGINT NOT NULL DEFAULT 0,
+    next_run_at       BIGINT,
+    exit_reason       TEXT,
+    recovered_at      BIGINT,
+    order_id          TEXT,
+    order_total_minor BIGINT,
+    created_at        BIGINT NOT NULL,
+    updated_at        BIGINT NOT NULL,
+    UNIQUE (shop, external_id)
+);
+CREATE INDEX carts_contact ON carts (shop, email);
+CREATE INDEX carts_phone ON carts (shop, phone);
+
+CREATE TABLE sends (
+    id           BIGSERIAL PRIMARY KEY,
+    public_id    TEXT NOT NULL UNIQUE,
+    cart_id      BIGINT NOT NULL REFERENCES carts (id),
+    step         TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    status       TEXT NOT NULL,       -- claimed | sent | skipped | failed
+    reason       TEXT,
+    due_at       BIGINT NOT NULL,
+    claimed_at   BIGINT NOT NULL,
+    completed_at BIGINT,
+    attempts     BIGINT NOT NULL DEFAULT 1,
+    customer_ref TEXT,
+    message_ref  TEXT,
+    UNIQUE (cart_id, step, channel)
+);
+CREATE INDEX sends_customer ON sends (customer_ref, completed_at);
+
+CREATE TABLE clicks (
+    id         BIGSERIAL PRIMARY KEY,
+    send_id    BIGINT NOT NULL REFERENCES sends (id),
+    clicked_at BIGINT NOT NULL
+);
+CREATE INDEX clicks_send ON clicks (send_id);
+
+CREATE TABLE cart_log (
+    id      BIGSERIAL PRIMARY KEY,
+    cart_id BIGINT NOT NULL REFERENCES carts (id),
+    at      BIGINT NOT NULL,
+    what    TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX cart_log_cart ON cart_log (cart_id, id);
+
+CREATE TABLE incentives (
+    id           BIGSERIAL PRIMARY KEY,
+    cart_id      BIGINT NOT NULL REFERENCES carts (id),
+    step         TEXT NOT NULL,
+    customer_ref TEXT,
+    tier         TEXT NOT NULL,
+    code         TEXT NOT NULL UNIQUE,
+    offer        TEXT NOT NULL,
+    issued_at    BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    UNIQUE (cart_id, step)
+);
+CREATE INDEX incentives_customer ON incentives (customer_ref, issued_at);
+
+CREATE TABLE suppressions (
+    shop       TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (shop, channel, address)
+);

@@ -1,0 +1,287 @@
+//! Campaign files: the YAML model, its validation with file/line/column errors,
+//! and the send-time maths in the customer's time zone.
+
+mod duration;
+mod model;
+pub mod schedule;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use duration::{Span, SpanError};
+pub use model::{
+    Amount, Audience, CampaignFile as Campaign, Channel, ExitCondition, FrequencyCap, Incentives, LocalTime,
+    Offer, Percent, SendWindow, Step, Tier, TierWhen, WeekdayName,
+};
+use serde_saphyr::Location;
+
+/// One problem in one campaign file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0 when unknown).
+    pub line: u64,
+    /// 1-based column (0 when unknown).
+    pub column: u64,
+    /// What is wrong, in one sentence.
+    pub message: String,
+    /// The offending source line, for the caret display.
+    pub source_line: Option<String>,
+}
+
+impl fmt::Display for CampaignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)?;
+        if let Some(src) = &self.source_line {
+            let pad = " ".repeat(self.line.to_string().len());
+            write!(f, "\n{pad} |\n{} | {src}\n{pad} | {}^", self.line, " ".repeat(self.column.saturating_sub(1) as usize))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CampaignError {}
+
+/// All problems found in a set of files.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct CampaignErrors(pub Vec<CampaignError>);
+
+fn error_at(file: &Path, text: &str, loc: Option<Location>, message: impl Into<String>) -> CampaignError {
+    let (line, column) = loc.map_or((0, 0), |l| (l.line(), l.column()));
+    let source_line = (line > 0).then(|| text.lines().nth(line as usize - 1).map(str::to_owned)).flatten();
+    CampaignError { file: file.to_owned(), line, column, message: message.into(), source_line }
+}
+
+/// Parse one campaign file's text. `template_exists(name, channel)` answers whether the
+/// fallback locale has that template, so a typo fails here and not in a customer's inbox.
+pub fn parse_campaign(
+    file: &Path,
+    text: &str,
+    template_exists: &dyn Fn(&str, Channel) -> bool,
+) -> Result<Campaign, Vec<CampaignError>> {
+    let campaign: Campaign = serde_saphyr::from_str(text).map_err(|e| {
+        let message = e.without_snippet().to_string();
+        // saphyr's message may carry its own "at line" suffix; keep the first line only.
+        let message = message.lines().next().unwrap_or("invalid campaign").to_owned();
+        vec![error_at(file, text, e.location(), message)]
+    })?;
+    let mut errors = Vec::new();
+    let mut err = |loc: Location, msg: String| errors.push(error_at(file, text, Some(loc), msg));
+
+    if campaign.steps.is_empty() {
+        err(campaign.name.referenced, "a campaign needs at least one step".into());
+    }
+    let mut ids = HashSet::new();
+    let mut previous: Option<Span> = None;
+    for step in &campaign.steps {
+        if !ids.insert(step.id.value.clone()) {
+            err(step.id.referenced, format!("step id {:?} is used twice", step.id.value));
+        }
+        if let Some(prev) = previous
+            && step.after.value <= prev
+        {
+            err(
+                step.after.referenced,
+                format!("step {:?} comes after a step with a delay of {prev}: delays must increase", step.id.value),
+            );
+        }
+        previous = Some(step.after.value);
+        if step.channels.value.is_empty() {
+            err(step.channels.referenced, format!("step {:?} has no channels", step.id.value));
+        }
+        for channel in &step.channels.value {
+            if !template_exists(&step.template.value, *channel) {
+                err(
+                    step.template.referenced,
+                    format!(
+                        "template {:?} has no {} version in the fallback locale (templates/en/{}.{}.*)",
+                        step.template.value,
+                        channel.as_str(),
+                        step.template.value,
+                        channel.as_str()
+                    ),
+                );
+            }
+        }
+        if let Some(inc) = &step.incentive {
+            if inc.value != "tiers" {
+                err(inc.referenced, format!("unknown incentive {:?}: the only incentive block is \"tiers\"", inc.value));
+            } else if campaign.incentives.is_none() {
+                err(inc.referenced, "step uses an incentive but the campaign has no `incentives` block".into());
+            }
+        }
+    }
+    if let Some(incentives) = &campaign.incentives {
+        if incentives.tiers.is_empty() {
+            err(campaign.name.referenced, "`incentives.tiers` is empty".into());
+        }
+        let mut catch_all: Option<&str> = None;
+        for tier in &incentives.tiers {
+            if let Some(earlier) = catch_all {
+                err(
+                    tier.name.referenced,
+                    format!("tier {:?} can never be chosen: tier {earlier:?} before it matches every cart", tier.name.value),
+                );
+            }
+            let w = &tier.when;
+            if w.min_total.is_none() && w.max_total.is_none() && w.min_orders.is_none() && w.max_orders.is_none() {
+                catch_all.get_or_insert(&tier.name.value);
+            }
+            let o = &tier.offer;
+            let offers = [o.percent_off.is_some(), o.amount_off.is_some(), o.free_shipping].iter().filter(|b| **b).count();
+            if offers != 1 {
+                err(
+                    tier.name.referenced,
+                    format!("tier {:?} must offer exactly one of percent_off, amount_off, free_shipping", tier.name.value),
+                );
+            }
+            if o.max_discount.is_some() && o.percent_off.is_none() {
+                err(tier.name.referenced, format!("tier {:?}: max_discount only applies to percent_off", tier.name.value));
+            }
+        }
+    }
+    for required in [ExitCondition::OrderPlaced, ExitCondition::Unsubscribed] {
+        if !campaign.exit_when.contains(&required) {
+            err(
+                campaign.name.referenced,
+                format!("exit_when must include {required:?}: Cartback never messages people who bought or unsubscribed"),
+            );
+        }
+    }
+    if let Some(cap) = &campaign.frequency_cap
+        && cap.max == 0
+    {
+        err(campaign.name.referenced, "frequency_cap.max must be at least 1".into());
+    }
+    if errors.is_empty() { Ok(campaign) } else { Err(errors) }
+}
+
+/// Every campaign loaded from a directory, by name.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignSet {
+    by_name: BTreeMap<String, Campaign>,
+}
+
+impl CampaignSet {
+    /// Load and validate every `*.yaml`/`*.yml` file in `dir`; all errors are reported together.
+    pub fn load_dir(dir: &Path, template_exists: &dyn Fn(&str, Channel) -> bool) -> Result<Self, CampaignErrors> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| CampaignErrors(vec![error_at(dir, "", None, format!("cannot read campaigns directory: {e}"))]))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        Self::load_files(&files, template_exists)
+    }
+
+    /// Load and validate the given files.
+    pub fn load_files(files: &[PathBuf], template_exists: &dyn Fn(&str, Channel) -> bool) -> Result<Self, CampaignErrors> {
+        let mut set = Self::default();
+        let mut errors = Vec::new();
+        for file in files {
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(error_at(file, "", None, format!("cannot read file: {e}")));
+                    continue;
+                }
+            };
+            match parse_campaign(file, &text, template_exists) {
+                Ok(c) => {
+                    let name = c.name.value.clone();
+                    if set.by_name.contains_key(&name) {
+                        errors.push(error_at(file, &text, Some(c.name.referenced), format!("campaign name {name:?} is used by another file")));
+                    } else {
+                        set.by_name.insert(name, c);
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() { Ok(set) } else { Err(CampaignErrors(errors)) }
+    }
+
+    /// The campaign called `name`.
+    pub fn get(&self, name: &str) -> Option<&Campaign> {
+        self.by_name.get(name)
+    }
+
+    /// Campaign names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// Insert a campaign (tests and the demo build campaigns in code).
+    pub fn insert(&mut self, campaign: Campaign) {
+        self.by_name.insert(campaign.name.value.clone(), campaign);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Campaign, Vec<CampaignError>> {
+        parse_campaign(Path::new("campaigns/x.yaml"), text, &|name, _| name != "missing")
+    }
+
+    const GOOD: &str = "name: t\nabandon_after: 30m\nsteps:\n  - id: reminder\n    after: 1h\n    channels: [email]\n    template: reminder\n";
+
+    #[test]
+    fn parses_minimal_campaign() {
+        let c = parse(GOOD).expect("valid");
+        assert_eq!(c.steps[0].id.value, "reminder");
+        assert_eq!(c.abandon_after.get().num_minutes(), 30);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_position() {
+        let text = GOOD.replace("    template: reminder\n", "    template: reminder\n    tempalte: x\n");
+        let errs = parse(&text).expect_err("unknown key");
+        assert_eq!(errs.len(), 1);
+        let e = &errs[0];
+        assert_eq!((e.line, e.column), (8, 5), "{e}");
+        assert!(e.message.contains("tempalte"), "{e}");
+        assert!(e.to_string().starts_with("campaigns/x.yaml:8:5: "), "{e}");
+    }
+
+    #[test]
+    fn cross_checks_report_each_problem() {
+        let text = "name: t\nabandon_after: 30m\nsteps:\n  - id: a\n    after: 2h\n    channels: [email]\n    template: missing\n  - id: a\n    after: 1h\n    channels: [email]\n    template: reminder\n";
+        let errs = parse(text).expect_err("invalid");
+        let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(msgs.iter().any(|m| m.starts_with("campaigns/x.yaml:7:15: template \"missing\"")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.starts_with("campaigns/x.yaml:8:9: step id \"a\" is used twice")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.contains("delays must increase")), "{msgs:#?}");
+    }
+
+    #[test]
+    fn bad_duration_and_percent_are_refused() {
+        assert!(parse(&GOOD.replace("30m", "30 minutes")).is_err());
+        assert!(parse(&format!("{GOOD}holdout: 120%\n")).is_err());
+        let c = parse(&format!("{GOOD}holdout: 5%\n")).expect("valid");
+        assert_eq!(c.holdout, Percent(50));
+    }
+
+    #[test]
+    fn amounts_never_compare_across_currencies() {
+        let c = parse(&format!("{GOOD}audience: {{ min_total: {{ EUR: 5.00, JPY: 800 }} }}\n")).expect("valid");
+        let amount = c.audience.min_total.expect("min_total");
+        let eur = crate::domain::Currency::parse("EUR").expect("EUR");
+        let jpy = crate::domain::Currency::parse("JPY").expect("JPY");
+        let usd = crate::domain::Currency::parse("USD").expect("USD");
+        assert_eq!(amount.for_currency(jpy, eur).map(|m| m.minor()), Some(800));
+        assert_eq!(amount.for_currency(eur, eur).map(|m| m.minor()), Some(500));
+        assert_eq!(amount.for_currency(usd, eur), None);
+        assert_eq!(Amount::ShopCurrency("5".into()).for_currency(jpy, eur), None);
+    }
+
+    #[test]
+    fn shipped_campaigns_are_valid() {
+        let set = CampaignSet::load_dir(Path::new("campaigns"), &|_, _| true).expect("shipped campaigns parse");
+        assert!(set.get("default").is_some());
+    }
+}

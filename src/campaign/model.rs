@@ -1,0 +1,339 @@
+//! The campaign file format (SPEC §4) as it appears in YAML, and its validated form.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveTime, Weekday};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::duration::Span;
+use crate::domain::{Currency, Money};
+
+/// A delivery channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// Email over SMTP or the file outbox.
+    Email,
+    /// SMS over the provider API or the file outbox.
+    Sms,
+}
+
+impl Channel {
+    /// `email` / `sms`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+        }
+    }
+    /// Parse `email` / `sms`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Self::Email),
+            "sms" => Some(Self::Sms),
+            _ => None,
+        }
+    }
+}
+
+/// A money threshold that is never compared across currencies.
+///
+/// In YAML either a bare number, meaning "in the shop's currency", or a map
+/// `{ EUR: 5.00, JPY: 800 }`. A cart whose currency has no threshold does not
+/// satisfy a bound (it neither enters on a `min_total` nor is excluded by a
+/// `max_total` by accident: see [`Amount::for_currency`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Amount {
+    /// In the shop's configured currency.
+    ShopCurrency(String),
+    /// Explicit per currency.
+    PerCurrency(BTreeMap<String, String>),
+}
+
+impl Amount {
+    /// The threshold in `currency`, if one is defined for it.
+    pub fn for_currency(&self, currency: Currency, shop_currency: Currency) -> Option<Money> {
+        match self {
+            Amount::ShopCurrency(v) if currency == shop_currency => Money::parse(v, currency).ok(),
+            Amount::ShopCurrency(_) => None,
+            Amount::PerCurrency(map) => map
+                .iter()
+                .find(|(code, _)| Currency::parse(code).ok() == Some(currency))
+                .and_then(|(_, v)| Money::parse(v, currency).ok()),
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let check_one = |v: &str, c: &str| {
+            let currency = Currency::parse(c).map_err(|e| e.to_string())?;
+            Money::parse(v, currency).map(|_| ()).map_err(|e| e.to_string())
+        };
+        match self {
+            // Checked against every currency when the shop is known; here only the syntax.
+            Amount::ShopCurrency(v) => check_one(v, "EUR"),
+            Amount::PerCurrency(map) if map.is_empty() => Err("an amount map needs at least one currency".into()),
+            Amount::PerCurrency(map) => map.iter().try_for_each(|(c, v)| check_one(v, c)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawNumber {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl RawNumber {
+    fn into_text(self) -> String {
+        match self {
+            RawNumber::Int(i) => i.to_string(),
+            // f64's Display is the shortest text that round-trips, so 129.9 stays "129.9".
+            RawNumber::Float(f) => f.to_string(),
+            RawNumber::Text(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(RawNumber),
+            Map(BTreeMap<String, RawNumber>),
+        }
+        let amount = match Raw::deserialize(d)? {
+            Raw::One(n) => Amount::ShopCurrency(n.into_text()),
+            Raw::Map(m) => Amount::PerCurrency(m.into_iter().map(|(k, v)| (k, v.into_text())).collect()),
+        };
+        amount.check().map_err(serde::de::Error::custom)?;
+        Ok(amount)
+    }
+}
+
+/// A wall-clock time `HH:MM` in the customer's zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime(pub NaiveTime);
+
+impl<'de> Deserialize<'de> for LocalTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        NaiveTime::parse_from_str(&s, "%H:%M")
+            .map(LocalTime)
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a time like \"09:30\" (24-hour HH:MM)")))
+    }
+}
+
+/// Who enters a campaign.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    /// Cart total at least this.
+    pub min_total: Option<Amount>,
+    /// Cart total at most this.
+    pub max_total: Option<Amount>,
+    /// Customer has at least this many earlier orders.
+    pub min_orders: Option<u32>,
+    /// Customer has at most this many earlier orders.
+    pub max_orders: Option<u32>,
+    /// Only these shops (default: every shop that names this campaign).
+    pub shops: Option<Vec<String>>,
+}
+
+/// Local hours in which messages may go out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendWindow {
+    /// Opening, local time.
+    pub start: LocalTime,
+    /// Closing, local time (exclusive). Earlier than `start` means the window spans midnight.
+    pub end: LocalTime,
+    /// Days of the week on which the window opens (default: every day).
+    pub days: Option<Vec<WeekdayName>>,
+}
+
+/// `mon` … `sun`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum WeekdayName {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl WeekdayName {
+    /// As chrono's weekday.
+    pub fn weekday(self) -> Weekday {
+        match self {
+            Self::Mon => Weekday::Mon,
+            Self::Tue => Weekday::Tue,
+            Self::Wed => Weekday::Wed,
+            Self::Thu => Weekday::Thu,
+            Self::Fri => Weekday::Fri,
+            Self::Sat => Weekday::Sat,
+            Self::Sun => Weekday::Sun,
+        }
+    }
+}
+
+/// At most `max` messages per customer per `per`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCap {
+    /// Messages allowed in the period.
+    pub max: u32,
+    /// The sliding period.
+    pub per: Span,
+}
+
+/// A percentage `0%`–`100%` with up to one decimal, stored in permille.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Percent(pub u16);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = RawNumber::deserialize(d)?.into_text();
+        let err = || serde::de::Error::custom(format!("{text:?} is not a percentage like 5% (0–100)"));
+        let num = text.trim().trim_end_matches('%').trim();
+        let (int, frac) = num.split_once('.').unwrap_or((num, "0"));
+        let int: u16 = int.parse().map_err(|_| err())?;
+        if frac.len() != 1 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        let permille = int.checked_mul(10).and_then(|v| v.checked_add(u16::from(frac.as_bytes()[0] - b'0')));
+        match permille {
+            Some(p) if p <= 1000 => Ok(Percent(p)),
+            _ => Err(err()),
+        }
+    }
+}
+
+/// Conditions that end a cart's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitCondition {
+    /// An order was placed for the cart.
+    OrderPlaced,
+    /// The cart was emptied.
+    CartEmptied,
+    /// The customer unsubscribed.
+    Unsubscribed,
+}
+
+/// One message of a sequence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique within the campaign.
+    pub id: Spanned<String>,
+    /// Delay after abandonment.
+    pub after: Spanned<Span>,
+    /// Send at the first such local time at or after the delay.
+    pub at_local: Option<LocalTime>,
+    /// Channels, each used only with consent and an address.
+    pub channels: Spanned<Vec<Channel>>,
+    /// Template name under `templates/<locale>/`.
+    pub template: Spanned<String>,
+    /// Name of the incentive block used (`tiers`).
+    pub incentive: Option<Spanned<String>>,
+}
+
+/// The tier conditions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierWhen {
+    /// Cart total at least.
+    pub min_total: Option<Amount>,
+    /// Cart total at most.
+    pub max_total: Option<Amount>,
+    /// At least this many earlier orders.
+    pub min_orders: Option<u32>,
+    /// At most this many earlier orders.
+    pub max_orders: Option<u32>,
+}
+
+/// What a tier offers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offer {
+    /// Percentage off the cart.
+    pub percent_off: Option<Percent>,
+    /// Cap on a percentage discount.
+    pub max_discount: Option<Amount>,
+    /// A fixed amount off.
+    pub amount_off: Option<Amount>,
+    /// Free shipping.
+    #[serde(default)]
+    pub free_shipping: bool,
+}
+
+/// One incentive tier; the first matching tier wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// Tier name, shown to operators and templates.
+    pub name: Spanned<String>,
+    /// Conditions (all must hold); absent means always.
+    #[serde(default)]
+    pub when: TierWhen,
+    /// The offer.
+    pub offer: Offer,
+}
+
+/// The incentive block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incentives {
+    /// No new incentive for a customer who received one within this.
+    pub cooldown: Option<Span>,
+    /// How long a code stays valid.
+    pub code_ttl: Span,
+    /// Code prefix.
+    pub code_prefix: Option<String>,
+    /// Tiers, first match wins.
+    pub tiers: Vec<Tier>,
+}
+
+/// A campaign file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignFile {
+    /// Unique campaign name.
+    pub name: Spanned<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Lower runs first when several campaigns could take a cart.
+    #[serde(default)]
+    pub priority: i32,
+    /// Idle time after the last activity before a cart counts as abandoned.
+    pub abandon_after: Span,
+    /// Who enters.
+    #[serde(default)]
+    pub audience: Audience,
+    /// Local send hours.
+    pub send_window: Option<SendWindow>,
+    /// Per-customer cap across channels and campaigns.
+    pub frequency_cap: Option<FrequencyCap>,
+    /// Control group share.
+    #[serde(default)]
+    pub holdout: Percent,
+    /// The sequence.
+    pub steps: Vec<Step>,
+    /// Incentive rules.
+    pub incentives: Option<Incentives>,
+    /// What ends a sequence.
+    #[serde(default = "default_exits")]
+    pub exit_when: Vec<ExitCondition>,
+}
+
+fn default_exits() -> Vec<ExitCondition> {
+    vec![ExitCondition::OrderPlaced, ExitCondition::CartEmptied, ExitCondition::Unsubscribed]
+}

@@ -1,0 +1,237 @@
+//! Send-time maths in the customer's time zone.
+//!
+//! Rules (documented in docs/scheduling.md):
+//! * `at_local` is a wall-clock target. Inside a spring-forward gap it moves forward by the
+//!   gap (02:30 → 03:30 on a 1-hour gap); inside a fall-back overlap it takes the earlier instant.
+//! * A send window opens at the first instant whose local wall-clock time is at or after `start`
+//!   (so an opening inside a gap opens when the gap ends); a send outside the window is deferred
+//!   to the next opening, never dropped.
+//! * Nothing is ever scheduled before the step's earliest time.
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use super::SendWindow;
+
+/// A computed send time and the reasons it moved, one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// When to send.
+    pub at: DateTime<Utc>,
+    /// Human-readable adjustments (deferrals, DST shifts).
+    pub notes: Vec<String>,
+}
+
+fn offsets_around(tz: Tz, naive: NaiveDateTime) -> (Duration, Duration) {
+    // Transitions are far apart (the largest known gap is Samoa's skipped day), so the
+    // offsets a day either side are the ones before and after this one.
+    let before = tz.offset_from_utc_datetime(&(naive - Duration::hours(26))).fix();
+    let after = tz.offset_from_utc_datetime(&(naive + Duration::hours(26))).fix();
+    (Duration::seconds(i64::from(before.local_minus_utc())), Duration::seconds(i64::from(after.local_minus_utc())))
+}
+
+fn wall(tz: Tz, t: DateTime<Utc>) -> NaiveDateTime {
+    t.with_timezone(&tz).naive_local()
+}
+
+/// The instant a wall-clock target means, moving a non-existent time forward by the gap.
+pub fn resolve_wall_target(tz: Tz, naive: NaiveDateTime) -> (DateTime<Utc>, Option<String>) {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => (t.with_timezone(&Utc), None),
+        LocalResult::Ambiguous(a, b) => {
+            let t = a.min(b).with_timezone(&Utc);
+            (t, Some(format!("{naive} happens twice in {tz} (clocks go back); the earlier one is used")))
+        }
+        LocalResult::None => {
+            let (before, after) = offsets_around(tz, naive);
+            let t = Utc.from_utc_datetime(&(naive - before));
+            let gap = after - before;
+            let note = format!(
+                "{naive} does not exist in {tz} (clocks go forward); moved forward by {}m to {}",
+                gap.num_minutes(),
+                wall(tz, t).format("%H:%M")
+            );
+            (t, Some(note))
+        }
+    }
+}
+
+/// The first instant whose local wall-clock time is at or after `naive`.
+pub fn first_instant_at_or_after_wall(tz: Tz, naive: NaiveDateTime) -> DateTime<Utc> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(a, b) => a.min(b).with_timezone(&Utc),
+        LocalResult::None => {
+            let (before, after) = offsets_around(tz, naive);
+            // lo is before the gap (wall < naive), hi after it (wall > naive).
+            let mut lo = Utc.from_utc_datetime(&(naive - after)).timestamp();
+            let mut hi = Utc.from_utc_datetime(&(naive - before)).timestamp();
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                let t = DateTime::from_timestamp(mid, 0).unwrap_or_default();
+                if wall(tz, t) >= naive { hi = mid } else { lo = mid }
+            }
+            DateTime::from_timestamp(hi, 0).unwrap_or_default()
+        }
+    }
+}
+
+fn day_allowed(w: &SendWindow, date: NaiveDate) -> bool {
+    use chrono::Datelike;
+    w.days.as_ref().is_none_or(|days| days.iter().any(|d| d.weekday() == date.weekday()))
+}
+
+/// Whether `t` falls inside the window in `tz`.
+pub fn in_window(w: &SendWindow, tz: Tz, t: DateTime<Utc>) -> bool {
+    let local = wall(tz, t);
+    let (time, date) = (local.time(), local.date());
+    let (start, end) = (w.start.0, w.end.0);
+    if start == end {
+        return day_allowed(w, date);
+    }
+    if start < end {
+        time >= start && time < end && day_allowed(w, date)
+    } else if time >= start {
+        day_allowed(w, date)
+    } else if time < end {
+        date.pred_opt().is_some_and(|d| day_allowed(w, d))
+    } else {
+        false
+    }
+}
+
+/// The earliest instant at or after `t` inside the window.
+pub fn next_opening(w: &SendWindow, tz: Tz, t: DateTime<Utc>) -> DateTime<Utc> {
+    if in_window(w, tz, t) {
+        return t;
+    }
+    let today = wall(tz, t).date();
+    let mut date = today - Duration::days(1);
+    for _ in 0..10 {
+        if day_allowed(w, date) {
+            let opening = first_instant_at_or_after_wall(tz, date.and_time(w.start.0));
+            if opening >= t {
+                return opening;
+            }
+        }
+        date += Duration::days(1);
+    }
+    // A window with no allowed day cannot be configured (days is non-empty), but never drop a send.
+    t
+}
+
+/// The first `at` local time at or after `earliest`.
+pub fn at_local(tz: Tz, earliest: DateTime<Utc>, at: NaiveTime) -> (DateTime<Utc>, Option<String>) {
+    let mut date = wall(tz, earliest).date() - Duration::days(1);
+    loop {
+        let (t, note) = resolve_wall_target(tz, date.and_time(at));
+        if t >= earliest {
+            return (t, note);
+        }
+        date += Duration::days(1);
+    }
+}
+
+/// When a step whose earliest time is `earliest` may go out.
+pub fn step_time(earliest: DateTime<Utc>, tz: Tz, at: Option<NaiveTime>, window: Option<&SendWindow>) -> Plan {
+    let mut notes = Vec::new();
+    let mut t = earliest;
+    if let Some(at) = at {
+        let (target, note) = at_local(tz, earliest, at);
+        notes.push(format!("at_local {}: first {} local at or after the delay", at.format("%H:%M"), at.format("%H:%M")));
+        notes.extend(note);
+        t = target;
+    }
+    if let Some(w) = window {
+        let opened = next_opening(w, tz, t);
+        if opened > t {
+            notes.push(format!(
+                "deferred: {} local is outside the send window {}–{}; next opening {} local",
+                wall(tz, t).format("%a %H:%M"),
+                w.start.0.format("%H:%M"),
+                w.end.0.format("%H:%M"),
+                wall(tz, opened).format("%a %Y-%m-%d %H:%M"),
+            ));
+            t = opened;
+        }
+    }
+    Plan { at: t, notes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::LocalTime;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
+    }
+    fn hm(s: &str) -> NaiveTime {
+        NaiveTime::parse_from_str(s, "%H:%M").expect("HH:MM")
+    }
+    fn window(start: &str, end: &str) -> SendWindow {
+        SendWindow { start: LocalTime(hm(start)), end: LocalTime(hm(end)), days: None }
+    }
+
+    // Expected instants below were computed with Python's zoneinfo, not with this code.
+
+    #[test]
+    fn at_local_in_spring_forward_gap_moves_by_the_gap() {
+        // Europe/Berlin 2026-03-29: 02:00 → 03:00. 02:30 does not exist.
+        let (t, note) = at_local(chrono_tz::Europe::Berlin, utc("2026-03-28T23:00:00Z"), hm("02:30"));
+        assert_eq!(t, utc("2026-03-29T01:30:00Z")); // 03:30 CEST
+        assert!(note.is_some_and(|n| n.contains("moved forward by 60m")));
+    }
+
+    #[test]
+    fn at_local_in_fall_back_overlap_takes_the_earlier_instant() {
+        // America/New_York 2026-11-01: 02:00 EDT → 01:00 EST; 01:30 happens twice.
+        let (t, _) = at_local(chrono_tz::America::New_York, utc("2026-11-01T04:00:00Z"), hm("01:30"));
+        assert_eq!(t, utc("2026-11-01T05:30:00Z")); // 01:30 EDT
+    }
+
+    #[test]
+    fn window_defers_to_next_opening_in_local_time() {
+        // 23:00 in Kolkata (+05:30) is outside 09:00–21:00 → 09:00 next day = 03:30Z.
+        let p = step_time(utc("2026-06-10T17:30:00Z"), chrono_tz::Asia::Kolkata, None, Some(&window("09:00", "21:00")));
+        assert_eq!(p.at, utc("2026-06-11T03:30:00Z"));
+        assert_eq!(p.notes.len(), 1);
+        // Inside the window nothing moves.
+        let p = step_time(utc("2026-06-10T06:00:00Z"), chrono_tz::Asia::Kolkata, None, Some(&window("09:00", "21:00")));
+        assert_eq!(p.at, utc("2026-06-10T06:00:00Z"));
+        assert!(p.notes.is_empty());
+    }
+
+    #[test]
+    fn window_opening_inside_a_gap_opens_when_the_gap_ends() {
+        // Berlin 2026-03-29, window from 02:30: first wall time ≥ 02:30 is 03:00 CEST = 01:00Z.
+        let p = step_time(utc("2026-03-28T22:00:00Z"), chrono_tz::Europe::Berlin, None, Some(&window("02:30", "21:00")));
+        assert_eq!(p.at, utc("2026-03-29T01:00:00Z"));
+    }
+
+    #[test]
+    fn overnight_window_and_odd_offsets() {
+        // Chatham +13:45 in southern summer. 12:00Z = 01:45 local, inside 20:00–02:00.
+        assert!(in_window(&window("20:00", "02:00"), chrono_tz::Pacific::Chatham, utc("2026-01-10T12:00:00Z")));
+        // Kathmandu +05:45: 03:00Z = 08:45 local, before 09:00 → opens 03:15Z.
+        let p = step_time(utc("2026-05-01T03:00:00Z"), chrono_tz::Asia::Kathmandu, None, Some(&window("09:00", "21:00")));
+        assert_eq!(p.at, utc("2026-05-01T03:15:00Z"));
+    }
+
+    #[test]
+    fn at_local_then_window_with_negative_dst_dublin() {
+        // Europe/Dublin uses negative DST (IST is standard, GMT the "winter" offset).
+        // 2026-01-15 10:00 local = 10:00Z; 2026-07-15 10:00 local = 09:00Z.
+        let (t, _) = at_local(chrono_tz::Europe::Dublin, utc("2026-01-15T00:00:00Z"), hm("10:00"));
+        assert_eq!(t, utc("2026-01-15T10:00:00Z"));
+        let (t, _) = at_local(chrono_tz::Europe::Dublin, utc("2026-07-15T00:00:00Z"), hm("10:00"));
+        assert_eq!(t, utc("2026-07-15T09:00:00Z"));
+    }
+
+    #[test]
+    fn never_before_earliest() {
+        let earliest = utc("2026-06-10T10:00:01Z");
+        let (t, _) = at_local(chrono_tz::UTC, earliest, hm("10:00"));
+        assert_eq!(t, utc("2026-06-11T10:00:00Z"));
+    }
+}

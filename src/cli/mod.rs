@@ -1,0 +1,95 @@
+//! The `cartback` command line: one file per subcommand.
+
+mod campaign;
+mod demo;
+mod migrate;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+/// Abandoned-cart recovery: signed webhooks in, time-zone-aware localized recovery sequences out.
+#[derive(Debug, Parser)]
+#[command(name = "cartback", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./cartback.toml if present). CARTBACK_* variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// HTTP server (webhooks, links, health) and the worker in one process.
+    Serve,
+    /// The worker only (more machines on one Postgres).
+    Worker,
+    /// Apply migrations for the configured database.
+    Migrate,
+    /// The newcomer's tour: sample carts through a quick campaign on SQLite + file outbox.
+    Demo(demo::DemoArgs),
+    /// Campaign files.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCommand),
+}
+
+/// A failure, split by whose it is: exit 1 for the user's (bad input or configuration), 2 for ours.
+#[derive(Debug)]
+pub enum Failure {
+    /// Exit code 1.
+    User(anyhow::Error),
+    /// Exit code 2.
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        let user = e.chain().any(|c| {
+            c.is::<crate::config::ConfigError>() || c.is::<crate::campaign::CampaignErrors>() || c.is::<crate::render::RenderError>()
+        }) || e.to_string().starts_with("configuration:");
+        if user { Failure::User(e) } else { Failure::Internal(e) }
+    }
+}
+
+fn settings(cli: &Cli) -> Result<Settings, Failure> {
+    Settings::load(cli.config.as_deref()).map_err(|e| Failure::User(e.into()))
+}
+
+/// Run a parsed command line and turn the result into an exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        Command::Serve => serve::serve(&cli, true).await,
+        Command::Worker => serve::serve(&cli, false).await,
+        Command::Migrate => migrate::run(&cli).await,
+        Command::Demo(args) => demo::run(&cli, args).await,
+        Command::Campaign(cmd) => campaign::run(&cli, cmd).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::User(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Internal(e)) => {
+            eprintln!("internal error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

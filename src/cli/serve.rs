@@ -1,0 +1,58 @@
+//! `cartback serve` (HTTP + worker) and `cartback worker` (worker only).
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{Cli, Failure, settings};
+use crate::app::App;
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+pub async fn serve(cli: &Cli, http: bool) -> Result<(), Failure> {
+    let s = settings(cli)?;
+    crate::telemetry::init(s.log_format);
+    if s.shops.is_empty() {
+        warn!("no [shops.*] configured: every webhook will answer 404 (see README, Configuration)");
+    }
+    let listen = s.listen;
+    let app = App::build(s).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(crate::scheduler::run_worker(app.clone(), stop_rx.clone()));
+    if http {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        info!(listen = %listener.local_addr().context("local address")?, "listening");
+        let mut rx = stop_rx.clone();
+        let http = tokio::spawn(crate::http::launch(listener, app.clone(), async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+        http.await.context("http task")?.context("http server")?;
+    } else {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    }
+    worker.await.context("worker task")??;
+    app.db.close().await;
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Configuration: code defaults → `cartback.toml` → `CARTBACK_*` environment variables.
+//!
+//! This is the only module that reads configuration files or the environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Currency, Locale, ShopId};
+
+/// A secret string whose `Debug` and `Display` never reveal it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret value; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where emails go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransportKind {
+    /// One `.eml` file per message under `outbox_dir`.
+    File,
+    /// An SMTP relay at `smtp_url`.
+    Smtp,
+}
+
+/// `[email]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// `file` or `smtp`.
+    pub transport: EmailTransportKind,
+    /// Where the file transport writes.
+    pub outbox_dir: PathBuf,
+    /// `smtp://host:port`, `smtps://user:pass@host:465`, `smtp://…?tls=required` (STARTTLS).
+    pub smtp_url: Option<Secret>,
+    /// Default sender, `Name <address>`.
+    pub from: String,
+    /// Timeout for one SMTP conversation.
+    #[serde(with = "humantime_serde_compat")]
+    pub smtp_timeout: Duration,
+}
+
+/// Where SMS go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsTransportKind {
+    /// One `.json` file per message under `outbox_dir`.
+    File,
+}
+
+/// `[sms]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSettings {
+    /// Only `file` for now.
+    pub transport: SmsTransportKind,
+    /// Where the file transport writes.
+    pub outbox_dir: PathBuf,
+    /// Sender number or id.
+    pub from: String,
+}
+
+/// `[shops.<id>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopSettings {
+    /// Display name used in messages.
+    pub name: String,
+    /// Secret for webhook signatures (`whsec_<base64>` per Standard Webhooks, or any string used as raw bytes).
+    pub webhook_secret: Secret,
+    /// Fallback zone when the customer's is unknown.
+    pub timezone: String,
+    /// Fallback locale.
+    pub locale: String,
+    /// The shop's currency, for bare-number campaign thresholds.
+    pub currency: String,
+    /// The campaign for this shop's carts.
+    pub campaign: String,
+    /// The shop's home page, for links on friendly error pages.
+    pub url: Option<String>,
+    /// Sender override for this shop.
+    pub from: Option<String>,
+}
+
+/// `[worker]`: queue tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Jobs processed at once per process.
+    pub concurrency: usize,
+    /// How often an idle worker looks for due jobs.
+    #[serde(with = "humantime_serde_compat")]
+    pub poll_interval: Duration,
+    /// Worker heartbeat; a worker silent for 3 heartbeats is presumed dead and its jobs re-queued.
+    #[serde(with = "humantime_serde_compat")]
+    pub heartbeat: Duration,
+    /// Attempts before a job that keeps failing unexpectedly is left failed for an operator.
+    pub max_attempts: usize,
+    /// How long a claimed, unfinished send blocks another attempt (crash recovery).
+    #[serde(with = "humantime_serde_compat")]
+    pub claim_lease: Duration,
+    /// Finished jobs older than this are deleted from the queue tables.
+    #[serde(with = "humantime_serde_compat")]
+    pub keep_done_jobs: Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `sqlite://cartback.db` or `postgres://user@host/db`.
+    pub database_url: Secret,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Base of restore/unsubscribe links; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Campaign YAML directory.
+    pub campaigns_dir: PathBuf,
+    /// Template directory.
+    pub templates_dir: PathBuf,
+    /// Bearer token for `/ops`.
+    pub ops_token: Option<Secret>,
+    /// Link-signing key (base64, ≥ 32 bytes); generated and stored in the database when absent.
+    pub signing_key: Option<Secret>,
+    /// How long restore links stay valid.
+    #[serde(with = "humantime_serde_compat")]
+    pub link_ttl: Duration,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// `[email]`.
+    pub email: EmailSettings,
+    /// `[sms]`.
+    pub sms: SmsSettings,
+    /// `[worker]`.
+    pub worker: WorkerSettings,
+    /// `[shops.<id>]`.
+    pub shops: BTreeMap<String, ShopSettings>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: Secret::new("sqlite://cartback.db"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            campaigns_dir: "campaigns".into(),
+            templates_dir: "templates".into(),
+            ops_token: None,
+            signing_key: None,
+            link_ttl: Duration::from_secs(30 * 86_400),
+            log_format: LogFormat::Text,
+            email: EmailSettings {
+                transport: EmailTransportKind::File,
+                outbox_dir: "outbox/email".into(),
+                smtp_url: None,
+                from: "Cartback <cartback@localhost>".into(),
+                smtp_timeout: Duration::from_secs(30),
+            },
+            sms: SmsSettings { transport: SmsTransportKind::File, outbox_dir: "outbox/sms".into(), from: "Cartback".into() },
+            worker: WorkerSettings {
+                concurrency: 8,
+                poll_interval: Duration::from_millis(250),
+                heartbeat: Duration::from_secs(5),
+                max_attempts: 5,
+                claim_lease: Duration::from_secs(60),
+                keep_done_jobs: Duration::from_secs(86_400),
+            },
+            shops: BTreeMap::new(),
+        }
+    }
+}
+
+/// Configuration problems, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or has the wrong shape.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value has the right shape but is not acceptable.
+    #[error("configuration: {key}: {message}")]
+    Invalid {
+        /// The key, e.g. `shops.demo.timezone`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A shop's settings, parsed.
+#[derive(Debug, Clone)]
+pub struct Shop {
+    /// Its id.
+    pub id: ShopId,
+    /// Display name.
+    pub name: String,
+    /// Webhook secret key bytes.
+    pub webhook_key: Vec<u8>,
+    /// Fallback zone.
+    pub timezone: chrono_tz::Tz,
+    /// Fallback locale.
+    pub locale: Locale,
+    /// Currency for bare campaign amounts.
+    pub currency: Currency,
+    /// Campaign name.
+    pub campaign: String,
+    /// Home page.
+    pub url: Option<String>,
+    /// Sender.
+    pub from: String,
+}
+
+impl Settings {
+    /// Load defaults, then `path` (required if given explicitly, optional `cartback.toml` otherwise), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Invalid {
+                        key: "--config".into(),
+                        message: format!("{} does not exist", p.display()),
+                    });
+                }
+                fig = fig.merge(Toml::file(p));
+            }
+            None => fig = fig.merge(Toml::file("cartback.toml")),
+        }
+        fig = fig.merge(Env::prefixed("CARTBACK_").split("__"));
+        let settings: Settings = fig.extract().map_err(Box::new)?;
+        settings.shops()?;
+        Ok(settings)
+    }
+
+    /// Base URL for links, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+    }
+
+    /// Parse every `[shops.*]` block.
+    pub fn shops(&self) -> Result<BTreeMap<ShopId, Shop>, ConfigError> {
+        let invalid = |id: &str, key: &str, message: String| ConfigError::Invalid { key: format!("shops.{id}.{key}"), message };
+        let mut out = BTreeMap::new();
+        for (id, s) in &self.shops {
+            let shop_id = ShopId::parse(id).map_err(|e| invalid(id, "", e.to_string()))?;
+            let timezone = s.timezone.parse().map_err(|_| invalid(id, "timezone", format!("{:?} is not an IANA time zone", s.timezone)))?;
+            let locale = Locale::parse(&s.locale).map_err(|e| invalid(id, "locale", e.to_string()))?;
+            let currency = Currency::parse(&s.currency).map_err(|e| invalid(id, "currency", e.to_string()))?;
+            let webhook_key = crate::ingest::signature::secret_key(s.webhook_secret.expose())
+                .map_err(|e| invalid(id, "webhook_secret", e.to_string()))?;
+            out.insert(
+                shop_id.clone(),
+                Shop {
+                    id: shop_id,
+                    name: s.name.clone(),
+                    webhook_key,
+                    timezone,
+                    locale,
+                    currency,
+                    campaign: s.campaign.clone(),
+                    url: s.url.clone(),
+                    from: s.from.clone().unwrap_or_else(|| self.email.from.clone()),
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// `"250ms"`, `"5s"`, `"1h"` in TOML and env, via humantime.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let s = Settings { ops_token: Some(Secret::new("hunter2")), ..Settings::default() };
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn defaults_round_trip_through_figment() {
+        let s: Settings = Figment::from(Serialized::defaults(Settings::default())).extract().expect("defaults extract");
+        assert_eq!(s.worker.poll_interval, Duration::from_millis(250));
+        assert_eq!(s.public_base(), "http://127.0.0.1:8080");
+    }
+}

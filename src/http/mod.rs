@@ -1,0 +1,48 @@
+//! HTTP: webhooks in, customer links, health. One router, errors mapped in one place.
+
+mod health;
+mod links;
+mod problem;
+mod webhooks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use problem::Problem;
+
+use crate::app::App;
+
+/// Bodies larger than this are refused with 413 before they are read in full.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The router with every route.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/shops/{shop}/events", post(webhooks::generic))
+        .route("/r/{token}", get(links::restore))
+        .route("/u/{token}", get(links::unsubscribe_page).post(links::unsubscribe))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(
+            // Spans name the route pattern, never the raw URI: paths carry link tokens.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("request", method = %req.method(), route)
+            }),
+        )
+        .with_state(app)
+}
+
+/// Serve on `listener` until `shutdown` resolves.
+pub async fn launch(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+}

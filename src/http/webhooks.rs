@@ -1,0 +1,63 @@
+//! `POST /v1/shops/{shop}/events`: Standard Webhooks signed generic events.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{MAX_BODY, Problem};
+use crate::app::App;
+use crate::domain::WebhookId;
+use crate::ingest::{generic, signature};
+use crate::scheduler::accept::{Accepted, accept};
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Verify, parse and durably accept one event. Nothing is stored unless the answer is 200/202.
+#[tracing::instrument(skip_all, fields(shop = %shop))]
+pub async fn generic(
+    State(app): State<Arc<App>>,
+    Path(shop): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let shop = app
+        .shop(&shop)
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured")))?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large", format!("event bodies are limited to {MAX_BODY} bytes"))
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    signature::verify(
+        &shop.webhook_key,
+        header(&headers, "webhook-id"),
+        header(&headers, "webhook-timestamp"),
+        header(&headers, "webhook-signature"),
+        &bytes,
+        now,
+    )
+    .map_err(|e| Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", e.to_string()))?;
+    let webhook_id = WebhookId::parse(header(&headers, "webhook-id").unwrap_or_default())
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("webhook-id"))?;
+    let event = generic::parse(&bytes).map_err(|e| match e {
+        generic::PayloadError::Syntax { .. } => {
+            Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON", e.to_string()).field("(body)")
+        }
+        generic::PayloadError::Field { ref field, .. } => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event", e.to_string()).field(field.clone())
+        }
+    })?;
+    match accept(&app, shop, &webhook_id, &event, &bytes).await {
+        Ok(Accepted::New { outcome }) => {
+            Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted", "outcome": outcome }))).into_response())
+        }
+        Ok(Accepted::Duplicate) => Ok((StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response()),
+        Err(e) => Err(Problem::internal(&e)),
+    }
+}

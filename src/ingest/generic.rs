@@ -1,0 +1,308 @@
+//! The generic event body (SPEC §3) → [`ShopEvent`].
+//!
+//! Unknown fields are ignored (shops add their own); every known field is parsed into
+//! its domain type here, and a refusal names the field by its JSON path.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::domain::{
+    CartId, CartItem, CartSnapshot, Currency, Customer, Email, EventKind, Locale, Money, OrderInfo, Phone, ShopEvent,
+};
+
+/// Why a body was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Not JSON at all (→ 400).
+    #[error("body is not valid JSON: {message} (line {line}, column {column})")]
+    Syntax {
+        /// Parser message.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// JSON, but a field is missing or wrong (→ 422).
+    #[error("{field}: {message}")]
+    Field {
+        /// JSON path, e.g. `cart.items[0].price`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> PayloadError {
+    PayloadError::Field { field: field.into(), message: message.into() }
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    occurred_at: String,
+    stage: Option<String>,
+    reason: Option<String>,
+    reason_detail: Option<String>,
+    cart: Option<RawCart>,
+    cart_id: Option<String>,
+    customer: Option<RawCustomer>,
+    order_id: Option<String>,
+    total: Option<String>,
+    currency: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCart {
+    id: String,
+    currency: Option<String>,
+    total: Option<String>,
+    #[serde(default)]
+    items: Vec<RawItem>,
+    restore_url: Option<String>,
+    locale: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawItem {
+    sku: Option<String>,
+    title: String,
+    quantity: u32,
+    price: String,
+    image_url: Option<String>,
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCustomer {
+    id: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    first_name: Option<String>,
+    timezone: Option<String>,
+    locale: Option<String>,
+    country: Option<String>,
+    #[serde(default)]
+    orders_count: u32,
+    total_spent: Option<String>,
+    #[serde(default)]
+    accepts_email_marketing: bool,
+    #[serde(default)]
+    accepts_sms_marketing: bool,
+}
+
+fn url(path: &str, s: Option<String>) -> Result<Option<String>, PayloadError> {
+    match s {
+        None => Ok(None),
+        Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && !u.contains(char::is_whitespace) && u.len() <= 2048 => {
+            Ok(Some(u))
+        }
+        Some(_) => Err(field(path, "must be an http(s) URL")),
+    }
+}
+
+fn text(path: &str, s: Option<String>, max: usize) -> Result<Option<String>, PayloadError> {
+    match s {
+        Some(t) if t.chars().count() > max => Err(field(path, format!("at most {max} characters"))),
+        other => Ok(other.filter(|t| !t.trim().is_empty())),
+    }
+}
+
+/// Parse and check a generic event body.
+pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let raw: RawEvent = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            PayloadError::Syntax { message: inner.to_string(), line: inner.line(), column: inner.column() }
+        } else {
+            // serde_json's message carries its own position suffix; the path says more.
+            let msg = inner.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            field(if path == "." { "(body)".into() } else { path }, msg)
+        }
+    })?;
+
+    let kind = EventKind::parse(&raw.kind)
+        .ok_or_else(|| field("type", format!("unknown event type; expected one of {}", EventKind::ALL.join(", "))))?;
+    let occurred_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&raw.occurred_at)
+        .map_err(|_| field("occurred_at", "must be an RFC 3339 timestamp like 2026-11-22T10:00:00Z"))?
+        .with_timezone(&Utc);
+
+    let cart_currency = match raw.cart.as_ref().and_then(|c| c.currency.as_deref()) {
+        Some(c) => Some(Currency::parse(c).map_err(|e| field("cart.currency", e.to_string()))?),
+        None => None,
+    };
+
+    let cart = match raw.cart {
+        None => None,
+        Some(c) => {
+            let id = CartId::parse(&c.id).map_err(|e| field("cart.id", e.to_string()))?;
+            let needs_money = matches!(kind, EventKind::CartUpdated | EventKind::CartAbandoned);
+            match (cart_currency, c.total) {
+                (Some(currency), Some(total)) => {
+                    let total = Money::parse(&total, currency).map_err(|e| field("cart.total", e.to_string()))?;
+                    let mut items = Vec::with_capacity(c.items.len());
+                    for (i, it) in c.items.into_iter().enumerate() {
+                        let p = |f: &str| format!("cart.items[{i}].{f}");
+                        if it.quantity == 0 {
+                            return Err(field(p("quantity"), "must be at least 1"));
+                        }
+                        let price = Money::parse(&it.price, currency).map_err(|e| field(p("price"), e.to_string()))?;
+                        items.push(CartItem {
+                            sku: text(&p("sku"), it.sku, 255)?,
+                            title: text(&p("title"), Some(it.title), 500)?.ok_or_else(|| field(p("title"), "must not be empty"))?,
+                            quantity: it.quantity,
+                            price_minor: price.minor(),
+                            image_url: url(&p("image_url"), it.image_url)?,
+                            url: url(&p("url"), it.url)?,
+                        });
+                    }
+                    let locale = match c.locale {
+                        Some(l) => Some(Locale::parse(&l).map_err(|e| field("cart.locale", e.to_string()))?),
+                        None => None,
+                    };
+                    Some((id, Some(CartSnapshot { id: CartId::parse(&c.id).map_err(|e| field("cart.id", e.to_string()))?, total, items, restore_url: url("cart.restore_url", c.restore_url)?, locale })))
+                }
+                (None, _) if needs_money => return Err(field("cart.currency", "is required for this event type")),
+                (_, None) if needs_money => return Err(field("cart.total", "is required for this event type")),
+                _ => Some((id, None)),
+            }
+        }
+    };
+
+    let customer = match raw.customer {
+        None => None,
+        Some(c) => Some(Customer {
+            id: text("customer.id", c.id, 255)?,
+            email: match c.email {
+                Some(e) if !e.trim().is_empty() => Some(Email::parse(&e).map_err(|err| field("customer.email", err.to_string()))?),
+                _ => None,
+            },
+            phone: match c.phone {
+                Some(p) if !p.trim().is_empty() => Some(Phone::parse(&p).map_err(|err| field("customer.phone", err.to_string()))?),
+                _ => None,
+            },
+            first_name: text("customer.first_name", c.first_name, 100)?,
+            timezone: match c.timezone {
+                Some(tz) => Some(tz.parse().map_err(|_| field("customer.timezone", format!("{tz:?} is not an IANA time zone like Europe/Berlin")))?),
+                None => None,
+            },
+            locale: match c.locale {
+                Some(l) => Some(Locale::parse(&l).map_err(|e| field("customer.locale", e.to_string()))?),
+                None => None,
+            },
+            country: match c.country {
+                Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => Some(cc.to_ascii_uppercase()),
+                Some(_) => return Err(field("customer.country", "must be an ISO 3166 alpha-2 code like DE")),
+                None => None,
+            },
+            orders_count: c.orders_count,
+            total_spent_minor: match (c.total_spent, cart_currency) {
+                (Some(t), Some(cur)) => Some(Money::parse(&t, cur).map_err(|e| field("customer.total_spent", e.to_string()))?.minor()),
+                _ => None,
+            },
+            accepts_email: c.accepts_email_marketing,
+            accepts_sms: c.accepts_sms_marketing,
+        }),
+    };
+
+    let cart_id = match (&cart, raw.cart_id) {
+        (Some((id, _)), _) => Some(id.clone()),
+        (None, Some(id)) => Some(CartId::parse(&id).map_err(|e| field("cart_id", e.to_string()))?),
+        (None, None) => None,
+    };
+
+    let order = match kind {
+        EventKind::OrderPlaced | EventKind::OrderUnpaid | EventKind::OrderPaid => {
+            let has_contact = customer.as_ref().is_some_and(|c| c.email.is_some() || c.phone.is_some());
+            if cart_id.is_none() && !has_contact {
+                return Err(field("cart_id", "order events need cart_id or the customer's email or phone"));
+            }
+            let total = match (raw.total, raw.currency) {
+                (Some(t), Some(c)) => {
+                    let cur = Currency::parse(&c).map_err(|e| field("currency", e.to_string()))?;
+                    Some(Money::parse(&t, cur).map_err(|e| field("total", e.to_string()))?)
+                }
+                (Some(_), None) => return Err(field("currency", "is required when total is given")),
+                _ => None,
+            };
+            Some(OrderInfo { order_id: text("order_id", raw.order_id, 255)?, total })
+        }
+        _ => {
+            if cart_id.is_none() {
+                return Err(field("cart", "is required for cart events"));
+            }
+            None
+        }
+    };
+
+    Ok(ShopEvent {
+        kind,
+        occurred_at,
+        cart_id,
+        cart: cart.and_then(|(_, snap)| snap),
+        customer,
+        order,
+        stage: text("stage", raw.stage, 64)?,
+        reason: text("reason", raw.reason, 64)?,
+        reason_detail: text("reason_detail", raw.reason_detail, 255)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_EXAMPLE: &str = r#"{ "type": "cart.updated", "occurred_at": "2026-11-22T10:00:00Z",
+      "stage": "payment", "reason": "payment_failed", "reason_detail": "insufficient_funds",
+      "cart": { "id": "c_123", "currency": "EUR", "total": "129.90",
+                "items": [{"sku": "TSHIRT-M", "title": "T-Shirt", "quantity": 2, "price": "64.95",
+                           "image_url": "https://img.example/t.png", "url": "https://shop.example/t"}],
+                "restore_url": "https://shop.example/cart/recover?key=abc", "locale": "de-DE" },
+      "customer": { "id": "cu_1", "email": "anna@example.de", "phone": "+4915123456789",
+                    "timezone": "Europe/Berlin", "locale": "de", "country": "DE",
+                    "orders_count": 3, "total_spent": "420.00",
+                    "accepts_email_marketing": true, "accepts_sms_marketing": false } }"#;
+
+    #[test]
+    fn spec_example_parses_into_domain_types() {
+        let ev = parse(SPEC_EXAMPLE.as_bytes()).expect("spec example");
+        assert_eq!(ev.kind, EventKind::CartUpdated);
+        let cart = ev.cart.expect("cart");
+        assert_eq!(cart.total.minor(), 12990);
+        assert_eq!(cart.items[0].price_minor, 6495);
+        let c = ev.customer.expect("customer");
+        assert_eq!(c.timezone, Some(chrono_tz::Europe::Berlin));
+        assert_eq!(c.total_spent_minor, Some(42000));
+        assert_eq!(ev.reason.as_deref(), Some("payment_failed"));
+    }
+
+    fn field_of(body: &str) -> String {
+        match parse(body.as_bytes()) {
+            Err(PayloadError::Field { field, .. }) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert_eq!(field_of(&SPEC_EXAMPLE.replace("\"129.90\"", "\"12,90\"")), "cart.total");
+        assert_eq!(field_of(&SPEC_EXAMPLE.replace("\"quantity\": 2", "\"quantity\": \"2\"")), "cart.items[0].quantity");
+        assert_eq!(field_of(&SPEC_EXAMPLE.replace("anna@example.de", "anna")), "customer.email");
+        assert_eq!(field_of(&SPEC_EXAMPLE.replace("Europe/Berlin", "Mars/Olympus")), "customer.timezone");
+        assert_eq!(field_of(&SPEC_EXAMPLE.replace("cart.updated", "cart.exploded")), "type");
+        assert_eq!(field_of(&SPEC_EXAMPLE.replace("2026-11-22T10:00:00Z", "yesterday")), "occurred_at");
+        assert_eq!(field_of(r#"{"type":"cart.updated","occurred_at":"2026-11-22T10:00:00Z"}"#), "cart");
+        assert_eq!(field_of(r#"{"type":"order.placed","occurred_at":"2026-11-22T10:00:00Z"}"#), "cart_id");
+        assert_eq!(field_of(r#"{"occurred_at":"2026-11-22T10:00:00Z"}"#), "(body)");
+    }
+
+    #[test]
+    fn broken_json_is_a_syntax_error() {
+        assert!(matches!(parse(b"{\"type\": "), Err(PayloadError::Syntax { .. })));
+        assert!(matches!(parse(b"not json"), Err(PayloadError::Syntax { .. })));
+    }
+}

@@ -1,0 +1,4 @@
+//! From bytes on the wire to domain events: signature checks and payload parsing.
+
+pub mod generic;
+pub mod signature;

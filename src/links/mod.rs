@@ -1,0 +1,5 @@
+//! Signed customer links: restore (`/r/…`) and unsubscribe (`/u/…`).
+
+pub mod token;
+
+pub use token::{Keyring, Purpose, TokenError};

@@ -1,0 +1,217 @@
+//! Templates: handlebars in strict mode, per-file locale fallback, formatting helpers.
+//!
+//! Layout: `templates/<locale>/<template>.<channel>.<part>.hbs` with parts `subject`, `html`,
+//! `txt` for email and `txt` for SMS; `templates/_partials/<name>.hbs` are shared partials.
+
+mod helpers;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use handlebars::Handlebars;
+use serde_json::Value;
+
+use crate::campaign::Channel;
+use crate::domain::Locale;
+
+/// Template loading and rendering failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The directory could not be read.
+    #[error("templates: cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A template does not compile.
+    #[error("templates: {0}")]
+    Template(Box<handlebars::TemplateError>),
+    /// Rendering failed (in strict mode, an unknown variable is such a failure).
+    #[error("rendering {name}: {source}")]
+    Render {
+        /// Template file key.
+        name: String,
+        /// The cause.
+        source: Box<handlebars::RenderError>,
+    },
+    /// No locale in the chain has this part.
+    #[error("no template {0} in any locale of the fallback chain")]
+    Missing(String),
+}
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEmail {
+    /// Subject line.
+    pub subject: String,
+    /// HTML body.
+    pub html: String,
+    /// Plain-text body.
+    pub text: String,
+    /// The locale the subject came from.
+    pub locale: String,
+}
+
+/// All templates, loaded once.
+#[derive(Debug)]
+pub struct Renderer {
+    html: Handlebars<'static>,
+    text: Handlebars<'static>,
+    keys: BTreeSet<String>,
+}
+
+const EMAIL_PARTS: [&str; 3] = ["subject", "html", "txt"];
+
+impl Renderer {
+    /// Load every template under `dir`.
+    pub fn load(dir: &Path) -> Result<Self, RenderError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| RenderError::Io { path, source }
+        };
+        let mut html = Handlebars::new();
+        let mut text = Handlebars::new();
+        text.register_escape_fn(handlebars::no_escape);
+        for hb in [&mut html, &mut text] {
+            hb.set_strict_mode(true);
+            helpers::register(hb);
+        }
+        let mut keys = BTreeSet::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let path = entry.path();
+            let Some(dir_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+            if !path.is_dir() {
+                continue;
+            }
+            let partials = dir_name == "_partials";
+            for file in std::fs::read_dir(&path).map_err(io(&path))? {
+                let file = file.map_err(io(&path))?.path();
+                let Some(name) = file.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".hbs")) else {
+                    continue;
+                };
+                let source = std::fs::read_to_string(&file).map_err(io(&file))?;
+                let reg = |hb: &mut Handlebars<'static>, key: &str| {
+                    if partials {
+                        hb.register_partial(key, source.as_str()).map_err(|e| RenderError::Template(Box::new(e)))
+                    } else {
+                        hb.register_template_string(key, source.as_str()).map_err(|e| RenderError::Template(Box::new(e)))
+                    }
+                };
+                let key = if partials { name.to_owned() } else { format!("{dir_name}/{name}") };
+                let is_html = name.ends_with(".html");
+                if partials {
+                    reg(&mut html, &key)?;
+                    reg(&mut text, &key)?;
+                } else if is_html {
+                    reg(&mut html, &key)?;
+                } else {
+                    reg(&mut text, &key)?;
+                }
+                if !partials {
+                    keys.insert(key);
+                }
+            }
+        }
+        Ok(Self { html, text, keys })
+    }
+
+    /// Whether `locale` has every part of `template` for `channel`.
+    pub fn has(&self, locale: &str, template: &str, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => EMAIL_PARTS.iter().all(|p| self.keys.contains(&format!("{locale}/{template}.email.{p}"))),
+            Channel::Sms => self.keys.contains(&format!("{locale}/{template}.sms.txt")),
+        }
+    }
+
+    fn pick(&self, chain: &[Locale], template: &str, part: &str) -> Result<String, RenderError> {
+        chain
+            .iter()
+            .map(|l| format!("{l}/{template}.{part}"))
+            .find(|k| self.keys.contains(k))
+            .ok_or_else(|| RenderError::Missing(format!("{template}.{part}")))
+    }
+
+    fn render(&self, key: &str, ctx: &Value) -> Result<String, RenderError> {
+        let hb = if key.ends_with(".html") { &self.html } else { &self.text };
+        hb.render(key, ctx).map_err(|e| RenderError::Render { name: key.to_owned(), source: Box::new(e) })
+    }
+
+    /// Render an email; each part falls back along `chain` on its own.
+    pub fn email(&self, chain: &[Locale], template: &str, ctx: &Value) -> Result<RenderedEmail, RenderError> {
+        let subject_key = self.pick(chain, template, "email.subject")?;
+        let locale = subject_key.split('/').next().unwrap_or("en").to_owned();
+        let subject = self.render(&subject_key, ctx)?.trim().replace(['\r', '\n'], " ");
+        let html = self.render(&self.pick(chain, template, "email.html")?, ctx)?;
+        let text = self.render(&self.pick(chain, template, "email.txt")?, ctx)?;
+        Ok(RenderedEmail { subject, html, text, locale })
+    }
+
+    /// Render an SMS body.
+    pub fn sms(&self, chain: &[Locale], template: &str, ctx: &Value) -> Result<String, RenderError> {
+        Ok(self.render(&self.pick(chain, template, "sms.txt")?, ctx)?.trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(s: &str) -> Vec<Locale> {
+        Locale::parse(s).expect("locale").fallback_chain(&Locale::parse("en").expect("en"))
+    }
+
+    fn sample() -> Value {
+        serde_json::json!({
+            "shop": {"name": "Demo <Shop>", "url": "https://shop.example"},
+            "customer": {"first_name": "Anna"},
+            "cart": {"total_minor": 12990, "currency": "EUR", "item_count": 2,
+                     "items": [{"title": "T-Shirt", "quantity": 2, "price_minor": 6495, "line_total_minor": 12990,
+                                "image_url": null, "url": null}]},
+            "restore_url": "https://r.example/r/abc",
+            "unsubscribe_url": "https://r.example/u/abc",
+            "incentive": {"tier": "default", "code": "SAVE-1234", "summary": "5.00 EUR off", "expires_at": 1_800_000_000_000_i64},
+            "timezone": "Europe/Berlin", "step": "reminder", "campaign": "default", "locale": "en"
+        })
+    }
+
+    #[test]
+    fn shipped_templates_render_in_english_with_escaping() {
+        let r = Renderer::load(Path::new("templates")).expect("templates load");
+        for t in ["reminder", "faq", "incentive"] {
+            assert!(r.has("en", t, Channel::Email), "{t} email");
+            assert!(r.has("en", t, Channel::Sms), "{t} sms");
+            let mail = r.email(&chain("de-AT"), t, &sample()).expect("renders");
+            assert!(mail.html.contains("https://r.example/r/abc"), "{t}: restore link in HTML");
+            assert!(mail.text.contains("https://r.example/r/abc"), "{t}: restore link in text");
+            assert!(mail.html.contains("Demo &lt;Shop&gt;"), "{t}: HTML is escaped");
+            assert!(!mail.text.contains("&lt;"), "{t}: text is not HTML-escaped");
+            let sms = r.sms(&chain("en"), t, &sample()).expect("sms renders");
+            assert!(sms.contains("https://r.example/r/abc"));
+        }
+    }
+
+    #[test]
+    fn unknown_variables_are_errors_not_blanks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("en")).expect("mkdir");
+        std::fs::write(dir.path().join("en/x.sms.txt.hbs"), "Hi {{customer.nickname}}").expect("write");
+        let r = Renderer::load(dir.path()).expect("load");
+        assert!(matches!(r.sms(&chain("en"), "x", &sample()), Err(RenderError::Render { .. })));
+    }
+
+    #[test]
+    fn falls_back_per_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for l in ["en", "de"] {
+            std::fs::create_dir(dir.path().join(l)).expect("mkdir");
+        }
+        std::fs::write(dir.path().join("en/x.sms.txt.hbs"), "hello").expect("write");
+        std::fs::write(dir.path().join("de/x.sms.txt.hbs"), "hallo").expect("write");
+        let r = Renderer::load(dir.path()).expect("load");
+        assert_eq!(r.sms(&chain("de-AT"), "x", &sample()).expect("de"), "hallo");
+        assert_eq!(r.sms(&chain("fr-FR"), "x", &sample()).expect("en"), "hello");
+    }
+}

@@ -1,0 +1,249 @@
+//! Taking a verified event into a cart, in one transaction with the job it needs.
+//!
+//! Rules: `occurred_at` decides. Older news never overrides newer state; an event for a
+//! recovered cart changes nothing; orders always recover (an order is a fact whatever
+//! its timestamp). The delivery record, the cart change and the job commit together, so
+//! a `202` means all three are durable.
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, info};
+
+use super::queue::{RecoveryJob, push};
+use crate::app::App;
+use crate::config::Shop;
+use crate::domain::{EventKind, ShopEvent, WebhookId, mask_email};
+use crate::store::{CartRow, CartStatus, EventInsert, StoreError, Tx};
+
+/// What happened to a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Taken (and applied, or recorded with the reason it changed nothing).
+    New {
+        /// What it did, in a few words.
+        outcome: String,
+    },
+    /// This `webhook-id` was taken before; nothing changed.
+    Duplicate,
+}
+
+/// Failures while accepting.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// Storage failed; nothing was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The shop's campaign is not loaded (configuration changed under us).
+    #[error("campaign {0:?} is not loaded")]
+    NoCampaign(String),
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The identity a customer is known by across carts: shop customer id, else email, else phone.
+pub fn customer_ref(cart: &CartRow) -> Option<String> {
+    None.or_else(|| cart.customer_ref.clone())
+        .or_else(|| cart.email.as_ref().map(|e| format!("email:{}", e.to_lowercase())))
+        .or_else(|| cart.phone.as_ref().map(|p| format!("phone:{p}")))
+}
+
+/// Make sure a job runs for `cart` no later than `needed_at`: bump `seq` and push one if the
+/// pending job (if any) runs later than that.
+pub(crate) async fn ensure_job(tx: &mut Tx, cart: &mut CartRow, needed_at: i64) -> Result<(), StoreError> {
+    if cart.next_run_at.is_none_or(|t| t > needed_at) {
+        reschedule(tx, cart, needed_at).await?;
+    }
+    Ok(())
+}
+
+/// Replace whatever job is pending for `cart` by one at `at` (the old one becomes a no-op).
+pub(crate) async fn reschedule(tx: &mut Tx, cart: &mut CartRow, at: i64) -> Result<(), StoreError> {
+    cart.seq += 1;
+    cart.next_run_at = Some(at);
+    tx.save_cart(cart).await?;
+    push(tx, RecoveryJob { cart: cart.id, seq: cart.seq }, crate::domain::from_millis(at)).await
+}
+
+/// Accept one verified event for `shop`.
+pub async fn accept(
+    app: &App,
+    shop: &Shop,
+    webhook_id: &WebhookId,
+    ev: &ShopEvent,
+    body: &[u8],
+) -> Result<Accepted, AcceptError> {
+    let now = Utc::now();
+    let mut tx = app.db.begin().await?;
+    let inserted = tx
+        .insert_event(&EventInsert {
+            shop: shop.id.as_str(),
+            webhook_id: webhook_id.as_str(),
+            kind: ev.kind.as_str(),
+            occurred_at: ms(ev.occurred_at),
+            received_at: ms(now),
+            body: &String::from_utf8_lossy(body),
+        })
+        .await?;
+    if !inserted {
+        tx.commit().await?;
+        debug!(shop = %shop.id, webhook_id = %webhook_id, "duplicate delivery");
+        return Ok(Accepted::Duplicate);
+    }
+    let campaign = app.campaign_for(shop, None).ok_or_else(|| AcceptError::NoCampaign(shop.campaign.clone()))?;
+    let (cart_id, outcome) = match ev.kind {
+        EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied => {
+            cart_event(&mut tx, shop, ev, campaign.abandon_after.get().num_milliseconds(), ms(now)).await?
+        }
+        EventKind::OrderPlaced | EventKind::OrderPaid => order_event(&mut tx, shop, ev, ms(now)).await?,
+        EventKind::OrderUnpaid => (None, "recorded (unpaid-order sequences are not supported yet)".to_owned()),
+    };
+    tx.set_event_outcome(shop.id.as_str(), webhook_id.as_str(), cart_id, &outcome).await?;
+    tx.commit().await?;
+    info!(shop = %shop.id, kind = ev.kind.as_str(), cart = ?cart_id, %outcome, "event accepted");
+    Ok(Accepted::New { outcome })
+}
+
+async fn cart_event(
+    tx: &mut Tx,
+    shop: &Shop,
+    ev: &ShopEvent,
+    abandon_after_ms: i64,
+    now: i64,
+) -> Result<(Option<i64>, String), StoreError> {
+    let Some(external) = ev.cart_id.as_ref() else {
+        return Ok((None, "ignored: no cart id".into()));
+    };
+    let (mut cart, created) = tx.ensure_cart(shop.id.as_str(), external.as_str(), now).await?;
+    let occurred = ms(ev.occurred_at);
+    let status = cart.status()?;
+    if status.is_final() {
+        let why = format!("ignored: cart is already {}", status.as_str());
+        tx.log(cart.id, now, "event", &format!("{} {why}", ev.kind.as_str())).await?;
+        return Ok((Some(cart.id), why));
+    }
+    if !created && occurred < cart.last_activity_at {
+        let why = format!(
+            "ignored: occurred_at {} is older than the cart's last activity {}",
+            ev.occurred_at.to_rfc3339(),
+            crate::domain::from_millis(cart.last_activity_at).to_rfc3339()
+        );
+        tx.log(cart.id, now, "event", &format!("{} {why}", ev.kind.as_str())).await?;
+        return Ok((Some(cart.id), why));
+    }
+    cart.last_activity_at = occurred;
+    cart.updated_at = now;
+    apply_snapshot(&mut cart, shop, ev);
+    let outcome = match ev.kind {
+        EventKind::CartUpdated => {
+            cart.set_status(CartStatus::Active);
+            let idle_at = occurred + abandon_after_ms;
+            ensure_job(tx, &mut cart, idle_at).await?;
+            "active: watching for inactivity".to_owned()
+        }
+        EventKind::CartAbandoned => {
+            cart.set_status(CartStatus::Abandoned);
+            cart.abandoned_at = Some(occurred);
+            ensure_job(tx, &mut cart, now).await?;
+            "abandoned (declared by the shop)".to_owned()
+        }
+        _ => {
+            cart.set_status(CartStatus::Emptied);
+            cart.exit_reason = Some("cart_emptied".into());
+            tx.save_cart(&cart).await?;
+            "emptied: sequence stops".to_owned()
+        }
+    };
+    let who = cart.email.as_deref().map(mask_email).unwrap_or_else(|| "no email".into());
+    tx.log(cart.id, now, "event", &format!("{} at {} ({who}): {outcome}", ev.kind.as_str(), ev.occurred_at.to_rfc3339()))
+        .await?;
+    Ok((Some(cart.id), outcome))
+}
+
+fn apply_snapshot(cart: &mut CartRow, shop: &Shop, ev: &ShopEvent) {
+    if let Some(snap) = &ev.cart {
+        cart.currency = Some(snap.total.currency().code().to_owned());
+        cart.total_minor = Some(snap.total.minor());
+        cart.items = serde_json::to_string(&snap.items).unwrap_or_else(|_| "[]".into());
+        if snap.restore_url.is_some() {
+            cart.restore_url.clone_from(&snap.restore_url);
+        }
+        if let Some(l) = &snap.locale {
+            cart.cart_locale = Some(l.to_string());
+        }
+    }
+    if let Some(c) = &ev.customer {
+        if let Some(id) = &c.id {
+            cart.customer_ref = Some(format!("id:{id}"));
+        }
+        if let Some(e) = &c.email {
+            cart.email = Some(e.as_str().to_owned());
+        }
+        if let Some(p) = &c.phone {
+            cart.phone = Some(p.as_str().to_owned());
+        }
+        if c.first_name.is_some() {
+            cart.first_name.clone_from(&c.first_name);
+        }
+        if let Some(tz) = c.timezone {
+            cart.timezone = Some(tz.name().to_owned());
+            cart.timezone_source = Some("event: customer.timezone".into());
+        }
+        if let Some(l) = &c.locale {
+            cart.locale = Some(l.to_string());
+        }
+        if c.country.is_some() {
+            cart.country.clone_from(&c.country);
+        }
+        cart.orders_count = i64::from(c.orders_count);
+        if c.total_spent_minor.is_some() {
+            cart.total_spent_minor = c.total_spent_minor;
+        }
+        // Consent as of the newest event: a withdrawal is honoured at send time.
+        cart.accepts_email = c.accepts_email;
+        cart.accepts_sms = c.accepts_sms;
+    }
+    if cart.timezone.is_none() {
+        cart.timezone = Some(shop.timezone.name().to_owned());
+        cart.timezone_source = Some(format!("shop default ({})", shop.id));
+    }
+    if cart.customer_ref.is_none() {
+        cart.customer_ref = customer_ref(cart);
+    }
+}
+
+async fn order_event(tx: &mut Tx, shop: &Shop, ev: &ShopEvent, now: i64) -> Result<(Option<i64>, String), StoreError> {
+    let mut carts = Vec::new();
+    if let Some(id) = &ev.cart_id
+        && let Some(c) = tx.cart_by_external(shop.id.as_str(), id.as_str()).await?
+    {
+        carts.push(c);
+    }
+    if carts.is_empty()
+        && let Some(c) = &ev.customer
+    {
+        let email = c.email.as_ref().map(|e| e.as_str());
+        let phone = c.phone.as_ref().map(|p| p.as_str());
+        carts = tx.open_carts_by_contact(shop.id.as_str(), email, phone).await?;
+    }
+    if carts.is_empty() {
+        return Ok((None, "no matching cart".into()));
+    }
+    let first = carts[0].id;
+    let order = ev.order.as_ref();
+    for mut cart in carts {
+        if cart.status()? == CartStatus::Recovered {
+            continue;
+        }
+        cart.set_status(CartStatus::Recovered);
+        cart.exit_reason = Some("order_placed".into());
+        cart.recovered_at = Some(ms(ev.occurred_at));
+        cart.order_id = order.and_then(|o| o.order_id.clone());
+        cart.order_total_minor = order.and_then(|o| o.total).map(|t| t.minor());
+        cart.updated_at = now;
+        tx.save_cart(&cart).await?;
+        let order_id = cart.order_id.clone().unwrap_or_else(|| "(no id)".into());
+        tx.log(cart.id, now, "recovered", &format!("{} {order_id}: sequence stops", ev.kind.as_str())).await?;
+    }
+    Ok((Some(first), "recovered".into()))
+}

@@ -1,0 +1,514 @@
+//! The recovery job: re-read the cart, decide, claim, send, record, schedule the next job.
+
+use chrono::Utc;
+use chrono_tz::Tz;
+use rand::Rng;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::accept::reschedule;
+use super::queue::RecoveryJob;
+use crate::app::App;
+use crate::campaign::schedule::step_time;
+use crate::campaign::{Campaign, Channel, ExitCondition, Step};
+use crate::config::Shop;
+use crate::deliver::{DeliveryError, OutgoingEmail, OutgoingSms};
+use crate::domain::{CartItem, Currency, Email, Locale, Money, Phone, from_millis, mask_email, mask_phone};
+use crate::incentive::{self, ChosenOffer, Facts};
+use crate::links::Purpose;
+use crate::store::{CartRow, CartStatus, Claim, SendRow, SendStatus, StoreError};
+
+/// Delivery attempts per message before it is marked failed.
+pub const MAX_SEND_ATTEMPTS: i64 = 8;
+
+/// Job failures that are not delivery outcomes (those are recorded, not raised).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Storage failed; the queue retries the job.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn fmt_local(ms: i64, tz: Tz) -> String {
+    from_millis(ms).with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+fn cart_tz(cart: &CartRow, shop: &Shop) -> Tz {
+    cart.timezone.as_deref().and_then(|t| t.parse().ok()).unwrap_or(shop.timezone)
+}
+
+/// Backoff before retry `attempt` (1-based): 30 s doubling, capped at 1 h, ±20 % jitter.
+pub fn backoff_ms(attempt: i64) -> i64 {
+    let base = 30_000_i64.saturating_mul(1_i64 << attempt.clamp(1, 20).saturating_sub(1)).min(3_600_000);
+    let jitter = rand::rng().random_range(-(base / 5)..=base / 5);
+    base + jitter
+}
+
+/// Whether the cart still wants this step sent (re-checked right before every send).
+fn exit_reason(cart: &CartRow, campaign: &Campaign) -> Result<Option<&'static str>, StoreError> {
+    Ok(match cart.status()? {
+        CartStatus::Abandoned => None,
+        CartStatus::Emptied if !campaign.exit_when.contains(&ExitCondition::CartEmptied) => None,
+        CartStatus::Recovered => Some("order placed"),
+        CartStatus::Emptied => Some("cart emptied"),
+        CartStatus::Unsubscribed => Some("unsubscribed"),
+        CartStatus::Active => Some("customer active again"),
+        CartStatus::Holdout | CartStatus::NotEntered | CartStatus::Completed => Some("not in a sequence"),
+    })
+}
+
+fn audience_mismatch(campaign: &Campaign, cart: &CartRow, shop: &Shop) -> Option<String> {
+    let a = &campaign.audience;
+    if let Some(shops) = &a.shops
+        && !shops.iter().any(|s| s == shop.id.as_str())
+    {
+        return Some(format!("shop {} is not in the audience", shop.id));
+    }
+    let currency = cart.currency.as_deref().and_then(|c| Currency::parse(c).ok());
+    let total = currency.zip(cart.total_minor).map(|(c, m)| Money::from_minor(m, c));
+    for (bound, is_min) in [(&a.min_total, true), (&a.max_total, false)] {
+        let Some(bound) = bound else { continue };
+        let Some(total) = total else { return Some("cart has no total".into()) };
+        match bound.for_currency(total.currency(), shop.currency) {
+            None => return Some(format!("the audience has no amount bound in {}", total.currency())),
+            Some(b) if is_min && total.minor() < b.minor() => return Some(format!("cart total {total} is below {b}")),
+            Some(b) if !is_min && total.minor() > b.minor() => return Some(format!("cart total {total} is above {b}")),
+            _ => {}
+        }
+    }
+    let orders = u32::try_from(cart.orders_count).unwrap_or(0);
+    if a.min_orders.is_some_and(|n| orders < n) {
+        return Some(format!("customer has {orders} orders, fewer than the audience's minimum"));
+    }
+    if a.max_orders.is_some_and(|n| orders > n) {
+        return Some(format!("customer has {orders} orders, more than the audience's maximum"));
+    }
+    None
+}
+
+/// Deterministic holdout: the same customer is always in or out of a campaign's control group.
+pub fn in_holdout(customer: &str, campaign: &str, permille: u16) -> bool {
+    use sha2::{Digest, Sha256};
+    if permille == 0 {
+        return false;
+    }
+    let h = Sha256::digest(format!("{campaign}\0{customer}").as_bytes());
+    let bucket = u16::from_be_bytes([h[0], h[1]]) % 1000;
+    bucket < permille
+}
+
+/// Run one recovery job.
+pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
+    let now = now_ms();
+    let mut tx = app.db.begin().await?;
+    let Some(mut cart) = tx.cart_by_id(job.cart).await? else {
+        return Ok(());
+    };
+    if cart.seq != job.seq {
+        tx.commit().await?;
+        return Ok(()); // superseded by a newer job
+    }
+    let Some(shop) = app.shop(&cart.shop) else {
+        warn!(shop = %cart.shop, "shop is no longer configured; sequence stops");
+        cart.next_run_at = None;
+        tx.save_cart(&cart).await?;
+        tx.log(cart.id, now, "stopped", "shop is no longer configured").await?;
+        tx.commit().await?;
+        return Ok(());
+    };
+    let Some(campaign) = app.campaign_for(shop, cart.campaign.as_deref()) else {
+        warn!(campaign = ?cart.campaign, "campaign is not loaded; sequence paused until it is");
+        cart.next_run_at = None;
+        tx.save_cart(&cart).await?;
+        tx.log(cart.id, now, "stopped", "campaign is not loaded").await?;
+        tx.commit().await?;
+        return Ok(());
+    };
+    let tz = cart_tz(&cart, shop);
+    let mut status = cart.status()?;
+
+    if status == CartStatus::Active {
+        let idle_at = cart.last_activity_at + campaign.abandon_after.get().num_milliseconds();
+        if now < idle_at {
+            reschedule(&mut tx, &mut cart, idle_at).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        cart.set_status(CartStatus::Abandoned);
+        cart.abandoned_at = Some(idle_at);
+        status = CartStatus::Abandoned;
+        tx.log(cart.id, now, "abandoned", &format!("no activity for {} (since {})", campaign.abandon_after, fmt_local(cart.last_activity_at, tz)))
+            .await?;
+    }
+
+    if status == CartStatus::Abandoned && cart.campaign.is_none() {
+        let name = campaign.name.value.clone();
+        if let Some(why) = audience_mismatch(campaign, &cart, shop) {
+            cart.set_status(CartStatus::NotEntered);
+            cart.next_run_at = None;
+            tx.save_cart(&cart).await?;
+            tx.log(cart.id, now, "not_entered", &format!("campaign {name}: {why}")).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        cart.campaign = Some(name.clone());
+        let who = cart.customer_ref.clone().unwrap_or_else(|| cart.public_id.clone());
+        if in_holdout(&who, &name, campaign.holdout.0) {
+            cart.set_status(CartStatus::Holdout);
+            cart.next_run_at = None;
+            tx.save_cart(&cart).await?;
+            tx.log(cart.id, now, "holdout", &format!("campaign {name}: in the control group; no messages, counted for lift")).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        tx.log(cart.id, now, "entered", &format!("campaign {name} (time zone {tz}, from {})", cart.timezone_source.as_deref().unwrap_or("?")))
+            .await?;
+    }
+
+    if exit_reason(&cart, campaign)?.is_some() {
+        // Nothing to send (exited, holdout, …): this job was the last one.
+        cart.next_run_at = None;
+        tx.save_cart(&cart).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+
+    let step_index = usize::try_from(cart.next_step).unwrap_or(usize::MAX);
+    let Some(step) = campaign.steps.get(step_index) else {
+        cart.set_status(CartStatus::Completed);
+        cart.next_run_at = None;
+        tx.save_cart(&cart).await?;
+        tx.log(cart.id, now, "completed", "every step has been dealt with").await?;
+        tx.commit().await?;
+        return Ok(());
+    };
+    let abandoned_at = cart.abandoned_at.unwrap_or(cart.last_activity_at);
+    let earliest = from_millis(abandoned_at + step.after.value.get().num_milliseconds());
+    let plan = step_time(earliest, tz, step.at_local.map(|t| t.0), campaign.send_window.as_ref());
+    let due = plan.at.timestamp_millis();
+    if now < due {
+        if cart.next_run_at != Some(due) {
+            let mut line = format!("step {} due {} (UTC {})", step.id.value, fmt_local(due, tz), plan.at.format("%H:%M:%S"));
+            for n in &plan.notes {
+                line.push_str("; ");
+                line.push_str(n);
+            }
+            let what = if plan.notes.iter().any(|n| n.starts_with("deferred")) { "deferred" } else { "scheduled" };
+            tx.log(cart.id, now, what, &line).await?;
+        }
+        reschedule(&mut tx, &mut cart, due).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+
+    // Frequency cap: per customer, across channels and campaigns; over-cap sends wait.
+    if let (Some(cap), Some(who)) = (&campaign.frequency_cap, cart.customer_ref.clone()) {
+        let per = cap.per.get().num_milliseconds();
+        let sent = tx.sent_to_customer_since(&who, now - per).await?;
+        let max = usize::try_from(cap.max).unwrap_or(usize::MAX);
+        if sent.len() >= max {
+            let frees_at = sent[sent.len() - max] + per + 1;
+            let plan = step_time(from_millis(frees_at), tz, None, campaign.send_window.as_ref());
+            let at = plan.at.timestamp_millis();
+            tx.log(
+                cart.id,
+                now,
+                "deferred",
+                &format!("step {}: frequency cap {} per {} reached; next allowed {}", step.id.value, cap.max, cap.per, fmt_local(at, tz)),
+            )
+            .await?;
+            reschedule(&mut tx, &mut cart, at).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+    }
+    // Release the cart before talking to providers; each send re-checks under its own claim.
+    tx.commit().await?;
+
+    let mut retry_at: Option<i64> = None;
+    for channel in &step.channels.value {
+        match send_channel(app, shop, campaign, job, step, *channel, due, tz).await? {
+            Outcome::Done | Outcome::Exited => {}
+            Outcome::RetryAt(t) => retry_at = Some(retry_at.map_or(t, |r: i64| r.min(t))),
+        }
+    }
+
+    let mut tx = app.db.begin().await?;
+    let Some(mut cart) = tx.cart_by_id(job.cart).await? else { return Ok(()) };
+    if cart.seq != job.seq {
+        tx.commit().await?;
+        return Ok(());
+    }
+    if let Some(at) = retry_at {
+        reschedule(&mut tx, &mut cart, at).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    if exit_reason(&cart, campaign)?.is_some() {
+        cart.next_run_at = None;
+        tx.save_cart(&cart).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    cart.next_step += 1;
+    match campaign.steps.get(step_index + 1) {
+        Some(next) => {
+            let earliest = from_millis(abandoned_at + next.after.value.get().num_milliseconds());
+            let plan = step_time(earliest, tz, next.at_local.map(|t| t.0), campaign.send_window.as_ref());
+            let at = plan.at.timestamp_millis();
+            let mut line = format!("step {} due {} (UTC {})", next.id.value, fmt_local(at, tz), plan.at.format("%H:%M:%S"));
+            for n in &plan.notes {
+                line.push_str("; ");
+                line.push_str(n);
+            }
+            let what = if plan.notes.iter().any(|n| n.starts_with("deferred")) { "deferred" } else { "scheduled" };
+            tx.log(cart.id, now_ms(), what, &line).await?;
+            reschedule(&mut tx, &mut cart, at.max(now_ms())).await?;
+            // reschedule wrote next_run_at = at; keep the planned time for "changed?" checks.
+        }
+        None => {
+            cart.set_status(CartStatus::Completed);
+            cart.next_run_at = None;
+            tx.save_cart(&cart).await?;
+            tx.log(cart.id, now_ms(), "completed", "every step has been dealt with").await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+enum Outcome {
+    Done,
+    Exited,
+    RetryAt(i64),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_channel(
+    app: &App,
+    shop: &Shop,
+    campaign: &Campaign,
+    job: RecoveryJob,
+    step: &Step,
+    channel: Channel,
+    due: i64,
+    tz: Tz,
+) -> Result<Outcome, JobError> {
+    let now = now_ms();
+    let step_id = step.id.value.as_str();
+    let label = format!("{step_id}/{}", channel.as_str());
+    let mut tx = app.db.begin().await?;
+    let Some(cart) = tx.cart_by_id(job.cart).await? else { return Ok(Outcome::Exited) };
+    if cart.seq != job.seq {
+        tx.commit().await?;
+        return Ok(Outcome::Exited);
+    }
+    if let Some(why) = exit_reason(&cart, campaign)? {
+        tx.log(cart.id, now, "exit", &format!("{label} not sent: {why}")).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Exited);
+    }
+    // Address, consent, suppression — checked at send time, so later changes are honoured.
+    let (address, consent) = match channel {
+        Channel::Email => (cart.email.clone(), cart.accepts_email),
+        Channel::Sms => (cart.phone.clone(), cart.accepts_sms),
+    };
+    let skip = match &address {
+        None => Some(format!("no {} address", if channel == Channel::Email { "email" } else { "phone" })),
+        Some(_) if !consent => Some(format!("no {} marketing consent", channel.as_str())),
+        Some(a) => tx.suppression(&cart.shop, channel.as_str(), a).await?.map(|r| format!("suppressed ({r})")),
+    };
+    if let Some(why) = skip {
+        tx.record_skip(cart.id, step_id, channel.as_str(), due, now, &why).await?;
+        tx.log(cart.id, now, "skipped", &format!("{label}: {why}")).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Done);
+    }
+    let lease = i64::try_from(app.settings.worker.claim_lease.as_millis()).unwrap_or(60_000);
+    let send = match tx.claim_send(cart.id, step_id, channel.as_str(), due, cart.customer_ref.as_deref(), now, lease).await? {
+        Claim::Claimed(row) => row,
+        Claim::Done(_) => {
+            tx.commit().await?;
+            return Ok(Outcome::Done);
+        }
+        Claim::Held(_, until) => {
+            tx.commit().await?;
+            return Ok(Outcome::RetryAt(until));
+        }
+    };
+    let incentive = match &step.incentive {
+        Some(_) => issue_incentive(&mut tx, shop, campaign, &cart, step_id, now).await?,
+        None => None,
+    };
+    tx.commit().await?;
+
+    let result = deliver(app, shop, &cart, step, channel, &send, incentive.as_ref(), tz).await;
+    let mut tx = app.db.begin().await?;
+    let done = now_ms();
+    let outcome = match result {
+        Ok(message_ref) => {
+            tx.complete_send(send.id, SendStatus::Sent, None, Some(&message_ref), done).await?;
+            let to = address.as_deref().map(|a| if channel == Channel::Email { mask_email(a) } else { mask_phone(a) }).unwrap_or_default();
+            let late = done - due;
+            tx.log(cart.id, done, "sent", &format!("{label} to {to} ({:.1}s after due)", late as f64 / 1000.0)).await?;
+            info!(step = step_id, channel = channel.as_str(), to = %to, lateness_ms = late, "sent");
+            Outcome::Done
+        }
+        Err(DeliveryError::Permanent(e)) => {
+            tx.complete_send(send.id, SendStatus::Failed, Some(&e), None, done).await?;
+            tx.log(cart.id, done, "failed", &format!("{label}: {e}")).await?;
+            warn!(step = step_id, channel = channel.as_str(), error = %e, "permanent delivery failure");
+            Outcome::Done
+        }
+        Err(DeliveryError::Transient(e)) if send.attempts >= MAX_SEND_ATTEMPTS => {
+            let why = format!("gave up after {} attempts: {e}", send.attempts);
+            tx.complete_send(send.id, SendStatus::Failed, Some(&why), None, done).await?;
+            tx.log(cart.id, done, "failed", &format!("{label}: {why}")).await?;
+            Outcome::Done
+        }
+        Err(DeliveryError::Transient(e)) => {
+            tx.release_claim(send.id, &e).await?;
+            let at = done + backoff_ms(send.attempts);
+            tx.log(cart.id, done, "retry", &format!("{label}: {e}; attempt {} failed, retrying at {}", send.attempts, fmt_local(at, tz)))
+                .await?;
+            Outcome::RetryAt(at)
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn issue_incentive(
+    tx: &mut crate::store::Tx,
+    shop: &Shop,
+    campaign: &Campaign,
+    cart: &CartRow,
+    step: &str,
+    now: i64,
+) -> Result<Option<(ChosenOffer, String, i64)>, StoreError> {
+    if let Some((_, code, offer, expires)) = tx.incentive_for(cart.id, step).await? {
+        return Ok(serde_json::from_str::<ChosenOffer>(&offer).ok().map(|o| (o, code, expires)));
+    }
+    let Some(inc) = &campaign.incentives else { return Ok(None) };
+    if let (Some(cooldown), Some(who)) = (&inc.cooldown, &cart.customer_ref)
+        && let Some(last) = tx.last_incentive_of(who).await?
+        && now - last < cooldown.get().num_milliseconds()
+    {
+        tx.log(cart.id, now, "incentive", &format!("{step}: none (customer received one within the {cooldown} cooldown)")).await?;
+        return Ok(None);
+    }
+    let Some(total) = cart.currency.as_deref().and_then(|c| Currency::parse(c).ok()).zip(cart.total_minor).map(|(c, m)| Money::from_minor(m, c))
+    else {
+        return Ok(None);
+    };
+    let facts = Facts { total, orders_count: u32::try_from(cart.orders_count).unwrap_or(0), shop_currency: shop.currency };
+    let Some(offer) = incentive::choose(inc, &facts) else {
+        tx.log(cart.id, now, "incentive", &format!("{step}: no tier matches")).await?;
+        return Ok(None);
+    };
+    let code = incentive::new_code(inc.code_prefix.as_deref());
+    let expires = now + inc.code_ttl.get().num_milliseconds();
+    let offer_json = serde_json::to_string(&offer).unwrap_or_default();
+    tx.insert_incentive(cart.id, step, cart.customer_ref.as_deref(), &offer.tier, &code, &offer_json, now, expires).await?;
+    tx.log(cart.id, now, "incentive", &format!("{step}: tier {} → {}", offer.tier, offer.summary)).await?;
+    Ok(Some((offer, code, expires)))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deliver(
+    app: &App,
+    shop: &Shop,
+    cart: &CartRow,
+    step: &Step,
+    channel: Channel,
+    send: &SendRow,
+    incentive: Option<&(ChosenOffer, String, i64)>,
+    tz: Tz,
+) -> Result<String, DeliveryError> {
+    let exp = Utc::now().timestamp() + i64::try_from(app.settings.link_ttl.as_secs()).unwrap_or(0);
+    let restore_url = format!("{}/r/{}", app.public_base, app.keys.sign(Purpose::Restore, &send.public_id, exp));
+    let unsubscribe_url = format!("{}/u/{}", app.public_base, app.keys.sign(Purpose::Unsubscribe, &send.public_id, exp));
+    let locale = cart
+        .locale
+        .as_deref()
+        .or(cart.cart_locale.as_deref())
+        .and_then(|l| Locale::parse(l).ok())
+        .unwrap_or_else(|| shop.locale.clone());
+    let chain = locale.fallback_chain(&shop.locale);
+    let items: Vec<CartItem> = serde_json::from_str(&cart.items).unwrap_or_default();
+    let currency = cart.currency.clone().unwrap_or_else(|| shop.currency.code().to_owned());
+    let ctx = json!({
+        "shop": { "name": shop.name, "url": shop.url },
+        "customer": { "first_name": cart.first_name },
+        "cart": {
+            "total_minor": cart.total_minor.unwrap_or(0),
+            "currency": currency,
+            "item_count": items.iter().map(|i| i.quantity).sum::<u32>(),
+            "items": items.iter().map(|i| json!({
+                "title": i.title, "quantity": i.quantity, "price_minor": i.price_minor,
+                "line_total_minor": i.price_minor.saturating_mul(i64::from(i.quantity)),
+                "image_url": i.image_url, "url": i.url, "sku": i.sku,
+            })).collect::<Vec<_>>(),
+        },
+        "restore_url": restore_url,
+        "unsubscribe_url": unsubscribe_url,
+        "incentive": incentive.map(|(o, code, expires)| json!({
+            "tier": o.tier, "code": code, "summary": o.summary, "expires_at": expires,
+            "free_shipping": o.free_shipping,
+        })),
+        "timezone": tz.name(),
+        "locale": locale.as_str(),
+        "step": step.id.value,
+    });
+    let template = step.template.value.as_str();
+    match channel {
+        Channel::Email => {
+            let to = cart.email.as_deref().and_then(|e| Email::parse(e).ok()).ok_or_else(|| DeliveryError::Permanent("invalid email address".into()))?;
+            let mail = app.renderer.email(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            let out = OutgoingEmail {
+                id: send.public_id.clone(),
+                from: shop.from.clone(),
+                to,
+                subject: mail.subject,
+                text: mail.text,
+                html: mail.html,
+                unsubscribe_url: ctx["unsubscribe_url"].as_str().unwrap_or_default().to_owned(),
+            };
+            app.email.send(&out).await
+        }
+        Channel::Sms => {
+            let to = cart.phone.as_deref().and_then(|p| Phone::parse(p).ok()).ok_or_else(|| DeliveryError::Permanent("invalid phone number".into()))?;
+            let body = app.renderer.sms(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            app.sms.send(&OutgoingSms { id: send.public_id.clone(), from: app.settings.sms.from.clone(), to, body }).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_within_bounds() {
+        for attempt in 1..=12 {
+            let base = (30_000_i64 << (attempt - 1)).min(3_600_000);
+            for _ in 0..50 {
+                let b = backoff_ms(attempt);
+                assert!(b >= base - base / 5 && b <= base + base / 5, "attempt {attempt}: {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn holdout_is_deterministic_and_roughly_proportional() {
+        let n = (0..10_000).filter(|i| in_holdout(&format!("email:c{i}@x.de"), "default", 50)).count();
+        assert!((350..=650).contains(&n), "5% of 10,000 ≈ 500, got {n}");
+        assert_eq!(in_holdout("email:a@x.de", "default", 50), in_holdout("email:a@x.de", "default", 50));
+        assert!(!in_holdout("email:a@x.de", "default", 0));
+        assert!(in_holdout("email:a@x.de", "default", 1000));
+    }
+}

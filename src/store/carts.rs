@@ -1,0 +1,272 @@
+//! Carts: the state every job re-reads, and their timelines.
+
+use super::{StoreError, Tx, on_tx, on_tx_sql};
+
+/// Where a cart is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CartStatus {
+    /// Recent activity; watched for idleness.
+    Active,
+    /// In a recovery sequence.
+    Abandoned,
+    /// In the holdout group: abandoned, receives nothing, counts for lift.
+    Holdout,
+    /// Did not match the campaign's audience.
+    NotEntered,
+    /// Every step has been dealt with.
+    Completed,
+    /// An order was placed.
+    Recovered,
+    /// The cart was emptied.
+    Emptied,
+    /// The customer unsubscribed.
+    Unsubscribed,
+}
+
+impl CartStatus {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Abandoned => "abandoned",
+            Self::Holdout => "holdout",
+            Self::NotEntered => "not_entered",
+            Self::Completed => "completed",
+            Self::Recovered => "recovered",
+            Self::Emptied => "emptied",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "active" => Self::Active,
+            "abandoned" => Self::Abandoned,
+            "holdout" => Self::Holdout,
+            "not_entered" => Self::NotEntered,
+            "completed" => Self::Completed,
+            "recovered" => Self::Recovered,
+            "emptied" => Self::Emptied,
+            "unsubscribed" => Self::Unsubscribed,
+            other => return Err(StoreError::Corrupt(format!("unknown cart status {other:?}"))),
+        })
+    }
+    /// No further messages will be sent for this cart, whatever happens next.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Recovered | Self::Unsubscribed)
+    }
+}
+
+/// One row of `carts`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct CartRow {
+    pub id: i64,
+    pub public_id: String,
+    pub shop: String,
+    pub external_id: String,
+    pub status: String,
+    pub currency: Option<String>,
+    pub total_minor: Option<i64>,
+    pub items: String,
+    pub restore_url: Option<String>,
+    pub cart_locale: Option<String>,
+    pub customer_ref: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub timezone: Option<String>,
+    pub timezone_source: Option<String>,
+    pub locale: Option<String>,
+    pub country: Option<String>,
+    pub orders_count: i64,
+    pub total_spent_minor: Option<i64>,
+    pub accepts_email: bool,
+    pub accepts_sms: bool,
+    pub stage: Option<String>,
+    pub reason: Option<String>,
+    pub reason_detail: Option<String>,
+    pub last_activity_at: i64,
+    pub campaign: Option<String>,
+    pub abandoned_at: Option<i64>,
+    pub next_step: i64,
+    pub seq: i64,
+    pub next_run_at: Option<i64>,
+    pub exit_reason: Option<String>,
+    pub recovered_at: Option<i64>,
+    pub order_id: Option<String>,
+    pub order_total_minor: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl CartRow {
+    /// The parsed status.
+    pub fn status(&self) -> Result<CartStatus, StoreError> {
+        CartStatus::parse(&self.status)
+    }
+    /// Set the status.
+    pub fn set_status(&mut self, s: CartStatus) {
+        s.as_str().clone_into(&mut self.status);
+    }
+}
+
+/// One line of a cart's timeline.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct LogEntry {
+    /// Cart row id.
+    pub cart_id: i64,
+    /// When (Unix ms).
+    pub at: i64,
+    /// Short kind: `event`, `abandoned`, `scheduled`, `deferred`, `sent`, `skipped`, `exit`, …
+    pub what: String,
+    /// One human-readable line.
+    pub detail: String,
+}
+
+
+impl Tx {
+    /// The cart for `(shop, external_id)`, created empty if new, locked for this transaction.
+    pub async fn ensure_cart(&mut self, shop: &str, external_id: &str, now_ms: i64) -> Result<(CartRow, bool), StoreError> {
+        let public_id = super::public_id();
+        let inserted = on_tx!(self, |c| {
+            sqlx::query(
+                "INSERT INTO carts (public_id, shop, external_id, status, last_activity_at, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'active', 0, $4, $4) ON CONFLICT (shop, external_id) DO NOTHING",
+            )
+            .bind(&public_id)
+            .bind(shop)
+            .bind(external_id)
+            .bind(now_ms)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        let row = self.cart_by_external(shop, external_id).await?.ok_or_else(|| StoreError::Corrupt("cart vanished".into()))?;
+        Ok((row, inserted == 1))
+    }
+
+    /// The cart for `(shop, external_id)`, locked for this transaction.
+    pub async fn cart_by_external(&mut self, shop: &str, external_id: &str) -> Result<Option<CartRow>, StoreError> {
+        Ok(on_tx_sql!(self, sql = (
+            "SELECT * FROM carts WHERE shop = $1 AND external_id = $2",
+            "SELECT * FROM carts WHERE shop = $1 AND external_id = $2 FOR UPDATE"
+        ), |c| sqlx::query_as::<_, CartRow>(sql).bind(shop).bind(external_id).fetch_optional(&mut *c).await?))
+    }
+
+    /// The cart with row id `id`, locked for this transaction.
+    pub async fn cart_by_id(&mut self, id: i64) -> Result<Option<CartRow>, StoreError> {
+        Ok(on_tx_sql!(self, sql = (
+            "SELECT * FROM carts WHERE id = $1",
+            "SELECT * FROM carts WHERE id = $1 FOR UPDATE"
+        ), |c| sqlx::query_as::<_, CartRow>(sql).bind(id).fetch_optional(&mut *c).await?))
+    }
+
+    /// The cart with public id `public_id` (not locked).
+    pub async fn cart_by_public_id(&mut self, public_id: &str) -> Result<Option<CartRow>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, CartRow>("SELECT * FROM carts WHERE public_id = $1")
+            .bind(public_id)
+            .fetch_optional(&mut *c)
+            .await?))
+    }
+
+    /// Carts of a shop still open to recovery for a contact (email or phone), locked.
+    pub async fn open_carts_by_contact(
+        &mut self,
+        shop: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Vec<CartRow>, StoreError> {
+        Ok(on_tx_sql!(self, sql = (
+            "SELECT * FROM carts WHERE shop = $1 AND ((email IS NOT NULL AND email = $2) OR (phone IS NOT NULL AND phone = $3))
+             AND status NOT IN ('recovered', 'unsubscribed') ORDER BY id",
+            "SELECT * FROM carts WHERE shop = $1 AND ((email IS NOT NULL AND email = $2) OR (phone IS NOT NULL AND phone = $3))
+             AND status NOT IN ('recovered', 'unsubscribed') ORDER BY id FOR UPDATE"
+        ), |c| sqlx::query_as::<_, CartRow>(sql).bind(shop).bind(email).bind(phone).fetch_all(&mut *c).await?))
+    }
+
+    /// Write every mutable column of `row` back.
+    pub async fn save_cart(&mut self, row: &CartRow) -> Result<(), StoreError> {
+        on_tx!(self, |c| {
+            sqlx::query(
+                "UPDATE carts SET status = $2, currency = $3, total_minor = $4, items = $5, restore_url = $6,
+                 cart_locale = $7, customer_ref = $8, email = $9, phone = $10, first_name = $11, timezone = $12,
+                 timezone_source = $13, locale = $14, country = $15, orders_count = $16, total_spent_minor = $17,
+                 accepts_email = $18, accepts_sms = $19, stage = $20, reason = $21, reason_detail = $22,
+                 last_activity_at = $23, campaign = $24, abandoned_at = $25, next_step = $26, seq = $27,
+                 next_run_at = $28, exit_reason = $29, recovered_at = $30, order_id = $31, order_total_minor = $32,
+                 updated_at = $33
+                 WHERE id = $1",
+            )
+            .bind(row.id)
+            .bind(&row.status)
+            .bind(&row.currency)
+            .bind(row.total_minor)
+            .bind(&row.items)
+            .bind(&row.restore_url)
+            .bind(&row.cart_locale)
+            .bind(&row.customer_ref)
+            .bind(&row.email)
+            .bind(&row.phone)
+            .bind(&row.first_name)
+            .bind(&row.timezone)
+            .bind(&row.timezone_source)
+            .bind(&row.locale)
+            .bind(&row.country)
+            .bind(row.orders_count)
+            .bind(row.total_spent_minor)
+            .bind(row.accepts_email)
+            .bind(row.accepts_sms)
+            .bind(&row.stage)
+            .bind(&row.reason)
+            .bind(&row.reason_detail)
+            .bind(row.last_activity_at)
+            .bind(&row.campaign)
+            .bind(row.abandoned_at)
+            .bind(row.next_step)
+            .bind(row.seq)
+            .bind(row.next_run_at)
+            .bind(&row.exit_reason)
+            .bind(row.recovered_at)
+            .bind(&row.order_id)
+            .bind(row.order_total_minor)
+            .bind(row.updated_at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Append a line to a cart's timeline.
+    pub async fn log(&mut self, cart_id: i64, at_ms: i64, what: &str, detail: &str) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query("INSERT INTO cart_log (cart_id, at, what, detail) VALUES ($1, $2, $3, $4)")
+            .bind(cart_id)
+            .bind(at_ms)
+            .bind(what)
+            .bind(detail)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// A cart's timeline, oldest first.
+    pub async fn cart_log(&mut self, cart_id: i64) -> Result<Vec<LogEntry>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, LogEntry>(
+            "SELECT cart_id, at, what, detail FROM cart_log WHERE cart_id = $1 ORDER BY id"
+        )
+        .bind(cart_id)
+        .fetch_all(&mut *c)
+        .await?))
+    }
+
+    /// All carts of a shop, oldest first (demo and tests).
+    pub async fn carts_of_shop(&mut self, shop: &str) -> Result<Vec<CartRow>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, CartRow>("SELECT * FROM carts WHERE shop = $1 ORDER BY id")
+            .bind(shop)
+            .fetch_all(&mut *c)
+            .await?))
+    }
+}
+

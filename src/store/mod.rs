@@ -1,0 +1,193 @@
+//! The only SQL in Cartback. SQLite and PostgreSQL behind one seam, both real.
+//!
+//! Every query is written once in portable SQL (`$1` placeholders work on both) and run
+//! on whichever backend the configuration chose; the few statements that differ
+//! (row locks) are spelled out per backend.
+
+mod carts;
+mod events;
+mod keys;
+pub mod queue;
+mod sends;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use carts::{CartRow, CartStatus, LogEntry};
+pub use events::EventInsert;
+pub use sends::{Claim, SendRow, SendStatus};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// Database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A query failed.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The job queue's own setup failed.
+    #[error("job queue setup: {0}")]
+    Queue(String),
+    /// The URL names no supported database.
+    #[error("database_url must start with sqlite:// or postgres:// (got {0:?})")]
+    UnsupportedUrl(String),
+    /// Stored data that cannot be read back (a bug or manual edits).
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// A connection pool to one of the supported databases.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// Embedded default.
+    Sqlite(SqlitePool),
+    /// For several workers sharing one queue.
+    Postgres(PgPool),
+}
+
+/// An open transaction on either backend.
+#[derive(Debug)]
+pub enum Tx {
+    /// SQLite (`BEGIN IMMEDIATE`: writers queue up front instead of failing on upgrade).
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    /// PostgreSQL.
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Run `$body` with `$c` bound to the transaction's connection, whatever the backend.
+macro_rules! on_tx {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx;
+
+/// Like [`on_tx!`] but with backend-specific SQL text: `$sqlite` or `$pg` is bound to `$sql`.
+macro_rules! on_tx_sql {
+    ($tx:expr, $sql:ident = ($sqlite:expr, $pg:expr), |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                let $sql = $sqlite;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                let $sql = $pg;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx_sql;
+
+impl Db {
+    /// Connect; SQLite files are created when missing.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: an event answered 202 survives a power cut, not only a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.split("://").next().unwrap_or(url).to_owned()))
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Apply the queue's migrations, then Cartback's own (kept in their own history table).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(pool) => {
+                apalis_sqlite::SqliteStorage::migrations().run(pool).await?;
+                let mut m = sqlx::migrate!("migrations/sqlite");
+                m.dangerous_set_table_name("cartback_migrations");
+                m.run(pool).await?;
+            }
+            Db::Postgres(pool) => {
+                apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| StoreError::Queue(e.to_string()))?;
+                let mut m = sqlx::migrate!("migrations/postgres");
+                m.dangerous_set_table_name("cartback_migrations");
+                m.run(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Begin a write transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await?.rows_affected(),
+            Db::Postgres(p) => sqlx::query("SELECT 1").execute(p).await?.rows_affected(),
+        };
+        Ok(())
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+impl Tx {
+    /// Commit.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// A random, unguessable public identifier (128 bits, hex).
+pub fn public_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

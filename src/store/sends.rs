@@ -1,0 +1,326 @@
+//! The send log: claimed before a provider is called, completed after.
+
+use super::{StoreError, Tx, on_tx};
+
+/// State of one `(cart, step, channel)` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// A worker is delivering it (or crashed while doing so).
+    Claimed,
+    /// The provider accepted it.
+    Sent,
+    /// Deliberately not sent; `reason` says why.
+    Skipped,
+    /// Given up on; `reason` says why.
+    Failed,
+}
+
+impl SendStatus {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Sent => "sent",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "claimed" => Self::Claimed,
+            "sent" => Self::Sent,
+            "skipped" => Self::Skipped,
+            "failed" => Self::Failed,
+            other => return Err(StoreError::Corrupt(format!("unknown send status {other:?}"))),
+        })
+    }
+}
+
+/// One row of `sends`.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[allow(missing_docs)]
+pub struct SendRow {
+    pub id: i64,
+    pub public_id: String,
+    pub cart_id: i64,
+    pub step: String,
+    pub channel: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub due_at: i64,
+    pub claimed_at: i64,
+    pub completed_at: Option<i64>,
+    pub attempts: i64,
+    pub customer_ref: Option<String>,
+    pub message_ref: Option<String>,
+}
+
+impl SendRow {
+    /// The parsed status.
+    pub fn status(&self) -> Result<SendStatus, StoreError> {
+        SendStatus::parse(&self.status)
+    }
+}
+
+/// The outcome of trying to claim a send.
+#[derive(Debug)]
+pub enum Claim {
+    /// Ours to deliver now (new, or taken over after the lease of a crashed attempt ran out).
+    Claimed(SendRow),
+    /// Already finished (sent, skipped or failed): nothing to do.
+    Done(SendRow),
+    /// Another attempt holds it and its lease runs until the given time (Unix ms).
+    Held(SendRow, i64),
+}
+
+impl Tx {
+    /// Claim `(cart, step, channel)` for delivery. A claim left by a crashed attempt is taken
+    /// over once `lease_ms` has passed since it was made.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_send(
+        &mut self,
+        cart_id: i64,
+        step: &str,
+        channel: &str,
+        due_at: i64,
+        customer_ref: Option<&str>,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let public_id = super::public_id();
+        let fresh = on_tx!(self, |c| sqlx::query_as::<_, SendRow>(
+            "INSERT INTO sends (public_id, cart_id, step, channel, status, due_at, claimed_at, customer_ref)
+             VALUES ($1, $2, $3, $4, 'claimed', $5, $6, $7)
+             ON CONFLICT (cart_id, step, channel) DO NOTHING RETURNING *"
+        )
+        .bind(&public_id)
+        .bind(cart_id)
+        .bind(step)
+        .bind(channel)
+        .bind(due_at)
+        .bind(now_ms)
+        .bind(customer_ref)
+        .fetch_optional(&mut *c)
+        .await?);
+        if let Some(row) = fresh {
+            return Ok(Claim::Claimed(row));
+        }
+        let existing = on_tx!(self, |c| sqlx::query_as::<_, SendRow>(
+            "SELECT * FROM sends WHERE cart_id = $1 AND step = $2 AND channel = $3"
+        )
+        .bind(cart_id)
+        .bind(step)
+        .bind(channel)
+        .fetch_one(&mut *c)
+        .await?);
+        if existing.status()? != SendStatus::Claimed {
+            return Ok(Claim::Done(existing));
+        }
+        let lease_end = existing.claimed_at + lease_ms;
+        if now_ms < lease_end {
+            return Ok(Claim::Held(existing, lease_end));
+        }
+        let taken = on_tx!(self, |c| sqlx::query_as::<_, SendRow>(
+            "UPDATE sends SET claimed_at = $2, attempts = attempts + 1
+             WHERE id = $1 AND status = 'claimed' AND claimed_at = $3 RETURNING *"
+        )
+        .bind(existing.id)
+        .bind(now_ms)
+        .bind(existing.claimed_at)
+        .fetch_optional(&mut *c)
+        .await?);
+        Ok(match taken {
+            Some(row) => Claim::Claimed(row),
+            None => Claim::Held(existing, lease_end),
+        })
+    }
+
+    /// Record a deliberate non-send (no consent, no address, holdout, …) for the send log.
+    pub async fn record_skip(
+        &mut self,
+        cart_id: i64,
+        step: &str,
+        channel: &str,
+        due_at: i64,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let public_id = super::public_id();
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO sends (public_id, cart_id, step, channel, status, reason, due_at, claimed_at, completed_at)
+             VALUES ($1, $2, $3, $4, 'skipped', $5, $6, $7, $7) ON CONFLICT (cart_id, step, channel) DO NOTHING"
+        )
+        .bind(&public_id)
+        .bind(cart_id)
+        .bind(step)
+        .bind(channel)
+        .bind(reason)
+        .bind(due_at)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Finish a claimed send.
+    pub async fn complete_send(
+        &mut self,
+        id: i64,
+        status: SendStatus,
+        reason: Option<&str>,
+        message_ref: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query(
+            "UPDATE sends SET status = $2, reason = $3, message_ref = COALESCE($4, message_ref), completed_at = $5 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(message_ref)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Release a claim after a transient failure so a later attempt can take it at once.
+    pub async fn release_claim(&mut self, id: i64, reason: &str) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query("UPDATE sends SET claimed_at = 0, reason = $2 WHERE id = $1 AND status = 'claimed'")
+            .bind(id)
+            .bind(reason)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Completion times of messages sent to a customer since `since_ms`, oldest first.
+    pub async fn sent_to_customer_since(&mut self, customer_ref: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, i64>(
+            "SELECT completed_at FROM sends WHERE customer_ref = $1 AND status = 'sent' AND completed_at >= $2 ORDER BY completed_at"
+        )
+        .bind(customer_ref)
+        .bind(since_ms)
+        .fetch_all(&mut *c)
+        .await?))
+    }
+
+    /// The send with public id `public_id`.
+    pub async fn send_by_public_id(&mut self, public_id: &str) -> Result<Option<SendRow>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, SendRow>("SELECT * FROM sends WHERE public_id = $1")
+            .bind(public_id)
+            .fetch_optional(&mut *c)
+            .await?))
+    }
+
+    /// Every send of a cart, in claim order.
+    pub async fn sends_of_cart(&mut self, cart_id: i64) -> Result<Vec<SendRow>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, SendRow>("SELECT * FROM sends WHERE cart_id = $1 ORDER BY id")
+            .bind(cart_id)
+            .fetch_all(&mut *c)
+            .await?))
+    }
+
+    /// Record a restore-link click.
+    pub async fn record_click(&mut self, send_id: i64, now_ms: i64) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query("INSERT INTO clicks (send_id, clicked_at) VALUES ($1, $2)")
+            .bind(send_id)
+            .bind(now_ms)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Clicks recorded for a send.
+    pub async fn clicks_of_send(&mut self, send_id: i64) -> Result<i64, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM clicks WHERE send_id = $1")
+            .bind(send_id)
+            .fetch_one(&mut *c)
+            .await?))
+    }
+
+    /// Put an address on a shop's suppression list for a channel.
+    pub async fn suppress(&mut self, shop: &str, channel: &str, address: &str, reason: &str, now_ms: i64) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO suppressions (shop, channel, address, reason, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (shop, channel, address) DO NOTHING"
+        )
+        .bind(shop)
+        .bind(channel)
+        .bind(address)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Why an address is suppressed for a channel, if it is.
+    pub async fn suppression(&mut self, shop: &str, channel: &str, address: &str) -> Result<Option<String>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, String>(
+            "SELECT reason FROM suppressions WHERE shop = $1 AND channel = $2 AND address = $3"
+        )
+        .bind(shop)
+        .bind(channel)
+        .bind(address)
+        .fetch_optional(&mut *c)
+        .await?))
+    }
+
+    /// The incentive already issued for `(cart, step)`: `(tier, code, offer JSON, expires_at)`.
+    pub async fn incentive_for(&mut self, cart_id: i64, step: &str) -> Result<Option<(String, String, String, i64)>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, (String, String, String, i64)>(
+            "SELECT tier, code, offer, expires_at FROM incentives WHERE cart_id = $1 AND step = $2"
+        )
+        .bind(cart_id)
+        .bind(step)
+        .fetch_optional(&mut *c)
+        .await?))
+    }
+
+    /// When a customer last received an incentive, if ever.
+    pub async fn last_incentive_of(&mut self, customer_ref: &str) -> Result<Option<i64>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(issued_at) FROM incentives WHERE customer_ref = $1"
+        )
+        .bind(customer_ref)
+        .fetch_one(&mut *c)
+        .await?))
+    }
+
+    /// Record an issued incentive.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_incentive(
+        &mut self,
+        cart_id: i64,
+        step: &str,
+        customer_ref: Option<&str>,
+        tier: &str,
+        code: &str,
+        offer_json: &str,
+        now_ms: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query(
+            "INSERT INTO incentives (cart_id, step, customer_ref, tier, code, offer, issued_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )
+        .bind(cart_id)
+        .bind(step)
+        .bind(customer_ref)
+        .bind(tier)
+        .bind(code)
+        .bind(offer_json)
+        .bind(now_ms)
+        .bind(expires_at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+}
