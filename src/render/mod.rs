@@ -144,7 +144,13 @@ impl Renderer {
         let subject_key = self.pick(chain, template, "email.subject")?;
         let locale = subject_key.split('/').next().unwrap_or("en").to_owned();
         let subject = self.render(&subject_key, ctx)?.trim().replace(['\r', '\n'], " ");
-        let html = self.render(&self.pick(chain, template, "email.html")?, ctx)?;
+        let html_key = self.pick(chain, template, "email.html")?;
+        // `lang` in the HTML follows the language the body is actually written in.
+        let mut html_ctx = ctx.clone();
+        if let Some(obj) = html_ctx.as_object_mut() {
+            obj.insert("locale".into(), Value::String(html_key.split('/').next().unwrap_or("en").to_owned()));
+        }
+        let html = self.render(&html_key, &html_ctx)?;
         let text = self.render(&self.pick(chain, template, "email.txt")?, ctx)?;
         Ok(RenderedEmail { subject, html, text, locale })
     }
