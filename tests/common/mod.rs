@@ -1,0 +1,288 @@
+//! Shared test harness: the real app on port 0 against a fresh SQLite file or a fresh
+//! PostgreSQL database, with real HTTP.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cartback::app::App;
+use cartback::config::{Secret, Settings, ShopSettings};
+use cartback::store::Db;
+use chrono::Utc;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const SHOP: &str = "test";
+pub const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLWNhcnRiYWNrLXRlc3Rz";
+
+/// The PostgreSQL server tests use. Unreachable means the test fails: it never skips.
+pub fn postgres_admin_url() -> String {
+    std::env::var("CARTBACK_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, uniquely named PostgreSQL database; returns its URL.
+pub async fn fresh_postgres_db() -> String {
+    let admin = postgres_admin_url();
+    let name = format!("cartback_t_{}", &cartback::store::public_id()[..16]);
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for this test and is unreachable at {admin}: {e}\nStart it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+    });
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create test database");
+    pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    format!("{base}/{name}")
+}
+
+/// Drop every test database left by earlier runs (best effort, at the start of a run).
+pub async fn drop_postgres_db(url: &str) {
+    let admin = postgres_admin_url();
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&pool).await;
+        pool.close().await;
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A campaign with second-scale delays: abandoned after `abandon`s, steps after the given seconds (email only).
+pub fn quick_campaign(abandon: u32, steps: &[(&str, u32, &str)]) -> String {
+    let mut y = format!(
+        "name: quick\nabandon_after: {abandon}s\naudience: {{ min_total: 5 }}\nsteps:\n"
+    );
+    for (id, after, template) in steps {
+        y.push_str(&format!("  - id: {id}\n    after: {after}s\n    channels: [email]\n    template: {template}\n"));
+        if *template == "incentive" {
+            y.push_str("    incentive: tiers\n");
+        }
+    }
+    y.push_str(
+        "incentives:\n  code_ttl: 7d\n  tiers:\n    - { name: default, offer: { amount_off: 5 } }\nexit_when: [order_placed, cart_emptied, unsubscribed]\n",
+    );
+    y
+}
+
+/// Settings for a test in `dir` against `database_url`.
+pub fn settings(dir: &Path, database_url: &str, campaign_yaml: &str) -> Settings {
+    let campaigns = dir.join("campaigns");
+    std::fs::create_dir_all(&campaigns).expect("campaigns dir");
+    std::fs::write(campaigns.join("quick.yaml"), campaign_yaml).expect("campaign file");
+    let mut s = Settings::default();
+    s.database_url = Secret::new(database_url);
+    s.campaigns_dir = campaigns;
+    s.templates_dir = repo().join("templates");
+    s.email.outbox_dir = dir.join("outbox/email");
+    s.sms.outbox_dir = dir.join("outbox/sms");
+    s.worker.poll_interval = Duration::from_millis(100);
+    s.worker.heartbeat = Duration::from_secs(1);
+    s.worker.claim_lease = Duration::from_secs(2);
+    s.shops.insert(
+        SHOP.into(),
+        ShopSettings {
+            name: "Test Shop".into(),
+            webhook_secret: Secret::new(SECRET),
+            timezone: "Europe/Berlin".into(),
+            locale: "en".into(),
+            currency: "EUR".into(),
+            campaign: "quick".into(),
+            url: Some("https://shop.example".into()),
+            from: Some("Test Shop <shop@example.com>".into()),
+        },
+    );
+    s
+}
+
+pub struct TestApp {
+    pub app: Arc<App>,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    stop: watch::Sender<bool>,
+    worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pg_url: Option<String>,
+    key: Vec<u8>,
+    n: std::sync::atomic::AtomicU32,
+}
+
+/// Where the test's database lives: a file in `dir` or a fresh PostgreSQL database.
+pub async fn database_url(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("test.db").display()),
+        Backend::Postgres => fresh_postgres_db().await,
+    }
+}
+
+/// Start the real service (HTTP on port 0, and the worker unless `with_worker` is false).
+pub async fn spawn_app_with(backend: Backend, campaign_yaml: &str, with_worker: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = database_url(backend, dir.path()).await;
+    let mut s = settings(dir.path(), &url, campaign_yaml);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    s.public_url = Some(format!("http://{addr}"));
+    tweak(&mut s);
+    let app = App::build(s).await.expect("app builds");
+    let (stop, rx) = watch::channel(false);
+    let mut http_rx = rx.clone();
+    tokio::spawn(cartback::http::launch(listener, app.clone(), async move {
+        let _ = http_rx.wait_for(|s| *s).await;
+    }));
+    let worker = with_worker.then(|| tokio::spawn(cartback::scheduler::run_worker(app.clone(), rx.clone())));
+    TestApp {
+        app,
+        base: format!("http://{addr}"),
+        dir,
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        backend,
+        stop,
+        worker,
+        pg_url: (backend == Backend::Postgres).then_some(url),
+        key: cartback::ingest::signature::secret_key(SECRET).expect("secret"),
+        n: Default::default(),
+    }
+}
+
+pub async fn spawn_app(backend: Backend, campaign_yaml: &str) -> TestApp {
+    spawn_app_with(backend, campaign_yaml, true, |_| {}).await
+}
+
+/// A generic event for cart `id` with an email address and consent.
+pub fn cart_event(kind: &str, id: &str, email: &str, occurred_at: chrono::DateTime<Utc>) -> Value {
+    json!({
+        "type": kind,
+        "occurred_at": occurred_at.to_rfc3339(),
+        "cart": {
+            "id": id, "currency": "EUR", "total": "129.90",
+            "items": [{"sku": "TSHIRT-M", "title": "T-Shirt", "quantity": 2, "price": "64.95"}],
+            "restore_url": format!("https://shop.example/cart/recover?key={id}"),
+        },
+        "customer": { "id": format!("cu_{id}"), "email": email, "first_name": "Anna", "timezone": "Europe/Berlin",
+                      "accepts_email_marketing": true }
+    })
+}
+
+impl TestApp {
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("outbox/email")
+    }
+
+    /// Start the worker later (tests that need events in place before any job runs).
+    pub fn start_worker(&mut self) {
+        let rx = self.stop.subscribe();
+        self.worker = Some(tokio::spawn(cartback::scheduler::run_worker(self.app.clone(), rx)));
+    }
+
+    /// POST a signed body with a fresh webhook id.
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        let n = self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = format!("msg_{}_{n}", cartback::store::public_id());
+        self.post_with_id(&id, body).await
+    }
+
+    /// POST a signed body with the given webhook id.
+    pub async fn post_with_id(&self, id: &str, body: &Value) -> reqwest::Response {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.post_raw(SHOP, id, Utc::now().timestamp(), &bytes, None).await
+    }
+
+    /// POST raw bytes, signed with the shop's key (or with `signature` if given).
+    pub async fn post_raw(&self, shop: &str, id: &str, ts: i64, bytes: &[u8], signature: Option<&str>) -> reqwest::Response {
+        let sig = signature.map_or_else(|| cartback::ingest::signature::sign(&self.key, id, ts, bytes), str::to_owned);
+        self.client
+            .post(format!("{}/v1/shops/{shop}/events", self.base))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .header("content-type", "application/json")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Poll `check` until it returns `Some` or `timeout` passes (then panic with `what`).
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Emails in the outbox, parsed minimally: (file, raw text).
+    pub fn emails(&self) -> Vec<(PathBuf, String)> {
+        let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(self.outbox())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .map(|p| {
+                        let text = std::fs::read_to_string(&p).expect("read eml");
+                        (p, text)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        match &self.app.db {
+            Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
+            Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
+        }
+    }
+
+    /// Stop the worker and the server and drop a PostgreSQL test database.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(w) = self.worker.take() {
+            let _ = w.await;
+        }
+        self.app.db.close().await;
+        if let Some(url) = self.pg_url.take() {
+            drop_postgres_db(&url).await;
+        }
+    }
+}
+
+/// Undo quoted-printable soft line breaks and `=3D` so links can be read from a raw `.eml`.
+pub fn unfold_qp(raw: &str) -> String {
+    raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+}
+
+/// The first `{base}/r/…` link in a message.
+pub fn restore_link(raw: &str, base: &str) -> Option<String> {
+    let text = unfold_qp(raw);
+    let start = text.find(&format!("{base}/r/"))?;
+    let rest = &text[start..];
+    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>').unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
+
+/// The value of a header in a raw message.
+pub fn header(raw: &str, name: &str) -> Option<String> {
+    raw.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
