@@ -226,7 +226,9 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             return Ok(());
         }
     }
-    // Release the cart before talking to providers; each send re-checks under its own claim.
+    // Persist what this job decided (abandonment, campaign entry), then release the cart
+    // before talking to providers; each send re-checks the cart under its own claim.
+    tx.save_cart(&cart).await?;
     tx.commit().await?;
 
     let mut retry_at: Option<i64> = None;

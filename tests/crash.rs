@@ -1,0 +1,150 @@
+//! Crash safety: SIGKILL the worker process in the middle of a batch of due sends, restart
+//! it, and every due message is delivered exactly once.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cartback::app::App;
+use cartback::domain::WebhookId;
+use cartback::store::Db;
+use chrono::Utc;
+use common::{Backend, SECRET, SHOP, cart_event, database_url, drop_postgres_db, quick_campaign, settings};
+
+const CARTS: usize = 300;
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn config_file(dir: &Path, url: &str) -> std::path::PathBuf {
+    let path = dir.join("cartback.toml");
+    let toml = format!(
+        r#"database_url = "{url}"
+campaigns_dir = "{campaigns}"
+templates_dir = "{templates}"
+[email]
+outbox_dir = "{outbox}"
+[worker]
+poll_interval = "100ms"
+heartbeat = "1s"
+claim_lease = "2s"
+[shops.{SHOP}]
+name = "Test Shop"
+webhook_secret = "{SECRET}"
+timezone = "Europe/Berlin"
+locale = "en"
+currency = "EUR"
+campaign = "quick"
+"#,
+        campaigns = dir.join("campaigns").display(),
+        templates = common::repo().join("templates").display(),
+        outbox = dir.join("outbox/email").display(),
+    );
+    std::fs::write(&path, toml).expect("config");
+    path
+}
+
+fn start_worker(config: &Path, log: &Path) -> Worker {
+    let log = std::fs::File::create(log).expect("log file");
+    Worker(
+        Command::new(env!("CARGO_BIN_EXE_cartback"))
+            .arg("--config")
+            .arg(config)
+            .arg("worker")
+            .env("RUST_LOG", std::env::var("CRASH_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start cartback worker"),
+    )
+}
+
+async fn count(db: &Db, sql: &'static str) -> i64 {
+    match db {
+        Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
+        Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
+    }
+}
+
+async fn wait_until(db: &Db, what: &str, timeout: Duration, sql: &'static str, at_least: i64, log: &Path) {
+    let start = Instant::now();
+    loop {
+        if count(db, sql).await >= at_least {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {what}; worker log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn kill_mid_batch_then_restart(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = database_url(backend, dir.path()).await;
+    let s = settings(dir.path(), &url, &quick_campaign(1, &[("reminder", 1, "reminder")]));
+    let config = config_file(dir.path(), &url);
+    // Accept the events in-process: CARTS carts, idle for an hour, so every reminder is due at once.
+    let app = App::build(s).await.expect("app");
+    let shop = app.shop(SHOP).expect("shop").clone();
+    let past = Utc::now() - chrono::Duration::hours(1);
+    for i in 0..CARTS {
+        let body = serde_json::to_vec(&cart_event("cart.updated", &format!("c_{i}"), &format!("p{i}@example.com"), past)).expect("json");
+        let ev = cartback::ingest::generic::parse(&body).expect("parse");
+        let id = WebhookId::parse(&format!("m_{i}")).expect("id");
+        cartback::scheduler::accept::accept(&app, &shop, &id, &ev, &body).await.expect("accept");
+    }
+    let db = app.db.clone();
+
+    let log1 = dir.path().join("worker-1.log");
+    let first = start_worker(&config, &log1);
+    // Kill once a good part of the batch is through, mid-flight.
+    wait_until(&db, "the first sends", Duration::from_secs(60), "SELECT COUNT(*) FROM sends WHERE status = 'sent'", (CARTS / 5) as i64, &log1).await;
+    drop(first); // SIGKILL
+    let sent_at_kill = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await;
+    assert!(sent_at_kill < CARTS as i64, "the worker finished before it could be killed; raise CARTS");
+
+    let log2 = dir.path().join("worker-2.log");
+    let _second = start_worker(&config, &log2);
+    wait_until(&db, "every cart to complete", Duration::from_secs(120), "SELECT COUNT(*) FROM carts WHERE status = 'completed'", CARTS as i64, &log2).await;
+
+    // Exactly once: one sent row per cart, one message per recipient, no stray files.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, CARTS as i64);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sends").await, CARTS as i64);
+    let mut recipients = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("outbox/email")).expect("outbox") {
+        let path = entry.expect("entry").path();
+        assert_eq!(path.extension().and_then(|e| e.to_str()), Some("eml"), "stray file {}", path.display());
+        let raw = std::fs::read_to_string(&path).expect("read");
+        recipients.push(common::header(&raw, "To").expect("To"));
+    }
+    assert_eq!(recipients.len(), CARTS, "one file per message");
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), CARTS, "no recipient got two messages");
+    eprintln!("{backend:?}: killed after {sent_at_kill}/{CARTS} sends; all {CARTS} delivered exactly once after restart");
+    db.close().await;
+    if backend == Backend::Postgres {
+        drop_postgres_db(&url).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sigkill_mid_batch_delivers_every_message_exactly_once() {
+    kill_mid_batch_then_restart(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sigkill_mid_batch_delivers_every_message_exactly_once() {
+    kill_mid_batch_then_restart(Backend::Postgres).await;
+}
