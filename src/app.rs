@@ -42,7 +42,8 @@ impl App {
         let shops = settings.shops()?;
         let renderer = Renderer::load(&settings.templates_dir)
             .with_context(|| format!("loading templates from {}", settings.templates_dir.display()))?;
-        let campaigns = CampaignSet::load_dir(&settings.campaigns_dir, &|name, channel| renderer.has("en", name, channel))?;
+        let campaigns =
+            CampaignSet::load_dir(&settings.campaigns_dir, &|name, channel| renderer.has("en", name, channel))?;
         for shop in shops.values() {
             if campaigns.get(&shop.campaign).is_none() {
                 anyhow::bail!(
@@ -60,8 +61,13 @@ impl App {
         let email = match settings.email.transport {
             EmailTransportKind::File => EmailTransport::File(settings.email.outbox_dir.clone()),
             EmailTransportKind::Smtp => {
-                let url = settings.email.smtp_url.as_ref().context("configuration: email.smtp_url is required for the smtp transport")?;
-                EmailTransport::smtp(url.expose(), settings.email.smtp_timeout).context("configuration: email.smtp_url")?
+                let url = settings
+                    .email
+                    .smtp_url
+                    .as_ref()
+                    .context("configuration: email.smtp_url is required for the smtp transport")?;
+                EmailTransport::smtp(url.expose(), settings.email.smtp_timeout)
+                    .context("configuration: email.smtp_url")?
             }
         };
         let sms = match settings.sms.transport {

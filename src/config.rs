@@ -189,7 +189,11 @@ impl Default for Settings {
                 from: "Cartback <cartback@localhost>".into(),
                 smtp_timeout: Duration::from_secs(30),
             },
-            sms: SmsSettings { transport: SmsTransportKind::File, outbox_dir: "outbox/sms".into(), from: "Cartback".into() },
+            sms: SmsSettings {
+                transport: SmsTransportKind::File,
+                outbox_dir: "outbox/sms".into(),
+                from: "Cartback".into(),
+            },
             worker: WorkerSettings {
                 concurrency: 8,
                 poll_interval: Duration::from_millis(250),
@@ -271,11 +275,15 @@ impl Settings {
 
     /// Parse every `[shops.*]` block.
     pub fn shops(&self) -> Result<BTreeMap<ShopId, Shop>, ConfigError> {
-        let invalid = |id: &str, key: &str, message: String| ConfigError::Invalid { key: format!("shops.{id}.{key}"), message };
+        let invalid =
+            |id: &str, key: &str, message: String| ConfigError::Invalid { key: format!("shops.{id}.{key}"), message };
         let mut out = BTreeMap::new();
         for (id, s) in &self.shops {
             let shop_id = ShopId::parse(id).map_err(|e| invalid(id, "", e.to_string()))?;
-            let timezone = s.timezone.parse().map_err(|_| invalid(id, "timezone", format!("{:?} is not an IANA time zone", s.timezone)))?;
+            let timezone = s
+                .timezone
+                .parse()
+                .map_err(|_| invalid(id, "timezone", format!("{:?} is not an IANA time zone", s.timezone)))?;
             let locale = Locale::parse(&s.locale).map_err(|e| invalid(id, "locale", e.to_string()))?;
             let currency = Currency::parse(&s.currency).map_err(|e| invalid(id, "currency", e.to_string()))?;
             let webhook_key = crate::ingest::signature::secret_key(s.webhook_secret.expose())

@@ -99,7 +99,9 @@ async fn kill_mid_batch_then_restart(backend: Backend) {
     let shop = app.shop(SHOP).expect("shop").clone();
     let past = Utc::now() - chrono::Duration::hours(1);
     for i in 0..CARTS {
-        let body = serde_json::to_vec(&cart_event("cart.updated", &format!("c_{i}"), &format!("p{i}@example.com"), past)).expect("json");
+        let body =
+            serde_json::to_vec(&cart_event("cart.updated", &format!("c_{i}"), &format!("p{i}@example.com"), past))
+                .expect("json");
         let ev = cartback::ingest::generic::parse(&body).expect("parse");
         let id = WebhookId::parse(&format!("m_{i}")).expect("id");
         cartback::scheduler::accept::accept(&app, &shop, &id, &ev, &body).await.expect("accept");
@@ -109,14 +111,30 @@ async fn kill_mid_batch_then_restart(backend: Backend) {
     let log1 = dir.path().join("worker-1.log");
     let first = start_worker(&config, &log1);
     // Kill once a good part of the batch is through, mid-flight.
-    wait_until(&db, "the first sends", Duration::from_secs(60), "SELECT COUNT(*) FROM sends WHERE status = 'sent'", (CARTS / 5) as i64, &log1).await;
+    wait_until(
+        &db,
+        "the first sends",
+        Duration::from_secs(60),
+        "SELECT COUNT(*) FROM sends WHERE status = 'sent'",
+        (CARTS / 5) as i64,
+        &log1,
+    )
+    .await;
     drop(first); // SIGKILL
     let sent_at_kill = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await;
     assert!(sent_at_kill < CARTS as i64, "the worker finished before it could be killed; raise CARTS");
 
     let log2 = dir.path().join("worker-2.log");
     let _second = start_worker(&config, &log2);
-    wait_until(&db, "every cart to complete", Duration::from_secs(120), "SELECT COUNT(*) FROM carts WHERE status = 'completed'", CARTS as i64, &log2).await;
+    wait_until(
+        &db,
+        "every cart to complete",
+        Duration::from_secs(120),
+        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
+        CARTS as i64,
+        &log2,
+    )
+    .await;
 
     // Exactly once: one sent row per cart, one message per recipient, no stray files.
     assert_eq!(count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, CARTS as i64);
@@ -132,7 +150,9 @@ async fn kill_mid_batch_then_restart(backend: Backend) {
     recipients.sort();
     recipients.dedup();
     assert_eq!(recipients.len(), CARTS, "no recipient got two messages");
-    eprintln!("{backend:?}: killed after {sent_at_kill}/{CARTS} sends; all {CARTS} delivered exactly once after restart");
+    eprintln!(
+        "{backend:?}: killed after {sent_at_kill}/{CARTS} sends; all {CARTS} delivered exactly once after restart"
+    );
     db.close().await;
     if backend == Backend::Postgres {
         drop_postgres_db(&url).await;

@@ -28,7 +28,11 @@ on_both!(
 
 /// Story 2 + 3: a signed event, inactivity, three emails when due, each with a restore link that works.
 async fn abandoned_cart_receives_each_step_with_a_working_restore_link(backend: Backend) {
-    let t = spawn_app(backend, &quick_campaign(1, &[("reminder", 1, "reminder"), ("faq", 2, "faq"), ("incentive", 3, "incentive")])).await;
+    let t = spawn_app(
+        backend,
+        &quick_campaign(1, &[("reminder", 1, "reminder"), ("faq", 2, "faq"), ("incentive", 3, "incentive")]),
+    )
+    .await;
     let resp = t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await;
     assert_eq!(resp.status(), 202);
 
@@ -56,12 +60,17 @@ async fn abandoned_cart_receives_each_step_with_a_working_restore_link(backend: 
     assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, 3);
     // The incentive code issued once, and it is in the email.
     let code: String = match &t.app.db {
-        cartback::store::Db::Sqlite(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
-        cartback::store::Db::Postgres(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
+        cartback::store::Db::Sqlite(p) => {
+            sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code")
+        }
+        cartback::store::Db::Postgres(p) => {
+            sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code")
+        }
     };
     assert!(mails.iter().any(|(_, raw)| raw.contains(&code)), "incentive email shows {code}");
     t.wait_for("cart completed", Duration::from_secs(10), || async {
-        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed' AND next_run_at IS NULL").await == 1).then_some(())
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed' AND next_run_at IS NULL").await == 1)
+            .then_some(())
     })
     .await;
     t.shutdown().await;
@@ -85,7 +94,10 @@ async fn order_stops_a_sequence_whose_step_is_already_due(backend: Backend) {
     // … and sends nothing.
     assert_eq!(t.emails().len(), 0);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM sends").await, 0);
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'recovered' AND order_total_minor = 12990").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'recovered' AND order_total_minor = 12990").await,
+        1
+    );
     t.shutdown().await;
 }
 
@@ -97,7 +109,8 @@ async fn emptied_cart_stops_the_sequence(backend: Backend) {
     let emptied = json!({"type": "cart.emptied", "occurred_at": Utc::now().to_rfc3339(), "cart": {"id": "c_3"}});
     assert_eq!(t.post(&emptied).await.status(), 202);
     t.wait_for("the faq job to find the cart emptied", Duration::from_secs(20), || async {
-        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'emptied' AND next_run_at IS NULL").await == 1).then_some(())
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'emptied' AND next_run_at IS NULL").await == 1)
+            .then_some(())
     })
     .await;
     assert_eq!(t.emails().len(), 1, "no faq after the cart was emptied");
@@ -133,7 +146,9 @@ async fn bad_requests_are_refused_and_nothing_is_stored(backend: Backend) {
     let now = Utc::now().timestamp();
     let good = serde_json::to_vec(&cart_event("cart.updated", "c_5", "ed@example.com", Utc::now())).expect("json");
 
-    let (s, _) = problem(t.post_raw(SHOP, "m1", now, &good, Some("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")).await).await;
+    let (s, _) =
+        problem(t.post_raw(SHOP, "m1", now, &good, Some("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")).await)
+            .await;
     assert_eq!(s, 401, "bad signature");
     let (s, _) = problem(t.post_raw(SHOP, "m2", now - 600, &good, None).await).await;
     assert_eq!(s, 401, "replayed: timestamp 10 minutes old");
@@ -167,11 +182,19 @@ async fn forged_and_expired_links_get_a_friendly_page(backend: Backend) {
     assert_eq!(resp.status(), 404);
     assert!(resp.headers()["content-type"].to_str().expect("ct").starts_with("text/html"));
     assert!(resp.text().await.expect("body").contains("link doesn't work"));
-    let expired = t.app.keys.sign(cartback::links::Purpose::Restore, "00112233445566778899aabbccddeeff", Utc::now().timestamp() - 1);
+    let expired = t.app.keys.sign(
+        cartback::links::Purpose::Restore,
+        "00112233445566778899aabbccddeeff",
+        Utc::now().timestamp() - 1,
+    );
     let resp = t.client.get(format!("{}/r/{expired}", t.base)).send().await.expect("get");
     assert_eq!(resp.status(), 410);
     // A valid signature for a send that does not exist is not a server error either.
-    let unknown = t.app.keys.sign(cartback::links::Purpose::Restore, "00112233445566778899aabbccddeeff", Utc::now().timestamp() + 60);
+    let unknown = t.app.keys.sign(
+        cartback::links::Purpose::Restore,
+        "00112233445566778899aabbccddeeff",
+        Utc::now().timestamp() + 60,
+    );
     assert_eq!(t.client.get(format!("{}/r/{unknown}", t.base)).send().await.expect("get").status(), 404);
     t.shutdown().await;
 }
@@ -180,9 +203,8 @@ async fn forged_and_expired_links_get_a_friendly_page(backend: Backend) {
 async fn one_click_unsubscribe_stops_the_sequence(backend: Backend) {
     let t = spawn_app(backend, &quick_campaign(1, &[("reminder", 1, "reminder"), ("faq", 3, "faq")])).await;
     assert_eq!(t.post(&cart_event("cart.updated", "c_6", "fay@example.com", Utc::now())).await.status(), 202);
-    let (_, raw) = t
-        .wait_for("the reminder", Duration::from_secs(20), || async { t.emails().into_iter().next() })
-        .await;
+    let (_, raw) =
+        t.wait_for("the reminder", Duration::from_secs(20), || async { t.emails().into_iter().next() }).await;
     let url = header(&raw, "List-Unsubscribe").expect("List-Unsubscribe").trim_matches(['<', '>']).to_owned();
     // A GET (mail scanners follow links) changes nothing.
     assert_eq!(t.client.get(&url).send().await.expect("get").status(), 200);
@@ -191,7 +213,8 @@ async fn one_click_unsubscribe_stops_the_sequence(backend: Backend) {
     assert_eq!(resp.status(), 200);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM suppressions").await, 1);
     t.wait_for("the faq job to find the cart unsubscribed", Duration::from_secs(20), || async {
-        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'unsubscribed' AND next_run_at IS NULL").await == 1).then_some(())
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'unsubscribed' AND next_run_at IS NULL").await == 1)
+            .then_some(())
     })
     .await;
     assert_eq!(t.emails().len(), 1);

@@ -65,7 +65,9 @@ async fn reminder_arrives_at_a_real_smtp_server_with_a_working_restore_link() {
     .await;
     assert_eq!(t.post(&cart_event("cart.updated", "c_smtp", "grace@example.org", Utc::now())).await.status(), 202);
     let mail = t
-        .wait_for("a message at the SMTP server", Duration::from_secs(30), || async { delivered(&server).into_iter().next() })
+        .wait_for("a message at the SMTP server", Duration::from_secs(30), || async {
+            delivered(&server).into_iter().next()
+        })
         .await;
 
     assert_eq!(header(&mail, "To").as_deref(), Some("grace@example.org"));

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{Span, SpanError};
 pub use model::{
-    Amount, Audience, CampaignFile as Campaign, Channel, ExitCondition, FrequencyCap, Incentives, LocalTime,
-    Offer, Percent, SendWindow, Step, Tier, TierWhen, WeekdayName,
+    Amount, Audience, CampaignFile as Campaign, Channel, ExitCondition, FrequencyCap, Incentives, LocalTime, Offer,
+    Percent, SendWindow, Step, Tier, TierWhen, WeekdayName,
 };
 use serde_saphyr::Location;
 
@@ -36,7 +36,12 @@ impl fmt::Display for CampaignError {
         write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)?;
         if let Some(src) = &self.source_line {
             let pad = " ".repeat(self.line.to_string().len());
-            write!(f, "\n{pad} |\n{} | {src}\n{pad} | {}^", self.line, " ".repeat(self.column.saturating_sub(1) as usize))?;
+            write!(
+                f,
+                "\n{pad} |\n{} | {src}\n{pad} | {}^",
+                self.line,
+                " ".repeat(self.column.saturating_sub(1) as usize)
+            )?;
         }
         Ok(())
     }
@@ -108,7 +113,10 @@ pub fn parse_campaign(
         }
         if let Some(inc) = &step.incentive {
             if inc.value != "tiers" {
-                err(inc.referenced, format!("unknown incentive {:?}: the only incentive block is \"tiers\"", inc.value));
+                err(
+                    inc.referenced,
+                    format!("unknown incentive {:?}: the only incentive block is \"tiers\"", inc.value),
+                );
             } else if campaign.incentives.is_none() {
                 err(inc.referenced, "step uses an incentive but the campaign has no `incentives` block".into());
             }
@@ -123,7 +131,10 @@ pub fn parse_campaign(
             if let Some(earlier) = catch_all {
                 err(
                     tier.name.referenced,
-                    format!("tier {:?} can never be chosen: tier {earlier:?} before it matches every cart", tier.name.value),
+                    format!(
+                        "tier {:?} can never be chosen: tier {earlier:?} before it matches every cart",
+                        tier.name.value
+                    ),
                 );
             }
             let w = &tier.when;
@@ -131,15 +142,22 @@ pub fn parse_campaign(
                 catch_all.get_or_insert(&tier.name.value);
             }
             let o = &tier.offer;
-            let offers = [o.percent_off.is_some(), o.amount_off.is_some(), o.free_shipping].iter().filter(|b| **b).count();
+            let offers =
+                [o.percent_off.is_some(), o.amount_off.is_some(), o.free_shipping].iter().filter(|b| **b).count();
             if offers != 1 {
                 err(
                     tier.name.referenced,
-                    format!("tier {:?} must offer exactly one of percent_off, amount_off, free_shipping", tier.name.value),
+                    format!(
+                        "tier {:?} must offer exactly one of percent_off, amount_off, free_shipping",
+                        tier.name.value
+                    ),
                 );
             }
             if o.max_discount.is_some() && o.percent_off.is_none() {
-                err(tier.name.referenced, format!("tier {:?}: max_discount only applies to percent_off", tier.name.value));
+                err(
+                    tier.name.referenced,
+                    format!("tier {:?}: max_discount only applies to percent_off", tier.name.value),
+                );
             }
         }
     }
@@ -147,7 +165,9 @@ pub fn parse_campaign(
         if !campaign.exit_when.contains(&required) {
             err(
                 campaign.name.referenced,
-                format!("exit_when must include {required:?}: Cartback never messages people who bought or unsubscribed"),
+                format!(
+                    "exit_when must include {required:?}: Cartback never messages people who bought or unsubscribed"
+                ),
             );
         }
     }
@@ -169,7 +189,9 @@ impl CampaignSet {
     /// Load and validate every `*.yaml`/`*.yml` file in `dir`; all errors are reported together.
     pub fn load_dir(dir: &Path, template_exists: &dyn Fn(&str, Channel) -> bool) -> Result<Self, CampaignErrors> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| CampaignErrors(vec![error_at(dir, "", None, format!("cannot read campaigns directory: {e}"))]))?
+            .map_err(|e| {
+                CampaignErrors(vec![error_at(dir, "", None, format!("cannot read campaigns directory: {e}"))])
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
             .collect();
@@ -178,7 +200,10 @@ impl CampaignSet {
     }
 
     /// Load and validate the given files.
-    pub fn load_files(files: &[PathBuf], template_exists: &dyn Fn(&str, Channel) -> bool) -> Result<Self, CampaignErrors> {
+    pub fn load_files(
+        files: &[PathBuf],
+        template_exists: &dyn Fn(&str, Channel) -> bool,
+    ) -> Result<Self, CampaignErrors> {
         let mut set = Self::default();
         let mut errors = Vec::new();
         for file in files {
@@ -192,10 +217,16 @@ impl CampaignSet {
             match parse_campaign(file, &text, template_exists) {
                 Ok(c) => {
                     let name = c.name.value.clone();
-                    if set.by_name.contains_key(&name) {
-                        errors.push(error_at(file, &text, Some(c.name.referenced), format!("campaign name {name:?} is used by another file")));
-                    } else {
-                        set.by_name.insert(name, c);
+                    match set.by_name.entry(name) {
+                        std::collections::btree_map::Entry::Occupied(e) => errors.push(error_at(
+                            file,
+                            &text,
+                            Some(c.name.referenced),
+                            format!("campaign name {:?} is used by another file", e.key()),
+                        )),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(c);
+                        }
                     }
                 }
                 Err(mut e) => errors.append(&mut e),

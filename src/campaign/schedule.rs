@@ -138,7 +138,11 @@ pub fn step_time(earliest: DateTime<Utc>, tz: Tz, at: Option<NaiveTime>, window:
     let mut t = earliest;
     if let Some(at) = at {
         let (target, note) = at_local(tz, earliest, at);
-        notes.push(format!("at_local {}: first {} local at or after the delay", at.format("%H:%M"), at.format("%H:%M")));
+        notes.push(format!(
+            "at_local {}: first {} local at or after the delay",
+            at.format("%H:%M"),
+            at.format("%H:%M")
+        ));
         notes.extend(note);
         t = target;
     }
@@ -205,7 +209,8 @@ mod tests {
     #[test]
     fn window_opening_inside_a_gap_opens_when_the_gap_ends() {
         // Berlin 2026-03-29, window from 02:30: first wall time ≥ 02:30 is 03:00 CEST = 01:00Z.
-        let p = step_time(utc("2026-03-28T22:00:00Z"), chrono_tz::Europe::Berlin, None, Some(&window("02:30", "21:00")));
+        let p =
+            step_time(utc("2026-03-28T22:00:00Z"), chrono_tz::Europe::Berlin, None, Some(&window("02:30", "21:00")));
         assert_eq!(p.at, utc("2026-03-29T01:00:00Z"));
     }
 
@@ -214,7 +219,8 @@ mod tests {
         // Chatham +13:45 in southern summer. 12:00Z = 01:45 local, inside 20:00–02:00.
         assert!(in_window(&window("20:00", "02:00"), chrono_tz::Pacific::Chatham, utc("2026-01-10T12:00:00Z")));
         // Kathmandu +05:45: 03:00Z = 08:45 local, before 09:00 → opens 03:15Z.
-        let p = step_time(utc("2026-05-01T03:00:00Z"), chrono_tz::Asia::Kathmandu, None, Some(&window("09:00", "21:00")));
+        let p =
+            step_time(utc("2026-05-01T03:00:00Z"), chrono_tz::Asia::Kathmandu, None, Some(&window("09:00", "21:00")));
         assert_eq!(p.at, utc("2026-05-01T03:15:00Z"));
     }
 

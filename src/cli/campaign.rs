@@ -27,7 +27,11 @@ pub async fn run(cli: &Cli, cmd: &CampaignCommand) -> Result<(), Failure> {
                 .with_context(|| format!("loading templates from {}", s.templates_dir.display()))
                 .map_err(Failure::User)?;
             let exists = |name: &str, ch| renderer.has("en", name, ch);
-            let result = if files.is_empty() { CampaignSet::load_dir(&s.campaigns_dir, &exists) } else { CampaignSet::load_files(files, &exists) };
+            let result = if files.is_empty() {
+                CampaignSet::load_dir(&s.campaigns_dir, &exists)
+            } else {
+                CampaignSet::load_files(files, &exists)
+            };
             match result {
                 Ok(set) => {
                     for name in set.names() {

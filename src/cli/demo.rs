@@ -52,11 +52,86 @@ struct Sample {
 }
 
 const SAMPLES: &[Sample] = &[
-    Sample { id: "c_anna", name: "Anna", email: Some("anna@example.de"), phone: Some("+4915123456789"), tz: "Europe/Berlin", locale: "de-AT", country: "DE", currency: "EUR", total: "129.90", item: "Wool coat", orders: 3, email_ok: true, sms_ok: true, story: "full sequence, email and SMS" },
-    Sample { id: "c_kenji", name: "Kenji", email: Some("kenji@example.jp"), phone: None, tz: "Asia/Tokyo", locale: "ja", country: "JP", currency: "JPY", total: "25000", item: "Ceramic teapot", orders: 0, email_ok: true, sms_ok: false, story: "JPY cart, first order: free-shipping tier" },
-    Sample { id: "c_maria", name: "María", email: Some("maria@example.mx"), phone: None, tz: "America/Mexico_City", locale: "es-MX", country: "MX", currency: "MXN", total: "1500.00", item: "Leather bag", orders: 1, email_ok: true, sms_ok: false, story: "orders after the first reminder: sequence stops" },
-    Sample { id: "c_priya", name: "Priya", email: Some("priya@example.in"), phone: Some("+919812345678"), tz: "Asia/Kolkata", locale: "en-IN", country: "IN", currency: "INR", total: "4999", item: "Silk scarf", orders: 2, email_ok: false, sms_ok: true, story: "no email consent: SMS only" },
-    Sample { id: "c_liam", name: "Liam", email: Some("liam@example.au"), phone: None, tz: "Australia/Sydney", locale: "en-AU", country: "AU", currency: "AUD", total: "45.00", item: "Running socks", orders: 0, email_ok: true, sms_ok: false, story: "empties the cart before it counts as abandoned" },
+    Sample {
+        id: "c_anna",
+        name: "Anna",
+        email: Some("anna@example.de"),
+        phone: Some("+4915123456789"),
+        tz: "Europe/Berlin",
+        locale: "de-AT",
+        country: "DE",
+        currency: "EUR",
+        total: "129.90",
+        item: "Wool coat",
+        orders: 3,
+        email_ok: true,
+        sms_ok: true,
+        story: "full sequence, email and SMS",
+    },
+    Sample {
+        id: "c_kenji",
+        name: "Kenji",
+        email: Some("kenji@example.jp"),
+        phone: None,
+        tz: "Asia/Tokyo",
+        locale: "ja",
+        country: "JP",
+        currency: "JPY",
+        total: "25000",
+        item: "Ceramic teapot",
+        orders: 0,
+        email_ok: true,
+        sms_ok: false,
+        story: "JPY cart, first order: free-shipping tier",
+    },
+    Sample {
+        id: "c_maria",
+        name: "María",
+        email: Some("maria@example.mx"),
+        phone: None,
+        tz: "America/Mexico_City",
+        locale: "es-MX",
+        country: "MX",
+        currency: "MXN",
+        total: "1500.00",
+        item: "Leather bag",
+        orders: 1,
+        email_ok: true,
+        sms_ok: false,
+        story: "orders after the first reminder: sequence stops",
+    },
+    Sample {
+        id: "c_priya",
+        name: "Priya",
+        email: Some("priya@example.in"),
+        phone: Some("+919812345678"),
+        tz: "Asia/Kolkata",
+        locale: "en-IN",
+        country: "IN",
+        currency: "INR",
+        total: "4999",
+        item: "Silk scarf",
+        orders: 2,
+        email_ok: false,
+        sms_ok: true,
+        story: "no email consent: SMS only",
+    },
+    Sample {
+        id: "c_liam",
+        name: "Liam",
+        email: Some("liam@example.au"),
+        phone: None,
+        tz: "Australia/Sydney",
+        locale: "en-AU",
+        country: "AU",
+        currency: "AUD",
+        total: "45.00",
+        item: "Running socks",
+        orders: 0,
+        email_ok: true,
+        sms_ok: false,
+        story: "empties the cart before it counts as abandoned",
+    },
 ];
 
 fn event(kind: &str, s: &Sample) -> serde_json::Value {
@@ -155,7 +230,10 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
     let mut poster = Poster { client: reqwest::Client::new(), base: format!("http://{addr}"), key, n: 0 };
     for sample in SAMPLES {
         let status = poster.post(&event("cart.updated", sample)).await.context("posting a demo event")?;
-        println!("  POST cart.updated {:<8} → {status}   {} ({}, {}): {}", sample.id, sample.name, sample.tz, sample.locale, sample.story);
+        println!(
+            "  POST cart.updated {:<8} → {status}   {} ({}, {}): {}",
+            sample.id, sample.name, sample.tz, sample.locale, sample.story
+        );
     }
     // A repeat of the same delivery is idempotent; a forged one is refused.
     let liam = &SAMPLES[4];
@@ -193,14 +271,20 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
         if !clicked && let Some(send) = anna_sends.iter().find(|s| s.status == "sent" && s.channel == "email") {
             let exp = Utc::now().timestamp() + 3600;
             let token = app.keys.sign(crate::links::Purpose::Restore, &send.public_id, exp);
-            let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().context("http client")?;
-            let resp = client.get(format!("http://{addr}/r/{token}")).send().await.context("clicking a restore link")?;
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .context("http client")?;
+            let resp =
+                client.get(format!("http://{addr}/r/{token}")).send().await.context("clicking a restore link")?;
             let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
             println!("  GET  /r/<token> (Anna's reminder) → {} Location: {location}", resp.status().as_u16());
             clicked = true;
         }
         let settled = carts.len() == SAMPLES.len()
-            && carts.iter().all(|c| !matches!(c.status().ok(), Some(CartStatus::Active | CartStatus::Abandoned)) && c.next_run_at.is_none());
+            && carts.iter().all(|c| {
+                !matches!(c.status().ok(), Some(CartStatus::Active | CartStatus::Abandoned)) && c.next_run_at.is_none()
+            });
         if settled || started.elapsed() > deadline {
             break;
         }
@@ -238,10 +322,18 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
         }
     }
     files.sort();
-    println!("{} rendered messages in {}/ (email: .eml, open with any mail client; sms: .json):", files.len(), args.outbox.display());
+    println!(
+        "{} rendered messages in {}/ (email: .eml, open with any mail client; sms: .json):",
+        files.len(),
+        args.outbox.display()
+    );
     for f in &files {
         println!("  {}", f.display());
     }
-    println!("\nDone in {:.1}s. The demo database is {} (inspect with sqlite3).", elapsed.as_secs_f64(), args.db.display());
+    println!(
+        "\nDone in {:.1}s. The demo database is {} (inspect with sqlite3).",
+        elapsed.as_secs_f64(),
+        args.db.display()
+    );
     Ok(())
 }

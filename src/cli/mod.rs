@@ -52,7 +52,9 @@ pub enum Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         let user = e.chain().any(|c| {
-            c.is::<crate::config::ConfigError>() || c.is::<crate::campaign::CampaignErrors>() || c.is::<crate::render::RenderError>()
+            c.is::<crate::config::ConfigError>()
+                || c.is::<crate::campaign::CampaignErrors>()
+                || c.is::<crate::render::RenderError>()
         }) || e.to_string().starts_with("configuration:");
         if user { Failure::User(e) } else { Failure::Internal(e) }
     }

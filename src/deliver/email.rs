@@ -62,7 +62,8 @@ impl Header for ListUnsubscribePost {
 impl OutgoingEmail {
     /// The MIME message: multipart/alternative (text, HTML) with RFC 8058 headers.
     pub fn to_message(&self) -> Result<Message, DeliveryError> {
-        let from: Mailbox = self.from.parse().map_err(|e| DeliveryError::Permanent(format!("sender {:?}: {e}", self.from)))?;
+        let from: Mailbox =
+            self.from.parse().map_err(|e| DeliveryError::Permanent(format!("sender {:?}: {e}", self.from)))?;
         let to: Mailbox = self.to.as_str().parse().map_err(|e| DeliveryError::Permanent(format!("recipient: {e}")))?;
         Message::builder()
             .message_id(Some(format!("<{}@cartback>", self.id)))

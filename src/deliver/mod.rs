@@ -22,7 +22,11 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
-async fn write_atomically(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, DeliveryError> {
+async fn write_atomically(
+    dir: &std::path::Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<std::path::PathBuf, DeliveryError> {
     let io = |e: std::io::Error| DeliveryError::Transient(format!("outbox {}: {e}", dir.display()));
     tokio::fs::create_dir_all(dir).await.map_err(io)?;
     let tmp = dir.join(format!(".{name}.tmp"));

@@ -9,11 +9,7 @@ pub struct IdError {
 }
 
 fn check(what: &'static str, max: usize, s: &str) -> Result<(), IdError> {
-    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
-        Err(IdError { what, max })
-    } else {
-        Ok(())
-    }
+    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) { Err(IdError { what, max }) } else { Ok(()) }
 }
 
 macro_rules! id_type {

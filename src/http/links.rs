@@ -152,7 +152,11 @@ pub async fn unsubscribe(State(app): State<Arc<App>>, Path(token): Path<String>)
     }
     .await;
     match result {
-        Ok(()) => page(StatusCode::OK, "You're unsubscribed", "<p>You won't receive any more cart reminders from this shop.</p>"),
+        Ok(()) => page(
+            StatusCode::OK,
+            "You're unsubscribed",
+            "<p>You won't receive any more cart reminders from this shop.</p>",
+        ),
         Err(e) => {
             tracing::error!(error = %e, "unsubscribe failed");
             trouble()

@@ -26,7 +26,11 @@ impl Problem {
     /// 500 with an opaque message; the cause is logged, not returned.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "the request could not be completed; nothing was stored")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            "the request could not be completed; nothing was stored",
+        )
     }
 }
 

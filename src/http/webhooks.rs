@@ -27,11 +27,15 @@ pub async fn generic(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let shop = app
-        .shop(&shop)
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured")))?;
+    let shop = app.shop(&shop).ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured"))
+    })?;
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large", format!("event bodies are limited to {MAX_BODY} bytes"))
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Body too large",
+            format!("event bodies are limited to {MAX_BODY} bytes"),
+        )
     })?;
     let now = chrono::Utc::now().timestamp();
     signature::verify(

@@ -62,7 +62,8 @@ pub fn choose(inc: &Incentives, f: &Facts) -> Option<ChosenOffer> {
     let cur = f.total.currency();
     inc.tiers.iter().find(|t| holds(t, f)).and_then(|t| {
         let o = &t.offer;
-        let amount = |a: &Option<crate::campaign::Amount>| a.as_ref().and_then(|a| a.for_currency(cur, f.shop_currency));
+        let amount =
+            |a: &Option<crate::campaign::Amount>| a.as_ref().and_then(|a| a.for_currency(cur, f.shop_currency));
         let max_discount = amount(&o.max_discount);
         let amount_off = amount(&o.amount_off);
         if o.amount_off.is_some() && amount_off.is_none() {
@@ -110,7 +111,11 @@ mod tests {
 
     fn facts(total: &str, currency: &str, orders: u32) -> Facts {
         let c = Currency::parse(currency).expect("currency");
-        Facts { total: Money::parse(total, c).expect("amount"), orders_count: orders, shop_currency: Currency::parse("EUR").expect("EUR") }
+        Facts {
+            total: Money::parse(total, c).expect("amount"),
+            orders_count: orders,
+            shop_currency: Currency::parse("EUR").expect("EUR"),
+        }
     }
 
     #[test]

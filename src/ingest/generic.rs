@@ -95,7 +95,11 @@ struct RawCustomer {
 fn url(path: &str, s: Option<String>) -> Result<Option<String>, PayloadError> {
     match s {
         None => Ok(None),
-        Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && !u.contains(char::is_whitespace) && u.len() <= 2048 => {
+        Some(u)
+            if (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.contains(char::is_whitespace)
+                && u.len() <= 2048 =>
+        {
             Ok(Some(u))
         }
         Some(_) => Err(field(path, "must be an http(s) URL")),
@@ -153,7 +157,8 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
                         let price = Money::parse(&it.price, currency).map_err(|e| field(p("price"), e.to_string()))?;
                         items.push(CartItem {
                             sku: text(&p("sku"), it.sku, 255)?,
-                            title: text(&p("title"), Some(it.title), 500)?.ok_or_else(|| field(p("title"), "must not be empty"))?,
+                            title: text(&p("title"), Some(it.title), 500)?
+                                .ok_or_else(|| field(p("title"), "must not be empty"))?,
                             quantity: it.quantity,
                             price_minor: price.minor(),
                             image_url: url(&p("image_url"), it.image_url)?,
@@ -164,10 +169,23 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
                         Some(l) => Some(Locale::parse(&l).map_err(|e| field("cart.locale", e.to_string()))?),
                         None => None,
                     };
-                    Some((id, Some(CartSnapshot { id: CartId::parse(&c.id).map_err(|e| field("cart.id", e.to_string()))?, total, items, restore_url: url("cart.restore_url", c.restore_url)?, locale })))
+                    Some((
+                        id,
+                        Some(CartSnapshot {
+                            id: CartId::parse(&c.id).map_err(|e| field("cart.id", e.to_string()))?,
+                            total,
+                            items,
+                            restore_url: url("cart.restore_url", c.restore_url)?,
+                            locale,
+                        }),
+                    ))
                 }
-                (None, _) if needs_money => return Err(field("cart.currency", "is required for this event type")),
-                (_, None) if needs_money => return Err(field("cart.total", "is required for this event type")),
+                (None, _) if needs_money => {
+                    return Err(field("cart.currency", "is required for this event type"));
+                }
+                (_, None) if needs_money => {
+                    return Err(field("cart.total", "is required for this event type"));
+                }
                 _ => Some((id, None)),
             }
         }
@@ -178,16 +196,22 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
         Some(c) => Some(Customer {
             id: text("customer.id", c.id, 255)?,
             email: match c.email {
-                Some(e) if !e.trim().is_empty() => Some(Email::parse(&e).map_err(|err| field("customer.email", err.to_string()))?),
+                Some(e) if !e.trim().is_empty() => {
+                    Some(Email::parse(&e).map_err(|err| field("customer.email", err.to_string()))?)
+                }
                 _ => None,
             },
             phone: match c.phone {
-                Some(p) if !p.trim().is_empty() => Some(Phone::parse(&p).map_err(|err| field("customer.phone", err.to_string()))?),
+                Some(p) if !p.trim().is_empty() => {
+                    Some(Phone::parse(&p).map_err(|err| field("customer.phone", err.to_string()))?)
+                }
                 _ => None,
             },
             first_name: text("customer.first_name", c.first_name, 100)?,
             timezone: match c.timezone {
-                Some(tz) => Some(tz.parse().map_err(|_| field("customer.timezone", format!("{tz:?} is not an IANA time zone like Europe/Berlin")))?),
+                Some(tz) => Some(tz.parse().map_err(|_| {
+                    field("customer.timezone", format!("{tz:?} is not an IANA time zone like Europe/Berlin"))
+                })?),
                 None => None,
             },
             locale: match c.locale {
@@ -195,13 +219,19 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
                 None => None,
             },
             country: match c.country {
-                Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => Some(cc.to_ascii_uppercase()),
-                Some(_) => return Err(field("customer.country", "must be an ISO 3166 alpha-2 code like DE")),
+                Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                    Some(cc.to_ascii_uppercase())
+                }
+                Some(_) => {
+                    return Err(field("customer.country", "must be an ISO 3166 alpha-2 code like DE"));
+                }
                 None => None,
             },
             orders_count: c.orders_count,
             total_spent_minor: match (c.total_spent, cart_currency) {
-                (Some(t), Some(cur)) => Some(Money::parse(&t, cur).map_err(|e| field("customer.total_spent", e.to_string()))?.minor()),
+                (Some(t), Some(cur)) => {
+                    Some(Money::parse(&t, cur).map_err(|e| field("customer.total_spent", e.to_string()))?.minor())
+                }
                 _ => None,
             },
             accepts_email: c.accepts_email_marketing,
@@ -226,7 +256,9 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
                     let cur = Currency::parse(&c).map_err(|e| field("currency", e.to_string()))?;
                     Some(Money::parse(&t, cur).map_err(|e| field("total", e.to_string()))?)
                 }
-                (Some(_), None) => return Err(field("currency", "is required when total is given")),
+                (Some(_), None) => {
+                    return Err(field("currency", "is required when total is given"));
+                }
                 _ => None,
             };
             Some(OrderInfo { order_id: text("order_id", raw.order_id, 255)?, total })

@@ -151,7 +151,10 @@ mod tests {
     fn tampering_and_replay_are_refused() {
         let ts = TS.to_string();
         let k = key();
-        assert_eq!(verify(&k, Some(ID), Some(&ts), Some(SIG), br#"{"test": 2432232315}"#, TS), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&k, Some(ID), Some(&ts), Some(SIG), br#"{"test": 2432232315}"#, TS),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(verify(&k, Some("msg_other"), Some(&ts), Some(SIG), BODY, TS), Err(SignatureError::Mismatch));
         assert_eq!(verify(&k, Some(ID), Some(&ts), Some("v2,abc"), BODY, TS), Err(SignatureError::Mismatch));
         assert_eq!(verify(&k, Some(ID), Some(&ts), Some(SIG), BODY, TS + 301), Err(SignatureError::TooOld));

@@ -82,7 +82,9 @@ impl Renderer {
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
             let path = entry.path();
-            let Some(dir_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+            let Some(dir_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
             if !path.is_dir() {
                 continue;
             }
@@ -97,7 +99,8 @@ impl Renderer {
                     if partials {
                         hb.register_partial(key, source.as_str()).map_err(|e| RenderError::Template(Box::new(e)))
                     } else {
-                        hb.register_template_string(key, source.as_str()).map_err(|e| RenderError::Template(Box::new(e)))
+                        hb.register_template_string(key, source.as_str())
+                            .map_err(|e| RenderError::Template(Box::new(e)))
                     }
                 };
                 let key = if partials { name.to_owned() } else { format!("{dir_name}/{name}") };

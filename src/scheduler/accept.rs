@@ -155,8 +155,17 @@ async fn cart_event(
         }
     };
     let who = cart.email.as_deref().map(mask_email).unwrap_or_else(|| "no email".into());
-    tx.log(cart.id, now, "event", &format!("{} at {} ({who}): {outcome}", ev.kind.as_str(), ev.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
-        .await?;
+    tx.log(
+        cart.id,
+        now,
+        "event",
+        &format!(
+            "{} at {} ({who}): {outcome}",
+            ev.kind.as_str(),
+            ev.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    )
+    .await?;
     Ok((Some(cart.id), outcome))
 }
 

@@ -86,7 +86,8 @@ pub async fn run_worker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> a
                     .queue(QUEUE)
                     .batch_size(ws.concurrency.max(1))
                     .heartbeat_interval(ws.heartbeat);
-                let backend = SqliteStorage::<RecoveryJob>::new(pool).with_config(config).poll_with_interval(ws.poll_interval);
+                let backend =
+                    SqliteStorage::<RecoveryJob>::new(pool).with_config(config).poll_with_interval(ws.poll_interval);
                 WorkerBuilder::new(name.clone())
                     .backend(backend)
                     .data(app.clone())

@@ -72,11 +72,19 @@ fn audience_mismatch(campaign: &Campaign, cart: &CartRow, shop: &Shop) -> Option
     let total = currency.zip(cart.total_minor).map(|(c, m)| Money::from_minor(m, c));
     for (bound, is_min) in [(&a.min_total, true), (&a.max_total, false)] {
         let Some(bound) = bound else { continue };
-        let Some(total) = total else { return Some("cart has no total".into()) };
+        let Some(total) = total else {
+            return Some("cart has no total".into());
+        };
         match bound.for_currency(total.currency(), shop.currency) {
-            None => return Some(format!("the audience has no amount bound in {}", total.currency())),
-            Some(b) if is_min && total.minor() < b.minor() => return Some(format!("cart total {total} is below {b}")),
-            Some(b) if !is_min && total.minor() > b.minor() => return Some(format!("cart total {total} is above {b}")),
+            None => {
+                return Some(format!("the audience has no amount bound in {}", total.currency()));
+            }
+            Some(b) if is_min && total.minor() < b.minor() => {
+                return Some(format!("cart total {total} is below {b}"));
+            }
+            Some(b) if !is_min && total.minor() > b.minor() => {
+                return Some(format!("cart total {total} is above {b}"));
+            }
             _ => {}
         }
     }
@@ -141,8 +149,13 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
         cart.set_status(CartStatus::Abandoned);
         cart.abandoned_at = Some(idle_at);
         status = CartStatus::Abandoned;
-        tx.log(cart.id, now, "abandoned", &format!("no activity for {} (since {})", campaign.abandon_after, fmt_local(cart.last_activity_at, tz)))
-            .await?;
+        tx.log(
+            cart.id,
+            now,
+            "abandoned",
+            &format!("no activity for {} (since {})", campaign.abandon_after, fmt_local(cart.last_activity_at, tz)),
+        )
+        .await?;
     }
 
     if status == CartStatus::Abandoned && cart.campaign.is_none() {
@@ -161,12 +174,23 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             cart.set_status(CartStatus::Holdout);
             cart.next_run_at = None;
             tx.save_cart(&cart).await?;
-            tx.log(cart.id, now, "holdout", &format!("campaign {name}: in the control group; no messages, counted for lift")).await?;
+            tx.log(
+                cart.id,
+                now,
+                "holdout",
+                &format!("campaign {name}: in the control group; no messages, counted for lift"),
+            )
+            .await?;
             tx.commit().await?;
             return Ok(());
         }
-        tx.log(cart.id, now, "entered", &format!("campaign {name} (time zone {tz}, from {})", cart.timezone_source.as_deref().unwrap_or("?")))
-            .await?;
+        tx.log(
+            cart.id,
+            now,
+            "entered",
+            &format!("campaign {name} (time zone {tz}, from {})", cart.timezone_source.as_deref().unwrap_or("?")),
+        )
+        .await?;
     }
 
     if exit_reason(&cart, campaign)?.is_some() {
@@ -192,7 +216,8 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     let due = plan.at.timestamp_millis();
     if now < due {
         if cart.next_run_at != Some(due) {
-            let mut line = format!("step {} due {} (UTC {})", step.id.value, fmt_local(due, tz), plan.at.format("%H:%M:%S"));
+            let mut line =
+                format!("step {} due {} (UTC {})", step.id.value, fmt_local(due, tz), plan.at.format("%H:%M:%S"));
             for n in &plan.notes {
                 line.push_str("; ");
                 line.push_str(n);
@@ -218,7 +243,13 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
                 cart.id,
                 now,
                 "deferred",
-                &format!("step {}: frequency cap {} per {} reached; next allowed {}", step.id.value, cap.max, cap.per, fmt_local(at, tz)),
+                &format!(
+                    "step {}: frequency cap {} per {} reached; next allowed {}",
+                    step.id.value,
+                    cap.max,
+                    cap.per,
+                    fmt_local(at, tz)
+                ),
             )
             .await?;
             reschedule(&mut tx, &mut cart, at).await?;
@@ -240,7 +271,9 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     }
 
     let mut tx = app.db.begin().await?;
-    let Some(mut cart) = tx.cart_by_id(job.cart).await? else { return Ok(()) };
+    let Some(mut cart) = tx.cart_by_id(job.cart).await? else {
+        return Ok(());
+    };
     if cart.seq != job.seq {
         tx.commit().await?;
         return Ok(());
@@ -262,7 +295,8 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             let earliest = from_millis(abandoned_at + next.after.value.get().num_milliseconds());
             let plan = step_time(earliest, tz, next.at_local.map(|t| t.0), campaign.send_window.as_ref());
             let at = plan.at.timestamp_millis();
-            let mut line = format!("step {} due {} (UTC {})", next.id.value, fmt_local(at, tz), plan.at.format("%H:%M:%S"));
+            let mut line =
+                format!("step {} due {} (UTC {})", next.id.value, fmt_local(at, tz), plan.at.format("%H:%M:%S"));
             for n in &plan.notes {
                 line.push_str("; ");
                 line.push_str(n);
@@ -304,7 +338,9 @@ async fn send_channel(
     let step_id = step.id.value.as_str();
     let label = format!("{step_id}/{}", channel.as_str());
     let mut tx = app.db.begin().await?;
-    let Some(cart) = tx.cart_by_id(job.cart).await? else { return Ok(Outcome::Exited) };
+    let Some(cart) = tx.cart_by_id(job.cart).await? else {
+        return Ok(Outcome::Exited);
+    };
     if cart.seq != job.seq {
         tx.commit().await?;
         return Ok(Outcome::Exited);
@@ -331,17 +367,18 @@ async fn send_channel(
         return Ok(Outcome::Done);
     }
     let lease = i64::try_from(app.settings.worker.claim_lease.as_millis()).unwrap_or(60_000);
-    let send = match tx.claim_send(cart.id, step_id, channel.as_str(), due, cart.customer_ref.as_deref(), now, lease).await? {
-        Claim::Claimed(row) => row,
-        Claim::Done(_) => {
-            tx.commit().await?;
-            return Ok(Outcome::Done);
-        }
-        Claim::Held(_, until) => {
-            tx.commit().await?;
-            return Ok(Outcome::RetryAt(until));
-        }
-    };
+    let send =
+        match tx.claim_send(cart.id, step_id, channel.as_str(), due, cart.customer_ref.as_deref(), now, lease).await? {
+            Claim::Claimed(row) => row,
+            Claim::Done(_) => {
+                tx.commit().await?;
+                return Ok(Outcome::Done);
+            }
+            Claim::Held(_, until) => {
+                tx.commit().await?;
+                return Ok(Outcome::RetryAt(until));
+            }
+        };
     let incentive = match &step.incentive {
         Some(_) => issue_incentive(&mut tx, shop, campaign, &cart, step_id, now).await?,
         None => None,
@@ -354,7 +391,10 @@ async fn send_channel(
     let outcome = match result {
         Ok(message_ref) => {
             tx.complete_send(send.id, SendStatus::Sent, None, Some(&message_ref), done).await?;
-            let to = address.as_deref().map(|a| if channel == Channel::Email { mask_email(a) } else { mask_phone(a) }).unwrap_or_default();
+            let to = address
+                .as_deref()
+                .map(|a| if channel == Channel::Email { mask_email(a) } else { mask_phone(a) })
+                .unwrap_or_default();
             let late = done - due;
             tx.log(cart.id, done, "sent", &format!("{label} to {to} ({:.1}s after due)", late as f64 / 1000.0)).await?;
             info!(step = step_id, channel = channel.as_str(), to = %to, lateness_ms = late, "sent");
@@ -375,8 +415,13 @@ async fn send_channel(
         Err(DeliveryError::Transient(e)) => {
             tx.release_claim(send.id, &e).await?;
             let at = done + backoff_ms(send.attempts);
-            tx.log(cart.id, done, "retry", &format!("{label}: {e}; attempt {} failed, retrying at {}", send.attempts, fmt_local(at, tz)))
-                .await?;
+            tx.log(
+                cart.id,
+                done,
+                "retry",
+                &format!("{label}: {e}; attempt {} failed, retrying at {}", send.attempts, fmt_local(at, tz)),
+            )
+            .await?;
             Outcome::RetryAt(at)
         }
     };
@@ -395,19 +440,33 @@ async fn issue_incentive(
     if let Some((_, code, offer, expires)) = tx.incentive_for(cart.id, step).await? {
         return Ok(serde_json::from_str::<ChosenOffer>(&offer).ok().map(|o| (o, code, expires)));
     }
-    let Some(inc) = &campaign.incentives else { return Ok(None) };
+    let Some(inc) = &campaign.incentives else {
+        return Ok(None);
+    };
     if let (Some(cooldown), Some(who)) = (&inc.cooldown, &cart.customer_ref)
         && let Some(last) = tx.last_incentive_of(who).await?
         && now - last < cooldown.get().num_milliseconds()
     {
-        tx.log(cart.id, now, "incentive", &format!("{step}: none (customer received one within the {cooldown} cooldown)")).await?;
+        tx.log(
+            cart.id,
+            now,
+            "incentive",
+            &format!("{step}: none (customer received one within the {cooldown} cooldown)"),
+        )
+        .await?;
         return Ok(None);
     }
-    let Some(total) = cart.currency.as_deref().and_then(|c| Currency::parse(c).ok()).zip(cart.total_minor).map(|(c, m)| Money::from_minor(m, c))
+    let Some(total) = cart
+        .currency
+        .as_deref()
+        .and_then(|c| Currency::parse(c).ok())
+        .zip(cart.total_minor)
+        .map(|(c, m)| Money::from_minor(m, c))
     else {
         return Ok(None);
     };
-    let facts = Facts { total, orders_count: u32::try_from(cart.orders_count).unwrap_or(0), shop_currency: shop.currency };
+    let facts =
+        Facts { total, orders_count: u32::try_from(cart.orders_count).unwrap_or(0), shop_currency: shop.currency };
     let Some(offer) = incentive::choose(inc, &facts) else {
         tx.log(cart.id, now, "incentive", &format!("{step}: no tier matches")).await?;
         return Ok(None);
@@ -415,7 +474,8 @@ async fn issue_incentive(
     let code = incentive::new_code(inc.code_prefix.as_deref());
     let expires = now + inc.code_ttl.get().num_milliseconds();
     let offer_json = serde_json::to_string(&offer).unwrap_or_default();
-    tx.insert_incentive(cart.id, step, cart.customer_ref.as_deref(), &offer.tier, &code, &offer_json, now, expires).await?;
+    tx.insert_incentive(cart.id, step, cart.customer_ref.as_deref(), &offer.tier, &code, &offer_json, now, expires)
+        .await?;
     tx.log(cart.id, now, "incentive", &format!("{step}: tier {} → {}", offer.tier, offer.summary)).await?;
     Ok(Some((offer, code, expires)))
 }
@@ -433,7 +493,8 @@ async fn deliver(
 ) -> Result<String, DeliveryError> {
     let exp = Utc::now().timestamp() + i64::try_from(app.settings.link_ttl.as_secs()).unwrap_or(0);
     let restore_url = format!("{}/r/{}", app.public_base, app.keys.sign(Purpose::Restore, &send.public_id, exp));
-    let unsubscribe_url = format!("{}/u/{}", app.public_base, app.keys.sign(Purpose::Unsubscribe, &send.public_id, exp));
+    let unsubscribe_url =
+        format!("{}/u/{}", app.public_base, app.keys.sign(Purpose::Unsubscribe, &send.public_id, exp));
     let locale = cart
         .locale
         .as_deref()
@@ -469,8 +530,13 @@ async fn deliver(
     let template = step.template.value.as_str();
     match channel {
         Channel::Email => {
-            let to = cart.email.as_deref().and_then(|e| Email::parse(e).ok()).ok_or_else(|| DeliveryError::Permanent("invalid email address".into()))?;
-            let mail = app.renderer.email(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            let to = cart
+                .email
+                .as_deref()
+                .and_then(|e| Email::parse(e).ok())
+                .ok_or_else(|| DeliveryError::Permanent("invalid email address".into()))?;
+            let mail =
+                app.renderer.email(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
             let out = OutgoingEmail {
                 id: send.public_id.clone(),
                 from: shop.from.clone(),
@@ -483,9 +549,15 @@ async fn deliver(
             app.email.send(&out).await
         }
         Channel::Sms => {
-            let to = cart.phone.as_deref().and_then(|p| Phone::parse(p).ok()).ok_or_else(|| DeliveryError::Permanent("invalid phone number".into()))?;
+            let to = cart
+                .phone
+                .as_deref()
+                .and_then(|p| Phone::parse(p).ok())
+                .ok_or_else(|| DeliveryError::Permanent("invalid phone number".into()))?;
             let body = app.renderer.sms(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-            app.sms.send(&OutgoingSms { id: send.public_id.clone(), from: app.settings.sms.from.clone(), to, body }).await
+            app.sms
+                .send(&OutgoingSms { id: send.public_id.clone(), from: app.settings.sms.from.clone(), to, body })
+                .await
         }
     }
 }

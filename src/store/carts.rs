@@ -48,7 +48,9 @@ impl CartStatus {
             "recovered" => Self::Recovered,
             "emptied" => Self::Emptied,
             "unsubscribed" => Self::Unsubscribed,
-            other => return Err(StoreError::Corrupt(format!("unknown cart status {other:?}"))),
+            other => {
+                return Err(StoreError::Corrupt(format!("unknown cart status {other:?}")));
+            }
         })
     }
     /// No further messages will be sent for this cart, whatever happens next.
@@ -124,10 +126,14 @@ pub struct LogEntry {
     pub detail: String,
 }
 
-
 impl Tx {
     /// The cart for `(shop, external_id)`, created empty if new, locked for this transaction.
-    pub async fn ensure_cart(&mut self, shop: &str, external_id: &str, now_ms: i64) -> Result<(CartRow, bool), StoreError> {
+    pub async fn ensure_cart(
+        &mut self,
+        shop: &str,
+        external_id: &str,
+        now_ms: i64,
+    ) -> Result<(CartRow, bool), StoreError> {
         let public_id = super::public_id();
         let inserted = on_tx!(self, |c| {
             sqlx::query(
@@ -142,24 +148,32 @@ impl Tx {
             .await?
             .rows_affected()
         });
-        let row = self.cart_by_external(shop, external_id).await?.ok_or_else(|| StoreError::Corrupt("cart vanished".into()))?;
+        let row = self
+            .cart_by_external(shop, external_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("cart vanished".into()))?;
         Ok((row, inserted == 1))
     }
 
     /// The cart for `(shop, external_id)`, locked for this transaction.
     pub async fn cart_by_external(&mut self, shop: &str, external_id: &str) -> Result<Option<CartRow>, StoreError> {
-        Ok(on_tx_sql!(self, sql = (
-            "SELECT * FROM carts WHERE shop = $1 AND external_id = $2",
-            "SELECT * FROM carts WHERE shop = $1 AND external_id = $2 FOR UPDATE"
-        ), |c| sqlx::query_as::<_, CartRow>(sql).bind(shop).bind(external_id).fetch_optional(&mut *c).await?))
+        Ok(on_tx_sql!(
+            self,
+            sql = (
+                "SELECT * FROM carts WHERE shop = $1 AND external_id = $2",
+                "SELECT * FROM carts WHERE shop = $1 AND external_id = $2 FOR UPDATE"
+            ),
+            |c| sqlx::query_as::<_, CartRow>(sql).bind(shop).bind(external_id).fetch_optional(&mut *c).await?
+        ))
     }
 
     /// The cart with row id `id`, locked for this transaction.
     pub async fn cart_by_id(&mut self, id: i64) -> Result<Option<CartRow>, StoreError> {
-        Ok(on_tx_sql!(self, sql = (
-            "SELECT * FROM carts WHERE id = $1",
-            "SELECT * FROM carts WHERE id = $1 FOR UPDATE"
-        ), |c| sqlx::query_as::<_, CartRow>(sql).bind(id).fetch_optional(&mut *c).await?))
+        Ok(on_tx_sql!(
+            self,
+            sql = ("SELECT * FROM carts WHERE id = $1", "SELECT * FROM carts WHERE id = $1 FOR UPDATE"),
+            |c| sqlx::query_as::<_, CartRow>(sql).bind(id).fetch_optional(&mut *c).await?
+        ))
     }
 
     /// The cart with public id `public_id` (not locked).
@@ -269,4 +283,3 @@ impl Tx {
             .await?))
     }
 }
-

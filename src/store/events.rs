@@ -22,19 +22,21 @@ pub struct EventInsert<'a> {
 impl Tx {
     /// Record a delivery; `false` when this `(shop, webhook_id)` was already taken.
     pub async fn insert_event(&mut self, e: &EventInsert<'_>) -> Result<bool, StoreError> {
-        let n = on_tx!(self, |c| sqlx::query(
-            "INSERT INTO webhook_events (shop, webhook_id, kind, occurred_at, received_at, outcome, body)
-             VALUES ($1, $2, $3, $4, $5, 'received', $6) ON CONFLICT (shop, webhook_id) DO NOTHING"
-        )
-        .bind(e.shop)
-        .bind(e.webhook_id)
-        .bind(e.kind)
-        .bind(e.occurred_at)
-        .bind(e.received_at)
-        .bind(e.body)
-        .execute(&mut *c)
-        .await?
-        .rows_affected());
+        let n = on_tx!(self, |c| {
+            sqlx::query(
+                "INSERT INTO webhook_events (shop, webhook_id, kind, occurred_at, received_at, outcome, body)
+             VALUES ($1, $2, $3, $4, $5, 'received', $6) ON CONFLICT (shop, webhook_id) DO NOTHING",
+            )
+            .bind(e.shop)
+            .bind(e.webhook_id)
+            .bind(e.kind)
+            .bind(e.occurred_at)
+            .bind(e.received_at)
+            .bind(e.body)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
         Ok(n == 1)
     }
 
@@ -46,14 +48,16 @@ impl Tx {
         cart_id: Option<i64>,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        on_tx!(self, |c| sqlx::query("UPDATE webhook_events SET cart_id = $3, outcome = $4 WHERE shop = $1 AND webhook_id = $2")
-            .bind(shop)
-            .bind(webhook_id)
-            .bind(cart_id)
-            .bind(outcome)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_tx!(self, |c| {
+            sqlx::query("UPDATE webhook_events SET cart_id = $3, outcome = $4 WHERE shop = $1 AND webhook_id = $2")
+                .bind(shop)
+                .bind(webhook_id)
+                .bind(cart_id)
+                .bind(outcome)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
         Ok(())
     }
 

@@ -14,13 +14,17 @@ impl Tx {
 
     /// Store a new key (no-op if the kid exists).
     pub async fn insert_signing_key(&mut self, kid: &str, secret_b64: &str, now_ms: i64) -> Result<(), StoreError> {
-        on_tx!(self, |c| sqlx::query("INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING")
+        on_tx!(self, |c| {
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING",
+            )
             .bind(kid)
             .bind(secret_b64)
             .bind(now_ms)
             .execute(&mut *c)
             .await?
-            .rows_affected());
+            .rows_affected()
+        });
         Ok(())
     }
 }

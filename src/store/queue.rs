@@ -42,14 +42,18 @@ impl Db {
     /// How many jobs of `queue` are in each state.
     pub async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, StoreError> {
         let rows: Vec<(String, i64)> = match self {
-            Db::Sqlite(p) => sqlx::query_as("SELECT status, COUNT(*) FROM Jobs WHERE job_type = $1 GROUP BY status")
-                .bind(queue)
-                .fetch_all(p)
-                .await?,
-            Db::Postgres(p) => sqlx::query_as("SELECT status, COUNT(*) FROM apalis.jobs WHERE job_type = $1 GROUP BY status")
-                .bind(queue)
-                .fetch_all(p)
-                .await?,
+            Db::Sqlite(p) => {
+                sqlx::query_as("SELECT status, COUNT(*) FROM Jobs WHERE job_type = $1 GROUP BY status")
+                    .bind(queue)
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Postgres(p) => {
+                sqlx::query_as("SELECT status, COUNT(*) FROM apalis.jobs WHERE job_type = $1 GROUP BY status")
+                    .bind(queue)
+                    .fetch_all(p)
+                    .await?
+            }
         };
         let mut c = QueueCounts::default();
         for (status, n) in rows {

@@ -31,7 +31,9 @@ impl SendStatus {
             "sent" => Self::Sent,
             "skipped" => Self::Skipped,
             "failed" => Self::Failed,
-            other => return Err(StoreError::Corrupt(format!("unknown send status {other:?}"))),
+            other => {
+                return Err(StoreError::Corrupt(format!("unknown send status {other:?}")));
+            }
         })
     }
 }
@@ -88,20 +90,22 @@ impl Tx {
         lease_ms: i64,
     ) -> Result<Claim, StoreError> {
         let public_id = super::public_id();
-        let fresh = on_tx!(self, |c| sqlx::query_as::<_, SendRow>(
-            "INSERT INTO sends (public_id, cart_id, step, channel, status, due_at, claimed_at, customer_ref)
+        let fresh = on_tx!(self, |c| {
+            sqlx::query_as::<_, SendRow>(
+                "INSERT INTO sends (public_id, cart_id, step, channel, status, due_at, claimed_at, customer_ref)
              VALUES ($1, $2, $3, $4, 'claimed', $5, $6, $7)
-             ON CONFLICT (cart_id, step, channel) DO NOTHING RETURNING *"
-        )
-        .bind(&public_id)
-        .bind(cart_id)
-        .bind(step)
-        .bind(channel)
-        .bind(due_at)
-        .bind(now_ms)
-        .bind(customer_ref)
-        .fetch_optional(&mut *c)
-        .await?);
+             ON CONFLICT (cart_id, step, channel) DO NOTHING RETURNING *",
+            )
+            .bind(&public_id)
+            .bind(cart_id)
+            .bind(step)
+            .bind(channel)
+            .bind(due_at)
+            .bind(now_ms)
+            .bind(customer_ref)
+            .fetch_optional(&mut *c)
+            .await?
+        });
         if let Some(row) = fresh {
             return Ok(Claim::Claimed(row));
         }
@@ -146,7 +150,8 @@ impl Tx {
         reason: &str,
     ) -> Result<(), StoreError> {
         let public_id = super::public_id();
-        on_tx!(self, |c| sqlx::query(
+        on_tx!(self, |c| {
+            sqlx::query(
             "INSERT INTO sends (public_id, cart_id, step, channel, status, reason, due_at, claimed_at, completed_at)
              VALUES ($1, $2, $3, $4, 'skipped', $5, $6, $7, $7) ON CONFLICT (cart_id, step, channel) DO NOTHING"
         )
@@ -159,7 +164,8 @@ impl Tx {
         .bind(now_ms)
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(())
     }
 
@@ -172,7 +178,8 @@ impl Tx {
         message_ref: Option<&str>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        on_tx!(self, |c| sqlx::query(
+        on_tx!(self, |c| {
+            sqlx::query(
             "UPDATE sends SET status = $2, reason = $3, message_ref = COALESCE($4, message_ref), completed_at = $5 WHERE id = $1"
         )
         .bind(id)
@@ -182,30 +189,35 @@ impl Tx {
         .bind(now_ms)
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(())
     }
 
     /// Release a claim after a transient failure so a later attempt can take it at once.
     pub async fn release_claim(&mut self, id: i64, reason: &str) -> Result<(), StoreError> {
-        on_tx!(self, |c| sqlx::query("UPDATE sends SET claimed_at = 0, reason = $2 WHERE id = $1 AND status = 'claimed'")
-            .bind(id)
-            .bind(reason)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_tx!(self, |c| sqlx::query(
+            "UPDATE sends SET claimed_at = 0, reason = $2 WHERE id = $1 AND status = 'claimed'"
+        )
+        .bind(id)
+        .bind(reason)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     /// Completion times of messages sent to a customer since `since_ms`, oldest first.
     pub async fn sent_to_customer_since(&mut self, customer_ref: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {
-        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, i64>(
+        Ok(on_tx!(self, |c| {
+            sqlx::query_scalar::<_, i64>(
             "SELECT completed_at FROM sends WHERE customer_ref = $1 AND status = 'sent' AND completed_at >= $2 ORDER BY completed_at"
         )
         .bind(customer_ref)
         .bind(since_ms)
         .fetch_all(&mut *c)
-        .await?))
+        .await?
+        }))
     }
 
     /// The send with public id `public_id`.
@@ -244,24 +256,38 @@ impl Tx {
     }
 
     /// Put an address on a shop's suppression list for a channel.
-    pub async fn suppress(&mut self, shop: &str, channel: &str, address: &str, reason: &str, now_ms: i64) -> Result<(), StoreError> {
-        on_tx!(self, |c| sqlx::query(
-            "INSERT INTO suppressions (shop, channel, address, reason, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (shop, channel, address) DO NOTHING"
-        )
-        .bind(shop)
-        .bind(channel)
-        .bind(address)
-        .bind(reason)
-        .bind(now_ms)
-        .execute(&mut *c)
-        .await?
-        .rows_affected());
+    pub async fn suppress(
+        &mut self,
+        shop: &str,
+        channel: &str,
+        address: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, |c| {
+            sqlx::query(
+                "INSERT INTO suppressions (shop, channel, address, reason, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (shop, channel, address) DO NOTHING",
+            )
+            .bind(shop)
+            .bind(channel)
+            .bind(address)
+            .bind(reason)
+            .bind(now_ms)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
         Ok(())
     }
 
     /// Why an address is suppressed for a channel, if it is.
-    pub async fn suppression(&mut self, shop: &str, channel: &str, address: &str) -> Result<Option<String>, StoreError> {
+    pub async fn suppression(
+        &mut self,
+        shop: &str,
+        channel: &str,
+        address: &str,
+    ) -> Result<Option<String>, StoreError> {
         Ok(on_tx!(self, |c| sqlx::query_scalar::<_, String>(
             "SELECT reason FROM suppressions WHERE shop = $1 AND channel = $2 AND address = $3"
         )
@@ -273,7 +299,11 @@ impl Tx {
     }
 
     /// The incentive already issued for `(cart, step)`: `(tier, code, offer JSON, expires_at)`.
-    pub async fn incentive_for(&mut self, cart_id: i64, step: &str) -> Result<Option<(String, String, String, i64)>, StoreError> {
+    pub async fn incentive_for(
+        &mut self,
+        cart_id: i64,
+        step: &str,
+    ) -> Result<Option<(String, String, String, i64)>, StoreError> {
         Ok(on_tx!(self, |c| sqlx::query_as::<_, (String, String, String, i64)>(
             "SELECT tier, code, offer, expires_at FROM incentives WHERE cart_id = $1 AND step = $2"
         )
@@ -306,21 +336,23 @@ impl Tx {
         now_ms: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        on_tx!(self, |c| sqlx::query(
-            "INSERT INTO incentives (cart_id, step, customer_ref, tier, code, offer, issued_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        )
-        .bind(cart_id)
-        .bind(step)
-        .bind(customer_ref)
-        .bind(tier)
-        .bind(code)
-        .bind(offer_json)
-        .bind(now_ms)
-        .bind(expires_at)
-        .execute(&mut *c)
-        .await?
-        .rows_affected());
+        on_tx!(self, |c| {
+            sqlx::query(
+                "INSERT INTO incentives (cart_id, step, customer_ref, tier, code, offer, issued_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(cart_id)
+            .bind(step)
+            .bind(customer_ref)
+            .bind(tier)
+            .bind(code)
+            .bind(offer_json)
+            .bind(now_ms)
+            .bind(expires_at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
         Ok(())
     }
 }

@@ -36,7 +36,10 @@ pub async fn fresh_postgres_db() -> String {
     let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
         panic!("PostgreSQL is required for this test and is unreachable at {admin}: {e}\nStart it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
     });
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create test database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create test database");
     pool.close().await;
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
     format!("{base}/{name}")
@@ -47,7 +50,9 @@ pub async fn drop_postgres_db(url: &str) {
     let admin = postgres_admin_url();
     let name = url.rsplit('/').next().unwrap_or_default().to_owned();
     if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&pool).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&pool)
+            .await;
         pool.close().await;
     }
 }
@@ -58,9 +63,7 @@ pub fn repo() -> PathBuf {
 
 /// A campaign with second-scale delays: abandoned after `abandon`s, steps after the given seconds (email only).
 pub fn quick_campaign(abandon: u32, steps: &[(&str, u32, &str)]) -> String {
-    let mut y = format!(
-        "name: quick\nabandon_after: {abandon}s\naudience: {{ min_total: 5 }}\nsteps:\n"
-    );
+    let mut y = format!("name: quick\nabandon_after: {abandon}s\naudience: {{ min_total: 5 }}\nsteps:\n");
     for (id, after, template) in steps {
         y.push_str(&format!("  - id: {id}\n    after: {after}s\n    channels: [email]\n    template: {template}\n"));
         if *template == "incentive" {
@@ -78,10 +81,12 @@ pub fn settings(dir: &Path, database_url: &str, campaign_yaml: &str) -> Settings
     let campaigns = dir.join("campaigns");
     std::fs::create_dir_all(&campaigns).expect("campaigns dir");
     std::fs::write(campaigns.join("quick.yaml"), campaign_yaml).expect("campaign file");
-    let mut s = Settings::default();
-    s.database_url = Secret::new(database_url);
-    s.campaigns_dir = campaigns;
-    s.templates_dir = repo().join("templates");
+    let mut s = Settings {
+        database_url: Secret::new(database_url),
+        campaigns_dir: campaigns,
+        templates_dir: repo().join("templates"),
+        ..Settings::default()
+    };
     s.email.outbox_dir = dir.join("outbox/email");
     s.sms.outbox_dir = dir.join("outbox/sms");
     s.worker.poll_interval = Duration::from_millis(100);
@@ -125,7 +130,12 @@ pub async fn database_url(backend: Backend, dir: &Path) -> String {
 }
 
 /// Start the real service (HTTP on port 0, and the worker unless `with_worker` is false).
-pub async fn spawn_app_with(backend: Backend, campaign_yaml: &str, with_worker: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_with(
+    backend: Backend,
+    campaign_yaml: &str,
+    with_worker: bool,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = database_url(backend, dir.path()).await;
     let mut s = settings(dir.path(), &url, campaign_yaml);
@@ -198,7 +208,14 @@ impl TestApp {
     }
 
     /// POST raw bytes, signed with the shop's key (or with `signature` if given).
-    pub async fn post_raw(&self, shop: &str, id: &str, ts: i64, bytes: &[u8], signature: Option<&str>) -> reqwest::Response {
+    pub async fn post_raw(
+        &self,
+        shop: &str,
+        id: &str,
+        ts: i64,
+        bytes: &[u8],
+        signature: Option<&str>,
+    ) -> reqwest::Response {
         let sig = signature.map_or_else(|| cartback::ingest::signature::sign(&self.key, id, ts, bytes), str::to_owned);
         self.client
             .post(format!("{}/v1/shops/{shop}/events", self.base))
