@@ -117,8 +117,6 @@ pub struct WorkerSettings {
     /// Worker heartbeat; a worker silent for 3 heartbeats is presumed dead and its jobs re-queued.
     #[serde(with = "humantime_serde_compat")]
     pub heartbeat: Duration,
-    /// Attempts before a job that keeps failing unexpectedly is left failed for an operator.
-    pub max_attempts: usize,
     /// How long a claimed, unfinished send blocks another attempt (crash recovery).
     #[serde(with = "humantime_serde_compat")]
     pub claim_lease: Duration,
@@ -198,7 +196,6 @@ impl Default for Settings {
                 concurrency: 8,
                 poll_interval: Duration::from_millis(250),
                 heartbeat: Duration::from_secs(5),
-                max_attempts: 5,
                 claim_lease: Duration::from_secs(60),
                 keep_done_jobs: Duration::from_secs(86_400),
             },

@@ -310,9 +310,6 @@ pub struct CampaignFile {
     pub name: Spanned<String>,
     /// Free text.
     pub description: Option<String>,
-    /// Lower runs first when several campaigns could take a cart.
-    #[serde(default)]
-    pub priority: i32,
     /// Idle time after the last activity before a cart counts as abandoned.
     pub abandon_after: Span,
     /// Who enters.
