@@ -28,7 +28,8 @@ async fn fresh_db(backend: &str, dir: &std::path::Path, tag: &str) -> String {
     if backend == "sqlite" {
         return format!("sqlite://{}", dir.join(format!("{tag}.db")).display());
     }
-    let admin = std::env::var("CARTBACK_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin = std::env::var("CARTBACK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let name = format!("cartback_bench_{tag}_{}", &cartback::store::public_id()[..8]);
     let pool = sqlx::PgPool::connect(&admin).await.expect("PostgreSQL reachable for the benchmark");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create db");
@@ -38,9 +39,12 @@ async fn fresh_db(backend: &str, dir: &std::path::Path, tag: &str) -> String {
 
 async fn drop_db(url: &str) {
     if let Some(name) = url.strip_prefix("postgres://").and_then(|u| u.rsplit('/').next()) {
-        let admin = std::env::var("CARTBACK_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let admin = std::env::var("CARTBACK_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&pool).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&pool)
+                .await;
         }
     }
 }
@@ -121,8 +125,9 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
     let url = fresh_db(backend, dir.path(), "raw").await;
     let db = Db::connect(&url).await.expect("connect");
     db.migrate().await.expect("migrate");
-    let tasks: Vec<_> =
-        (0..n as u64).map(|i| TaskBuilder::new(serde_json::to_vec(&i).expect("json")).max_attempts(5).build()).collect();
+    let tasks: Vec<_> = (0..n as u64)
+        .map(|i| TaskBuilder::new(serde_json::to_vec(&i).expect("json")).max_attempts(5).build())
+        .collect();
     let (stop, mut rx) = watch::channel(false);
     let signal = async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -137,9 +142,11 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
             apalis_sqlite::queries::push_tasks(&mut *conn, "raw", &tasks).await.expect("push");
             drop(conn);
             let cfg = apalis_sqlite::Config::default().queue("raw").batch_size(16);
-            let backend = SqliteStorage::<u64>::new(pool).with_config(cfg).poll_with_interval(Duration::from_millis(50));
+            let backend =
+                SqliteStorage::<u64>::new(pool).with_config(cfg).poll_with_interval(Duration::from_millis(50));
             let started = Instant::now();
-            let w = tokio::spawn(WorkerBuilder::new("raw").backend(backend).concurrency(16).build(noop).run_until(signal));
+            let w =
+                tokio::spawn(WorkerBuilder::new("raw").backend(backend).concurrency(16).build(noop).run_until(signal));
             while count(&db, "SELECT COUNT(*) FROM Jobs WHERE status = 'Done'").await < n as i64 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -153,9 +160,11 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
             apalis_postgres::queries::push_tasks(&mut *conn, "raw", tasks).await.expect("push");
             drop(conn);
             let cfg = apalis_postgres::Config::default().queue("raw").batch_size(16);
-            let backend = PostgresStorage::<u64>::new(pool).with_config(cfg).poll_with_interval(Duration::from_millis(50));
+            let backend =
+                PostgresStorage::<u64>::new(pool).with_config(cfg).poll_with_interval(Duration::from_millis(50));
             let started = Instant::now();
-            let w = tokio::spawn(WorkerBuilder::new("raw").backend(backend).concurrency(16).build(noop).run_until(signal));
+            let w =
+                tokio::spawn(WorkerBuilder::new("raw").backend(backend).concurrency(16).build(noop).run_until(signal));
             while count(&db, "SELECT COUNT(*) FROM apalis.jobs WHERE status = 'Done'").await < n as i64 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -175,7 +184,10 @@ fn main() {
     let n = jobs();
     let _ = Arc::new(());
     rt.block_on(async {
-        println!("worker throughput, {n} due jobs, {} cores", std::thread::available_parallelism().map_or(0, |p| p.get()));
+        println!(
+            "worker throughput, {n} due jobs, {} cores",
+            std::thread::available_parallelism().map_or(0, |p| p.get())
+        );
         println!("{:<10} {:<52} {:>12}", "backend", "what", "per second");
         for backend in ["sqlite", "postgres"] {
             let raw = bare_apalis(backend, n, false).await;
