@@ -51,12 +51,19 @@ pub async fn push(tx: &mut Tx, job: RecoveryJob, run_at: DateTime<Utc>) -> Resul
     }
 }
 
-async fn handle(job: RecoveryJob, app: Data<Arc<App>>) -> Result<(), BoxDynError> {
-    let span = info_span!("recovery_job", cart = job.cart, seq = job.seq);
-    super::recovery::run(&app, job).instrument(span).await.map_err(|e| {
-        error!(cart = job.cart, seq = job.seq, error = %e, "recovery job failed");
-        Box::new(e) as BoxDynError
-    })
+async fn handle(job: RecoveryJob, app: Data<Arc<App>>, attempt: Attempt) -> Result<(), BoxDynError> {
+    let span = info_span!("recovery_job", cart = job.cart, seq = job.seq, attempt = attempt.current());
+    match super::recovery::run(&app, job).instrument(span).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // The queue retries a failed job as soon as it is fetched again. Hold it for a
+            // growing pause first (1 s, 2 s, 4 s … 30 s) so a database outage is not hammered.
+            let pause = Duration::from_secs(1 << attempt.current().min(5)).min(Duration::from_secs(30));
+            error!(cart = job.cart, seq = job.seq, attempt = attempt.current(), error = %e, ?pause, "recovery job failed; will retry");
+            tokio::time::sleep(pause).await;
+            Err(Box::new(e) as BoxDynError)
+        }
+    }
 }
 
 fn worker_name() -> String {
