@@ -1,11 +1,11 @@
 //! Everything a request or a job needs, built once at start-up.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 
-use crate::campaign::{Campaign, CampaignSet};
+use crate::campaign::CampaignSet;
 use crate::config::{EmailTransportKind, Settings, Shop, SmsTransportKind};
 use crate::deliver::{EmailTransport, SmsTransport};
 use crate::domain::ShopId;
@@ -22,8 +22,8 @@ pub struct App {
     pub db: Db,
     /// Shops by id.
     pub shops: BTreeMap<ShopId, Shop>,
-    /// Loaded campaigns.
-    pub campaigns: CampaignSet,
+    /// Loaded campaigns; replaced whole on reload, so a job sees one consistent set.
+    campaigns: RwLock<Arc<CampaignSet>>,
     /// Templates.
     pub renderer: Renderer,
     /// Link-signing keys.
@@ -42,19 +42,7 @@ impl App {
         let shops = settings.shops()?;
         let renderer = Renderer::load(&settings.templates_dir)
             .with_context(|| format!("loading templates from {}", settings.templates_dir.display()))?;
-        let campaigns =
-            CampaignSet::load_dir(&settings.campaigns_dir, &|name, channel| renderer.has("en", name, channel))?;
-        for shop in shops.values() {
-            if campaigns.get(&shop.campaign).is_none() {
-                anyhow::bail!(
-                    "configuration: shops.{}.campaign: no campaign named {:?} in {} (found: {})",
-                    shop.id,
-                    shop.campaign,
-                    settings.campaigns_dir.display(),
-                    campaigns.names().collect::<Vec<_>>().join(", ")
-                );
-            }
-        }
+        let campaigns = load_campaigns(&settings, &renderer, &shops)?;
         let db = Db::connect(settings.database_url.expose()).await.context("connecting to the database")?;
         db.migrate().await.context("applying migrations")?;
         let keys = Keyring::load(&db, settings.signing_key.as_ref().map(|s| s.expose())).await?;
@@ -74,7 +62,17 @@ impl App {
             SmsTransportKind::File => SmsTransport::File(settings.sms.outbox_dir.clone()),
         };
         let public_base = settings.public_base();
-        Ok(Arc::new(Self { settings, db, shops, campaigns, renderer, keys, email, sms, public_base }))
+        Ok(Arc::new(Self {
+            settings,
+            db,
+            shops,
+            campaigns: RwLock::new(Arc::new(campaigns)),
+            renderer,
+            keys,
+            email,
+            sms,
+            public_base,
+        }))
     }
 
     /// The shop with id `id`.
@@ -82,8 +80,34 @@ impl App {
         ShopId::parse(id).ok().and_then(|id| self.shops.get(&id))
     }
 
-    /// The campaign a cart of `shop` runs, or the one it already entered.
-    pub fn campaign_for(&self, shop: &Shop, entered: Option<&str>) -> Option<&Campaign> {
-        self.campaigns.get(entered.unwrap_or(&shop.campaign))
+    /// The campaigns in force now.
+    pub fn campaigns(&self) -> Arc<CampaignSet> {
+        self.campaigns.read().map_or_else(|e| e.into_inner().clone(), |g| g.clone())
     }
+
+    /// Re-read the campaign files. A set with any error is refused as a whole and the one in
+    /// force stays; carts mid-sequence continue at their step index with the new timings.
+    pub fn reload_campaigns(&self) -> anyhow::Result<usize> {
+        let set = load_campaigns(&self.settings, &self.renderer, &self.shops)?;
+        let n = set.names().count();
+        match self.campaigns.write() {
+            Ok(mut g) => *g = Arc::new(set),
+            Err(e) => *e.into_inner() = Arc::new(set),
+        }
+        Ok(n)
+    }
+}
+
+/// Load and validate every campaign file, and check them against the shops.
+pub fn load_campaigns(
+    settings: &Settings,
+    renderer: &Renderer,
+    shops: &BTreeMap<ShopId, Shop>,
+) -> anyhow::Result<CampaignSet> {
+    let set = CampaignSet::load_dir(&settings.campaigns_dir, &|name, channel| renderer.has("en", name, channel))?;
+    let problems = set.check_shops(shops.values().map(|s| (s.id.as_str(), s.campaign.as_str())));
+    if !problems.is_empty() {
+        anyhow::bail!("configuration: {}", problems.join("; "));
+    }
+    Ok(set)
 }

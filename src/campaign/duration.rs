@@ -62,6 +62,19 @@ impl<'de> serde::Deserialize<'de> for Span {
     }
 }
 
+impl schemars::JsonSchema for Span {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[1-9][0-9]*[smhdw]$",
+            "description": "A positive duration with one unit: 30s, 10m, 1h, 2d, 1w"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,8 @@
 mod duration;
 mod model;
 pub mod schedule;
+pub mod simulate;
+pub mod zones;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -15,6 +17,13 @@ pub use model::{
     Percent, SendWindow, Step, Tier, TierWhen, WeekdayName,
 };
 use serde_saphyr::Location;
+
+/// The JSON Schema of the campaign format, as shipped in `docs/campaign.schema.json`.
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(Campaign);
+    schema.insert("title".into(), "Cartback campaign".into());
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
 
 /// One problem in one campaign file, with its position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +79,13 @@ pub fn parse_campaign(
     let campaign: Campaign = serde_saphyr::from_str(text).map_err(|e| {
         let message = e.without_snippet().to_string();
         // saphyr's message may carry its own "at line" suffix; keep the first line only.
-        let message = message.lines().next().unwrap_or("invalid campaign").to_owned();
+        let message = message.lines().next().unwrap_or("invalid campaign");
+        // The position is in our own prefix already.
+        let message = match message.rfind(" at line ") {
+            Some(i) if message[i..].contains(", column ") => &message[..i],
+            _ => message,
+        }
+        .to_owned();
         vec![error_at(file, text, e.location(), message)]
     })?;
     let mut errors = Vec::new();
@@ -162,11 +177,12 @@ pub fn parse_campaign(
         }
     }
     for required in [ExitCondition::OrderPlaced, ExitCondition::Unsubscribed] {
-        if !campaign.exit_when.contains(&required) {
+        if !campaign.exit_when.value.contains(&required) {
             err(
-                campaign.name.referenced,
+                campaign.exit_when.referenced,
                 format!(
-                    "exit_when must include {required:?}: Cartback never messages people who bought or unsubscribed"
+                    "exit_when must include {}: Cartback never messages people who bought or unsubscribed",
+                    required.as_str()
                 ),
             );
         }
@@ -245,6 +261,44 @@ impl CampaignSet {
         self.by_name.keys().map(String::as_str)
     }
 
+    /// The campaigns a shop's carts may run, in the order they are tried: the one the shop
+    /// names and every campaign whose `audience.shops` lists the shop, by `priority`.
+    pub fn for_shop(&self, shop: &str, default: &str) -> Vec<&Campaign> {
+        let mut out: Vec<&Campaign> = self
+            .by_name
+            .values()
+            .filter(|c| {
+                c.name.value == default || c.audience.shops.as_ref().is_some_and(|s| s.iter().any(|x| x == shop))
+            })
+            .collect();
+        out.sort_by_key(|c| (c.priority, c.name.value.clone()));
+        out
+    }
+
+    /// Problems between shops and campaigns: a named campaign that does not exist, or two
+    /// candidates of one shop with the same priority (the order must be explicit).
+    pub fn check_shops<'a>(&self, shops: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (shop, default) in shops {
+            if self.get(default).is_none() {
+                problems.push(format!(
+                    "shops.{shop}.campaign: no campaign named {default:?} (found: {})",
+                    self.names().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let candidates = self.for_shop(shop, default);
+            for w in candidates.windows(2) {
+                if w[0].priority == w[1].priority {
+                    problems.push(format!(
+                        "shop {shop}: campaigns {:?} and {:?} both have priority {}; give them different priorities",
+                        w[0].name.value, w[1].name.value, w[0].priority
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     /// Insert a campaign (tests and the demo build campaigns in code).
     pub fn insert(&mut self, campaign: Campaign) {
         self.by_name.insert(campaign.name.value.clone(), campaign);
@@ -308,6 +362,30 @@ mod tests {
         assert_eq!(amount.for_currency(eur, eur).map(|m| m.minor()), Some(500));
         assert_eq!(amount.for_currency(usd, eur), None);
         assert_eq!(Amount::ShopCurrency("5".into()).for_currency(jpy, eur), None);
+    }
+
+    #[test]
+    fn check_output_points_at_each_problem() {
+        let text = "name: broken\nabandon_after: 30 minutes\nsteps: []\n";
+        let rendered: Vec<String> = parse(text).expect_err("invalid").iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!("check_bad_duration", rendered.join("\n\n"));
+
+        let text = "name: broken\nabandon_after: 30m\nsteps:\n  - id: reminder\n    after: 2h\n    channels: [email, fax]\n    template: reminder\n";
+        let rendered: Vec<String> = parse(text).expect_err("invalid").iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!("check_unknown_channel", rendered.join("\n\n"));
+
+        let text = "name: broken\nabandon_after: 30m\nsteps:\n  - id: reminder\n    after: 2h\n    channels: [email]\n    template: missing\n  - id: reminder\n    after: 1h\n    channels: [email]\n    template: reminder\nincentives:\n  code_ttl: 7d\n  tiers:\n    - { name: all, offer: { amount_off: 5 } }\n    - { name: vip, when: { min_orders: 3 }, offer: { percent_off: 15 } }\nexit_when: [order_placed]\n";
+        let rendered: Vec<String> = parse(text).expect_err("invalid").iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!("check_cross_checks", rendered.join("\n\n"));
+    }
+
+    #[test]
+    fn shipped_json_schema_is_current() {
+        let shipped = std::fs::read_to_string("docs/campaign.schema.json").unwrap_or_default();
+        assert!(
+            shipped.trim() == json_schema().trim(),
+            "docs/campaign.schema.json is out of date: run `cargo run -- campaign schema > docs/campaign.schema.json`"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use super::duration::Span;
 use crate::domain::{Currency, Money};
 
 /// A delivery channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// Email over SMTP or the file outbox.
@@ -128,7 +130,7 @@ impl<'de> Deserialize<'de> for LocalTime {
 }
 
 /// Who enters a campaign.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Audience {
     /// Cart total at least this.
@@ -139,12 +141,14 @@ pub struct Audience {
     pub min_orders: Option<u32>,
     /// Customer has at most this many earlier orders.
     pub max_orders: Option<u32>,
-    /// Only these shops (default: every shop that names this campaign).
+    /// These shops run this campaign besides the one their configuration names.
     pub shops: Option<Vec<String>>,
+    /// The customer must be reachable (address and consent) on at least one of these.
+    pub channels: Option<Vec<Channel>>,
 }
 
 /// Local hours in which messages may go out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendWindow {
     /// Opening, local time.
@@ -156,7 +160,7 @@ pub struct SendWindow {
 }
 
 /// `mon` … `sun`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[allow(missing_docs)]
 pub enum WeekdayName {
@@ -185,7 +189,7 @@ impl WeekdayName {
 }
 
 /// At most `max` messages per customer per `per`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrequencyCap {
     /// Messages allowed in the period.
@@ -217,7 +221,7 @@ impl<'de> Deserialize<'de> for Percent {
 }
 
 /// Conditions that end a cart's sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExitCondition {
     /// An order was placed for the cart.
@@ -228,26 +232,42 @@ pub enum ExitCondition {
     Unsubscribed,
 }
 
+impl ExitCondition {
+    /// The name used in campaign files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrderPlaced => "order_placed",
+            Self::CartEmptied => "cart_emptied",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
 /// One message of a sequence.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Unique within the campaign.
+    #[schemars(with = "String")]
     pub id: Spanned<String>,
     /// Delay after abandonment.
+    #[schemars(with = "Span")]
     pub after: Spanned<Span>,
     /// Send at the first such local time at or after the delay.
     pub at_local: Option<LocalTime>,
     /// Channels, each used only with consent and an address.
+    #[schemars(with = "Vec<Channel>")]
     pub channels: Spanned<Vec<Channel>>,
     /// Template name under `templates/<locale>/`.
+    #[schemars(with = "String")]
     pub template: Spanned<String>,
     /// Name of the incentive block used (`tiers`).
+    #[schemars(with = "Option<String>")]
     pub incentive: Option<Spanned<String>>,
 }
 
 /// The tier conditions.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierWhen {
     /// Cart total at least.
@@ -261,7 +281,7 @@ pub struct TierWhen {
 }
 
 /// What a tier offers.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Offer {
     /// Percentage off the cart.
@@ -276,10 +296,11 @@ pub struct Offer {
 }
 
 /// One incentive tier; the first matching tier wins.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Tier name, shown to operators and templates.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// Conditions (all must hold); absent means always.
     #[serde(default)]
@@ -289,7 +310,7 @@ pub struct Tier {
 }
 
 /// The incentive block.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Incentives {
     /// No new incentive for a customer who received one within this.
@@ -303,13 +324,18 @@ pub struct Incentives {
 }
 
 /// A campaign file as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignFile {
     /// Unique campaign name.
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// Free text.
     pub description: Option<String>,
+    /// When several campaigns could take a shop's cart, the lowest priority whose audience
+    /// matches wins. Two candidates of one shop may not share a priority.
+    #[serde(default)]
+    pub priority: i32,
     /// Idle time after the last activity before a cart counts as abandoned.
     pub abandon_after: Span,
     /// Who enters.
@@ -328,9 +354,61 @@ pub struct CampaignFile {
     pub incentives: Option<Incentives>,
     /// What ends a sequence.
     #[serde(default = "default_exits")]
-    pub exit_when: Vec<ExitCondition>,
+    #[schemars(with = "Vec<ExitCondition>")]
+    pub exit_when: Spanned<Vec<ExitCondition>>,
 }
 
-fn default_exits() -> Vec<ExitCondition> {
-    vec![ExitCondition::OrderPlaced, ExitCondition::CartEmptied, ExitCondition::Unsubscribed]
+fn default_exits() -> Spanned<Vec<ExitCondition>> {
+    let all = vec![ExitCondition::OrderPlaced, ExitCondition::CartEmptied, ExitCondition::Unsubscribed];
+    Spanned::new(all, serde_saphyr::Location::UNKNOWN, serde_saphyr::Location::UNKNOWN)
+}
+
+fn string_schema(name: &'static str, pattern: &str, description: &str) -> schemars::Schema {
+    let _ = name;
+    schemars::json_schema!({ "type": "string", "pattern": pattern, "description": description })
+}
+
+impl schemars::JsonSchema for LocalTime {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LocalTime".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        string_schema("LocalTime", "^([01][0-9]|2[0-3]):[0-5][0-9]$", "Local wall-clock time, HH:MM (24-hour)")
+    }
+}
+
+impl schemars::JsonSchema for Percent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Percent".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A percentage 0–100, e.g. 5% or 12.5%",
+            "anyOf": [
+                { "type": "string", "pattern": "^(100(\\.0)?|[0-9]{1,2}(\\.[0-9])?)\\s*%?$" },
+                { "type": "number", "minimum": 0, "maximum": 100 }
+            ]
+        })
+    }
+}
+
+impl schemars::JsonSchema for Amount {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Amount".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Money: a bare number is in the shop's currency; a map gives one value per ISO 4217 currency, e.g. { EUR: 5, JPY: 800 }",
+            "anyOf": [
+                { "type": "number", "minimum": 0 },
+                { "type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$" },
+                {
+                    "type": "object",
+                    "propertyNames": { "pattern": "^[A-Za-z]{3}$" },
+                    "additionalProperties": { "anyOf": [ { "type": "number", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$" } ] },
+                    "minProperties": 1
+                }
+            ]
+        })
+    }
 }

@@ -148,6 +148,16 @@ pub fn step_time(earliest: DateTime<Utc>, tz: Tz, at: Option<NaiveTime>, window:
     }
     if let Some(w) = window {
         let opened = next_opening(w, tz, t);
+        if opened > t
+            && let LocalResult::None = tz.from_local_datetime(&wall(tz, opened).date().and_time(w.start.0))
+        {
+            notes.push(format!(
+                "the window opening {} does not exist on {} in {tz} (clocks go forward); it opens at {}",
+                w.start.0.format("%H:%M"),
+                wall(tz, opened).date(),
+                wall(tz, opened).format("%H:%M")
+            ));
+        }
         if opened > t {
             notes.push(format!(
                 "deferred: {} local is outside the send window {}–{}; next opening {} local",
@@ -239,5 +249,69 @@ mod tests {
         let earliest = utc("2026-06-10T10:00:01Z");
         let (t, _) = at_local(chrono_tz::UTC, earliest, hm("10:00"));
         assert_eq!(t, utc("2026-06-11T10:00:00Z"));
+    }
+
+    mod properties {
+        use chrono::Timelike;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn zone() -> impl Strategy<Value = Tz> {
+            (0..chrono_tz::TZ_VARIANTS.len()).prop_map(|i| chrono_tz::TZ_VARIANTS[i])
+        }
+        fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+            // 2020 … 2036: covers historical and future DST rules.
+            (1_577_836_800_i64..2_082_758_400).prop_map(|s| DateTime::from_timestamp(s, 0).unwrap_or_default())
+        }
+        fn hhmm() -> impl Strategy<Value = NaiveTime> {
+            (0u32..24, 0u32..60).prop_map(|(h, m)| NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default())
+        }
+        fn window() -> impl Strategy<Value = SendWindow> {
+            (hhmm(), hhmm()).prop_filter("non-empty", |(a, b)| a != b).prop_map(|(start, end)| SendWindow {
+                start: LocalTime(start),
+                end: LocalTime(end),
+                days: None,
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Never early, never in quiet hours, and minimal: no allowed instant between the
+            /// earliest time and the chosen one.
+            #[test]
+            fn window_sends_are_on_time_in_hours_and_minimal(tz in zone(), earliest in instant(), w in window()) {
+                let p = step_time(earliest, tz, None, Some(&w));
+                prop_assert!(p.at >= earliest);
+                prop_assert!(in_window(&w, tz, p.at), "{} local is outside {:?}", p.at.with_timezone(&tz), w);
+                prop_assert!(p.at - earliest <= Duration::days(2));
+                if p.at > earliest {
+                    prop_assert!(!in_window(&w, tz, p.at - Duration::seconds(1)), "an earlier second was allowed");
+                    let mid = earliest + (p.at - earliest) / 2;
+                    prop_assert!(!in_window(&w, tz, mid), "{mid} was allowed");
+                }
+            }
+
+            /// `at_local` lands on that wall-clock time (or just after a gap), at or after the
+            /// delay, and within a day and a bit of it.
+            #[test]
+            fn at_local_is_on_time_and_on_the_clock(tz in zone(), earliest in instant(), at in hhmm()) {
+                let (t, note) = at_local(tz, earliest, at);
+                prop_assert!(t >= earliest);
+                prop_assert!(t - earliest <= Duration::hours(50));
+                let local = t.with_timezone(&tz).time();
+                if note.as_deref().is_none_or(|n| !n.contains("does not exist")) {
+                    prop_assert_eq!((local.hour(), local.minute()), (at.hour(), at.minute()));
+                } else {
+                    // The target did not exist that day, and the send is after it on the clock.
+                    let l = t.with_timezone(&tz).naive_local();
+                    let skipped = [l.date(), l.date() - Duration::days(1)].into_iter().map(|d| d.and_time(at)).find(|n| {
+                        matches!(tz.from_local_datetime(n), LocalResult::None) && *n < l
+                    });
+                    prop_assert!(skipped.is_some(), "{l} is not just after a skipped {at}");
+                }
+            }
+        }
     }
 }

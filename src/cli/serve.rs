@@ -26,6 +26,24 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// `kill -HUP <pid>` re-reads the campaign files; a set with errors is refused and the old one stays.
+async fn reload_on_sighup(app: std::sync::Arc<App>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match app.reload_campaigns() {
+                Ok(n) => info!(campaigns = n, "campaigns reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "campaign reload refused; the previous campaigns stay in force")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = app;
+}
+
 pub async fn serve(cli: &Cli, http: bool) -> Result<(), Failure> {
     let s = settings(cli)?;
     crate::telemetry::init(s.log_format);
@@ -35,6 +53,7 @@ pub async fn serve(cli: &Cli, http: bool) -> Result<(), Failure> {
     let listen = s.listen;
     let app = App::build(s).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(reload_on_sighup(app.clone()));
     let worker = tokio::spawn(crate::scheduler::run_worker(app.clone(), stop_rx.clone()));
     if http {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;

@@ -28,48 +28,49 @@ impl fmt::Debug for Email {
     }
 }
 
-/// A phone number as written by the shop, normalised to `+` and digits.
+/// A valid phone number in E.164 form, with the country it belongs to.
 ///
-/// Full E.164 validation per country comes with SMS delivery; here we only
-/// insist on the international form so that nothing ambiguous is stored.
+/// Parsed and validated with the `phonenumber` crate (libphonenumber's metadata): a number
+/// that merely has the right shape but no valid range in its country is refused.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Phone(String);
+pub struct Phone {
+    e164: String,
+    country: Option<String>,
+}
 
 /// Why a phone number was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("phone numbers must be in international form, e.g. +4915123456789")]
+#[error("not a valid phone number in international form, e.g. +4915123456789")]
 pub struct PhoneError;
 
 impl Phone {
-    /// Parse `+<country><number>`, allowing spaces, dashes, dots and parentheses.
+    /// Parse `+<country><number>` (spaces, dashes, dots and parentheses allowed) and validate it.
     pub fn parse(s: &str) -> Result<Self, PhoneError> {
         let s = s.trim();
-        let rest = s.strip_prefix('+').ok_or(PhoneError)?;
-        let mut digits = String::with_capacity(16);
-        digits.push('+');
-        for c in rest.chars() {
-            match c {
-                '0'..='9' => digits.push(c),
-                ' ' | '-' | '.' | '(' | ')' => {}
-                _ => return Err(PhoneError),
-            }
-        }
-        // E.164: at most 15 digits, and no country code starts with 0.
-        let n = digits.len() - 1;
-        if !(8..=15).contains(&n) || digits.as_bytes()[1] == b'0' {
+        if !s.starts_with('+') || s.len() > 32 {
             return Err(PhoneError);
         }
-        Ok(Self(digits))
+        let n = phonenumber::parse(None, s).map_err(|_| PhoneError)?;
+        if !n.is_valid() {
+            return Err(PhoneError);
+        }
+        let e164 = n.format().mode(phonenumber::Mode::E164).to_string();
+        let country = n.country().id().map(|id| id.as_ref().to_owned());
+        Ok(Self { e164, country })
     }
     /// The number as `+` and digits.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.e164
+    }
+    /// ISO 3166 alpha-2 country of the number, when the number identifies one.
+    pub fn country(&self) -> Option<&str> {
+        self.country.as_deref()
     }
 }
 
 impl fmt::Debug for Phone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Phone({})", mask_phone(&self.0))
+        write!(f, "Phone({})", mask_phone(&self.e164))
     }
 }
 
@@ -107,11 +108,17 @@ mod tests {
     }
 
     #[test]
-    fn phone_requires_international_form() {
-        assert_eq!(Phone::parse("+49 151 2345-6789").map(|p| p.0), Ok("+4915123456789".into()));
-        assert!(Phone::parse("015123456789").is_err());
+    fn phone_is_normalised_validated_and_knows_its_country() {
+        let p = Phone::parse("+49 151 2345-6789").expect("valid German mobile");
+        assert_eq!((p.as_str(), p.country()), ("+4915123456789", Some("DE")));
+        assert_eq!(
+            Phone::parse("+1 (212) 555-0123").ok().and_then(|p| p.country().map(str::to_owned)),
+            Some("US".into())
+        );
+        assert!(Phone::parse("015123456789").is_err(), "national form is ambiguous");
         assert!(Phone::parse("+0123456789").is_err());
         assert!(Phone::parse("+49abc").is_err());
+        assert!(Phone::parse("+49 1").is_err(), "right shape, no valid range");
     }
 
     #[test]

@@ -90,10 +90,18 @@ pub async fn accept(
         debug!(shop = %shop.id, webhook_id = %webhook_id, "duplicate delivery");
         return Ok(Accepted::Duplicate);
     }
-    let campaign = app.campaign_for(shop, None).ok_or_else(|| AcceptError::NoCampaign(shop.campaign.clone()))?;
+    // The idle check runs after the shortest `abandon_after` of the shop's campaigns; the
+    // job then picks the campaign whose audience matches and waits for its own delay.
+    let abandon_after_ms = app
+        .campaigns()
+        .for_shop(shop.id.as_str(), &shop.campaign)
+        .iter()
+        .map(|c| c.abandon_after.get().num_milliseconds())
+        .min()
+        .ok_or_else(|| AcceptError::NoCampaign(shop.campaign.clone()))?;
     let (cart_id, outcome) = match ev.kind {
         EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied => {
-            cart_event(&mut tx, shop, ev, campaign.abandon_after.get().num_milliseconds(), ms(now)).await?
+            cart_event(&mut tx, shop, ev, abandon_after_ms, ms(now)).await?
         }
         EventKind::OrderPlaced | EventKind::OrderPaid => order_event(&mut tx, shop, ev, ms(now)).await?,
         EventKind::OrderUnpaid => (None, "recorded (unpaid-order sequences are not supported yet)".to_owned()),
@@ -133,7 +141,8 @@ async fn cart_event(
     }
     cart.last_activity_at = occurred;
     cart.updated_at = now;
-    apply_snapshot(&mut cart, shop, ev);
+    apply_snapshot(&mut cart, ev);
+    resolve_zone(tx, &mut cart, shop, ev).await?;
     let outcome = match ev.kind {
         EventKind::CartUpdated => {
             cart.set_status(CartStatus::Active);
@@ -169,7 +178,7 @@ async fn cart_event(
     Ok((Some(cart.id), outcome))
 }
 
-fn apply_snapshot(cart: &mut CartRow, shop: &Shop, ev: &ShopEvent) {
+fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
     if let Some(snap) = &ev.cart {
         cart.currency = Some(snap.total.currency().code().to_owned());
         cart.total_minor = Some(snap.total.minor());
@@ -194,10 +203,6 @@ fn apply_snapshot(cart: &mut CartRow, shop: &Shop, ev: &ShopEvent) {
         if c.first_name.is_some() {
             cart.first_name.clone_from(&c.first_name);
         }
-        if let Some(tz) = c.timezone {
-            cart.timezone = Some(tz.name().to_owned());
-            cart.timezone_source = Some("event: customer.timezone".into());
-        }
         if let Some(l) = &c.locale {
             cart.locale = Some(l.to_string());
         }
@@ -212,13 +217,51 @@ fn apply_snapshot(cart: &mut CartRow, shop: &Shop, ev: &ShopEvent) {
         cart.accepts_email = c.accepts_email;
         cart.accepts_sms = c.accepts_sms;
     }
-    if cart.timezone.is_none() {
-        cart.timezone = Some(shop.timezone.name().to_owned());
-        cart.timezone_source = Some(format!("shop default ({})", shop.id));
-    }
     if cart.customer_ref.is_none() {
         cart.customer_ref = customer_ref(cart);
     }
+}
+
+/// The customer's zone, by the first source that knows it: the event → the zone reported for
+/// this customer before → the phone number's country → the customer's country → the shop.
+async fn resolve_zone(tx: &mut Tx, cart: &mut CartRow, shop: &Shop, ev: &ShopEvent) -> Result<(), StoreError> {
+    use crate::campaign::zones::country_zone;
+    fn set(cart: &mut CartRow, tz: chrono_tz::Tz, source: String) {
+        cart.timezone = Some(tz.name().to_owned());
+        cart.timezone_source = Some(source);
+    }
+    if let Some(tz) = ev.customer.as_ref().and_then(|c| c.timezone) {
+        set(cart, tz, "event: customer.timezone".into());
+        return Ok(());
+    }
+    if cart.timezone_source.as_deref().is_some_and(|s| s.starts_with("event")) {
+        return Ok(()); // reported by an earlier event for this cart
+    }
+    if let Some(who) = cart.customer_ref.clone()
+        && let Some(tz) = tx.customer_zone(&cart.shop, &who, cart.id).await?.and_then(|z| z.parse().ok())
+    {
+        set(cart, tz, "customer history: zone reported with an earlier cart".into());
+        return Ok(());
+    }
+    let phone_country = cart
+        .phone
+        .as_deref()
+        .and_then(|p| crate::domain::Phone::parse(p).ok())
+        .and_then(|p| p.country().map(str::to_owned));
+    if let Some(cc) = phone_country
+        && let Some(tz) = country_zone(&cc)
+    {
+        set(cart, tz, format!("phone number country {cc}"));
+        return Ok(());
+    }
+    if let Some(cc) = cart.country.clone()
+        && let Some(tz) = country_zone(&cc)
+    {
+        set(cart, tz, format!("customer country {cc}"));
+        return Ok(());
+    }
+    set(cart, shop.timezone, format!("shop default ({})", shop.id));
+    Ok(())
 }
 
 async fn order_event(tx: &mut Tx, shop: &Shop, ev: &ShopEvent, now: i64) -> Result<(Option<i64>, String), StoreError> {

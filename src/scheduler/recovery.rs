@@ -52,7 +52,7 @@ pub fn backoff_ms(attempt: i64) -> i64 {
 fn exit_reason(cart: &CartRow, campaign: &Campaign) -> Result<Option<&'static str>, StoreError> {
     Ok(match cart.status()? {
         CartStatus::Abandoned => None,
-        CartStatus::Emptied if !campaign.exit_when.contains(&ExitCondition::CartEmptied) => None,
+        CartStatus::Emptied if !campaign.exit_when.value.contains(&ExitCondition::CartEmptied) => None,
         CartStatus::Recovered => Some("order placed"),
         CartStatus::Emptied => Some("cart emptied"),
         CartStatus::Unsubscribed => Some("unsubscribed"),
@@ -63,11 +63,6 @@ fn exit_reason(cart: &CartRow, campaign: &Campaign) -> Result<Option<&'static st
 
 fn audience_mismatch(campaign: &Campaign, cart: &CartRow, shop: &Shop) -> Option<String> {
     let a = &campaign.audience;
-    if let Some(shops) = &a.shops
-        && !shops.iter().any(|s| s == shop.id.as_str())
-    {
-        return Some(format!("shop {} is not in the audience", shop.id));
-    }
     let currency = cart.currency.as_deref().and_then(|c| Currency::parse(c).ok());
     let total = currency.zip(cart.total_minor).map(|(c, m)| Money::from_minor(m, c));
     for (bound, is_min) in [(&a.min_total, true), (&a.max_total, false)] {
@@ -86,6 +81,16 @@ fn audience_mismatch(campaign: &Campaign, cart: &CartRow, shop: &Shop) -> Option
                 return Some(format!("cart total {total} is above {b}"));
             }
             _ => {}
+        }
+    }
+    if let Some(channels) = &a.channels {
+        let reachable = |ch: &Channel| match ch {
+            Channel::Email => cart.email.is_some() && cart.accepts_email,
+            Channel::Sms => cart.phone.is_some() && cart.accepts_sms,
+        };
+        if !channels.iter().any(reachable) {
+            let names: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
+            return Some(format!("customer is not reachable by {} (address and consent)", names.join(" or ")));
         }
     }
     let orders = u32::try_from(cart.orders_count).unwrap_or(0);
@@ -128,16 +133,66 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
         tx.commit().await?;
         return Ok(());
     };
-    let Some(campaign) = app.campaign_for(shop, cart.campaign.as_deref()) else {
-        warn!(campaign = ?cart.campaign, "campaign is not loaded; sequence paused until it is");
-        cart.next_run_at = None;
-        tx.save_cart(&cart).await?;
-        tx.log(cart.id, now, "stopped", "campaign is not loaded").await?;
-        tx.commit().await?;
-        return Ok(());
-    };
+    let set = app.campaigns();
     let tz = cart_tz(&cart, shop);
     let mut status = cart.status()?;
+    let campaign: &Campaign = match cart.campaign.as_deref() {
+        Some(name) => match set.get(name) {
+            Some(c) => c,
+            None => {
+                // Removed or renamed by a reload: wait for it to come back rather than drop the sequence.
+                let at = now + 15 * 60_000;
+                if cart.next_run_at.is_none_or(|t| t < now) {
+                    tx.log(
+                        cart.id,
+                        now,
+                        "deferred",
+                        &format!("campaign {name:?} is not loaded; checking again every 15 minutes"),
+                    )
+                    .await?;
+                }
+                reschedule(&mut tx, &mut cart, at).await?;
+                tx.commit().await?;
+                return Ok(());
+            }
+        },
+        None if matches!(status, CartStatus::Active | CartStatus::Abandoned) => {
+            let candidates = set.for_shop(shop.id.as_str(), &shop.campaign);
+            let first_idle = candidates.iter().map(|c| c.abandon_after.get().num_milliseconds()).min().unwrap_or(0);
+            let idle_at = cart.last_activity_at + first_idle;
+            if status == CartStatus::Active && now < idle_at {
+                reschedule(&mut tx, &mut cart, idle_at).await?;
+                tx.commit().await?;
+                return Ok(());
+            }
+            let mut reasons = Vec::new();
+            let chosen = candidates.into_iter().find(|c| match audience_mismatch(c, &cart, shop) {
+                Some(why) => {
+                    reasons.push(format!("campaign {}: {why}", c.name.value));
+                    false
+                }
+                None => true,
+            });
+            match chosen {
+                Some(c) => c,
+                None => {
+                    cart.set_status(CartStatus::NotEntered);
+                    cart.next_run_at = None;
+                    tx.save_cart(&cart).await?;
+                    tx.log(cart.id, now, "not_entered", &reasons.join("; ")).await?;
+                    tx.commit().await?;
+                    return Ok(());
+                }
+            }
+        }
+        None => {
+            // Exited, holdout or not entered: nothing to decide.
+            cart.next_run_at = None;
+            tx.save_cart(&cart).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+    };
 
     if status == CartStatus::Active {
         let idle_at = cart.last_activity_at + campaign.abandon_after.get().num_milliseconds();
@@ -160,14 +215,6 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
 
     if status == CartStatus::Abandoned && cart.campaign.is_none() {
         let name = campaign.name.value.clone();
-        if let Some(why) = audience_mismatch(campaign, &cart, shop) {
-            cart.set_status(CartStatus::NotEntered);
-            cart.next_run_at = None;
-            tx.save_cart(&cart).await?;
-            tx.log(cart.id, now, "not_entered", &format!("campaign {name}: {why}")).await?;
-            tx.commit().await?;
-            return Ok(());
-        }
         cart.campaign = Some(name.clone());
         let who = cart.customer_ref.clone().unwrap_or_else(|| cart.public_id.clone());
         if in_holdout(&who, &name, campaign.holdout.0) {

@@ -283,3 +283,23 @@ impl Tx {
             .await?))
     }
 }
+
+impl Tx {
+    /// The zone last reported by the shop for this customer on any other cart, if any.
+    pub async fn customer_zone(
+        &mut self,
+        shop: &str,
+        customer_ref: &str,
+        except_cart: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, String>(
+            "SELECT timezone FROM carts WHERE shop = $1 AND customer_ref = $2 AND id <> $3
+             AND timezone IS NOT NULL AND timezone_source LIKE 'event%' ORDER BY updated_at DESC LIMIT 1"
+        )
+        .bind(shop)
+        .bind(customer_ref)
+        .bind(except_cart)
+        .fetch_optional(&mut *c)
+        .await?))
+    }
+}
