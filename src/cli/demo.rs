@@ -82,7 +82,7 @@ const SAMPLES: &[Sample] = &[
         orders: 0,
         email_ok: true,
         sms_ok: false,
-        story: "JPY cart, first order: free-shipping tier",
+        story: "JPY cart, judged by JPY thresholds: high-value tier",
     },
     Sample {
         id: "c_maria",
@@ -105,16 +105,16 @@ const SAMPLES: &[Sample] = &[
         name: "Priya",
         email: Some("priya@example.in"),
         phone: Some("+919812345678"),
-        tz: "Asia/Kolkata",
+        tz: "",
         locale: "en-IN",
-        country: "IN",
+        country: "",
         currency: "INR",
         total: "4999",
         item: "Silk scarf",
         orders: 2,
         email_ok: false,
         sms_ok: true,
-        story: "no email consent: SMS only",
+        story: "sent no zone and no country: zone from the +91 phone number; no email consent, so SMS only",
     },
     Sample {
         id: "c_liam",
@@ -147,7 +147,7 @@ fn event(kind: &str, s: &Sample) -> serde_json::Value {
         },
         "customer": {
             "id": format!("cu_{}", s.id), "email": s.email, "phone": s.phone, "first_name": s.name,
-            "timezone": s.tz, "locale": s.locale, "country": s.country, "orders_count": s.orders,
+            "timezone": (!s.tz.is_empty()).then_some(s.tz), "locale": s.locale, "country": (!s.country.is_empty()).then_some(s.country), "orders_count": s.orders,
             "accepts_email_marketing": s.email_ok, "accepts_sms_marketing": s.sms_ok,
         }
     })
@@ -232,10 +232,13 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
         let status = poster.post(&event("cart.updated", sample)).await.context("posting a demo event")?;
         println!(
             "  POST cart.updated {:<8} → {status}   {} ({}, {}): {}",
-            sample.id, sample.name, sample.tz, sample.locale, sample.story
+            sample.id,
+            sample.name,
+            if sample.tz.is_empty() { "no time zone" } else { sample.tz },
+            sample.locale,
+            sample.story
         );
     }
-    // A repeat of the same delivery is idempotent; a forged one is refused.
     let liam = &SAMPLES[4];
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let status = poster.post(&event("cart.emptied", liam)).await?;
