@@ -245,6 +245,26 @@ mod tests {
     }
 
     #[test]
+    fn extreme_offsets_plus_14_and_minus_11() {
+        // Kiritimati +14: 08:00Z is 22:00 local → 09:00 local next day = 19:00Z the same UTC day.
+        let p = step_time(
+            utc("2026-06-10T08:00:00Z"),
+            chrono_tz::Pacific::Kiritimati,
+            None,
+            Some(&window("09:00", "21:00")),
+        );
+        assert_eq!(p.at, utc("2026-06-10T19:00:00Z"));
+        // Pago Pago −11: 19:00Z is 08:00 local → 09:00 local = 20:00Z.
+        let p = step_time(
+            utc("2026-06-10T19:00:00Z"),
+            chrono_tz::Pacific::Pago_Pago,
+            None,
+            Some(&window("09:00", "21:00")),
+        );
+        assert_eq!(p.at, utc("2026-06-10T20:00:00Z"));
+    }
+
+    #[test]
     fn never_before_earliest() {
         let earliest = utc("2026-06-10T10:00:01Z");
         let (t, _) = at_local(chrono_tz::UTC, earliest, hm("10:00"));
