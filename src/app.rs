@@ -34,6 +34,8 @@ pub struct App {
     pub sms: SmsTransport,
     /// Base URL of links.
     pub public_base: String,
+    /// Prometheus metrics of this process.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl App {
@@ -72,6 +74,7 @@ impl App {
             email,
             sms,
             public_base,
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 

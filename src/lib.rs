@@ -13,6 +13,8 @@ pub mod http;
 pub mod incentive;
 pub mod ingest;
 pub mod links;
+pub mod metrics;
+pub mod ops;
 pub mod render;
 pub mod scheduler;
 pub mod store;

@@ -45,6 +45,16 @@ pub enum CampaignCommand {
     },
     /// Print the JSON Schema of the campaign format (editors use it to complete and validate YAML).
     Schema,
+    /// Pause a campaign: due messages wait (they are never dropped) until it is resumed.
+    Pause {
+        /// Campaign name.
+        name: String,
+    },
+    /// Resume a paused campaign.
+    Resume {
+        /// Campaign name.
+        name: String,
+    },
 }
 
 fn user(msg: String) -> Failure {
@@ -68,6 +78,13 @@ fn sample_cart(path: &std::path::Path) -> Result<SampleCart, Failure> {
 pub async fn run(cli: &Cli, cmd: &CampaignCommand) -> Result<(), Failure> {
     let s = settings(cli)?;
     match cmd {
+        CampaignCommand::Pause { name } | CampaignCommand::Resume { name } => {
+            crate::telemetry::init_with("warn");
+            let app = crate::app::App::build(s).await?;
+            let paused = matches!(cmd, CampaignCommand::Pause { .. });
+            println!("{}", crate::ops::set_paused(&app, name, paused).await?);
+            Ok(())
+        }
         CampaignCommand::Schema => {
             println!("{}", crate::campaign::json_schema());
             Ok(())

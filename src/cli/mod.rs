@@ -3,6 +3,7 @@
 mod campaign;
 mod demo;
 mod migrate;
+mod ops;
 mod serve;
 
 use std::path::PathBuf;
@@ -35,9 +36,17 @@ pub enum Command {
     Migrate,
     /// The newcomer's tour: sample carts through a quick campaign on SQLite + file outbox.
     Demo(demo::DemoArgs),
-    /// Campaign files.
-    #[command(subcommand)]
+    /// Campaign files, simulation, pause and resume.
+    #[command(subcommand, alias = "campaigns")]
     Campaign(campaign::CampaignCommand),
+    /// Inspect and act on the job queue.
+    #[command(subcommand)]
+    Jobs(ops::JobsCommand),
+    /// One cart's timeline.
+    #[command(subcommand)]
+    Carts(ops::CartsCommand),
+    /// The funnel per campaign and step.
+    Stats(ops::StatsArgs),
 }
 
 /// A failure, split by whose it is: exit 1 for the user's (bad input or configuration), 2 for ours.
@@ -72,6 +81,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate => migrate::run(&cli).await,
         Command::Demo(args) => demo::run(&cli, args).await,
         Command::Campaign(cmd) => campaign::run(&cli, cmd).await,
+        Command::Jobs(cmd) => ops::jobs(&cli, cmd).await,
+        Command::Carts(cmd) => ops::carts(&cli, cmd).await,
+        Command::Stats(a) => ops::stats(&cli, a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

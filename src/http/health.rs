@@ -12,13 +12,18 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The database answers.
-pub async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
-    match app.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+/// The database answers and every migration this binary knows is applied.
+pub async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    if let Err(e) = app.db.ping().await {
+        tracing::warn!(error = %e, "readiness check failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable".into());
+    }
+    match app.db.pending_migrations().await {
+        Ok(p) if p.is_empty() => (StatusCode::OK, "ready".into()),
+        Ok(p) => (StatusCode::SERVICE_UNAVAILABLE, format!("migrations not applied: {p:?} (run cartback migrate)")),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot read the migration history".into())
         }
     }
 }

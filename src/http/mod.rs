@@ -2,6 +2,7 @@
 
 mod health;
 mod links;
+mod ops;
 mod problem;
 mod webhooks;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -22,7 +24,18 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 /// The router with every route.
 pub fn router(app: Arc<App>) -> Router {
+    let protected = Router::new()
+        .route("/ops/jobs", get(ops::list_jobs))
+        .route("/ops/jobs/{id}", get(ops::show_job))
+        .route("/ops/jobs/{id}/retry", post(ops::retry_job))
+        .route("/ops/jobs/{id}/cancel", post(ops::cancel_job))
+        .route("/ops/carts/{id}", get(ops::show_cart))
+        .route("/ops/stats", get(ops::stats))
+        .route("/ops/campaigns/{name}/{action}", post(ops::pause))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(from_fn_with_state(app.clone(), ops::require_token));
     Router::new()
+        .merge(protected)
         .route("/v1/shops/{shop}/events", post(webhooks::generic))
         .route("/r/{token}", get(links::restore))
         .route("/u/{token}", get(links::unsubscribe_page).post(links::unsubscribe))

@@ -27,10 +27,13 @@ pub async fn generic(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    let count = |result: &str| app.metrics.event("unknown", result);
     let shop = app.shop(&shop).ok_or_else(|| {
+        count("unknown_shop");
         Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured"))
     })?;
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        count("too_large");
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Body too large",
@@ -46,10 +49,14 @@ pub async fn generic(
         &bytes,
         now,
     )
-    .map_err(|e| Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", e.to_string()))?;
+    .map_err(|e| {
+        count("unauthorized");
+        Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", e.to_string())
+    })?;
     let webhook_id = WebhookId::parse(header(&headers, "webhook-id").unwrap_or_default())
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("webhook-id"))?;
-    let event = generic::parse(&bytes).map_err(|e| match e {
+    let event = generic::parse(&bytes).inspect_err(|_| count("invalid"));
+    let event = event.map_err(|e| match e {
         generic::PayloadError::Syntax { .. } => {
             Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON", e.to_string()).field("(body)")
         }
@@ -57,11 +64,19 @@ pub async fn generic(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event", e.to_string()).field(field.clone())
         }
     })?;
+    let kind = event.kind.as_str();
     match accept(&app, shop, &webhook_id, &event, &bytes).await {
         Ok(Accepted::New { outcome }) => {
+            app.metrics.event(kind, "accepted");
             Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted", "outcome": outcome }))).into_response())
         }
-        Ok(Accepted::Duplicate) => Ok((StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response()),
-        Err(e) => Err(Problem::internal(&e)),
+        Ok(Accepted::Duplicate) => {
+            app.metrics.event(kind, "duplicate");
+            Ok((StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response())
+        }
+        Err(e) => {
+            app.metrics.event(kind, "error");
+            Err(Problem::internal(&e))
+        }
     }
 }

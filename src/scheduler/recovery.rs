@@ -21,6 +21,9 @@ use crate::store::{CartRow, CartStatus, Claim, SendRow, SendStatus, StoreError};
 /// Delivery attempts per message before it is marked failed.
 pub const MAX_SEND_ATTEMPTS: i64 = 8;
 
+/// How often a paused campaign's due message checks whether it was resumed.
+pub const PAUSE_RECHECK_MS: i64 = 15_000;
+
 /// Job failures that are not delivery outcomes (those are recorded, not raised).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -218,6 +221,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
         cart.campaign = Some(name.clone());
         let who = cart.customer_ref.clone().unwrap_or_else(|| cart.public_id.clone());
         if in_holdout(&who, &name, campaign.holdout.0) {
+            cart.arm = Some("holdout".into());
             cart.set_status(CartStatus::Holdout);
             cart.next_run_at = None;
             tx.save_cart(&cart).await?;
@@ -231,6 +235,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             tx.commit().await?;
             return Ok(());
         }
+        cart.arm = Some("treatment".into());
         tx.log(
             cart.id,
             now,
@@ -273,6 +278,22 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             tx.log(cart.id, now, what, &line).await?;
         }
         reschedule(&mut tx, &mut cart, due).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+
+    // Paused by an operator: the message waits, it is never dropped.
+    if tx.campaign_paused(&campaign.name.value).await? {
+        if cart.next_run_at.is_none_or(|t| t <= due) {
+            tx.log(
+                cart.id,
+                now,
+                "deferred",
+                &format!("step {}: campaign {} is paused by an operator", step.id.value, campaign.name.value),
+            )
+            .await?;
+        }
+        reschedule(&mut tx, &mut cart, now + PAUSE_RECHECK_MS).await?;
         tx.commit().await?;
         return Ok(());
     }
@@ -408,6 +429,7 @@ async fn send_channel(
         Some(a) => tx.suppression(&cart.shop, channel.as_str(), a).await?.map(|r| format!("suppressed ({r})")),
     };
     if let Some(why) = skip {
+        app.metrics.send(channel.as_str(), "skipped");
         tx.record_skip(cart.id, step_id, channel.as_str(), due, now, &why).await?;
         tx.log(cart.id, now, "skipped", &format!("{label}: {why}")).await?;
         tx.commit().await?;
@@ -432,7 +454,12 @@ async fn send_channel(
     };
     tx.commit().await?;
 
+    let started = std::time::Instant::now();
     let result = deliver(app, shop, &cart, step, channel, &send, incentive.as_ref(), tz).await;
+    app.metrics
+        .provider_latency
+        .get_or_create(&crate::metrics::ChannelLabels { channel: channel.as_str().to_owned() })
+        .observe(started.elapsed().as_secs_f64());
     let mut tx = app.db.begin().await?;
     let done = now_ms();
     let outcome = match result {
@@ -443,23 +470,28 @@ async fn send_channel(
                 .map(|a| if channel == Channel::Email { mask_email(a) } else { mask_phone(a) })
                 .unwrap_or_default();
             let late = done - due;
+            app.metrics.send(channel.as_str(), "sent");
+            app.metrics.lateness.observe(late as f64 / 1000.0);
             tx.log(cart.id, done, "sent", &format!("{label} to {to} ({:.1}s after due)", late as f64 / 1000.0)).await?;
             info!(step = step_id, channel = channel.as_str(), to = %to, lateness_ms = late, "sent");
             Outcome::Done
         }
         Err(DeliveryError::Permanent(e)) => {
+            app.metrics.send(channel.as_str(), "failed");
             tx.complete_send(send.id, SendStatus::Failed, Some(&e), None, done).await?;
             tx.log(cart.id, done, "failed", &format!("{label}: {e}")).await?;
             warn!(step = step_id, channel = channel.as_str(), error = %e, "permanent delivery failure");
             Outcome::Done
         }
         Err(DeliveryError::Transient(e)) if send.attempts >= MAX_SEND_ATTEMPTS => {
+            app.metrics.send(channel.as_str(), "failed");
             let why = format!("gave up after {} attempts: {e}", send.attempts);
             tx.complete_send(send.id, SendStatus::Failed, Some(&why), None, done).await?;
             tx.log(cart.id, done, "failed", &format!("{label}: {why}")).await?;
             Outcome::Done
         }
         Err(DeliveryError::Transient(e)) => {
+            app.metrics.send(channel.as_str(), "retry");
             tx.release_claim(send.id, &e).await?;
             let at = done + backoff_ms(send.attempts);
             tx.log(

@@ -100,6 +100,7 @@ pub struct CartRow {
     pub order_total_minor: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub arm: Option<String>,
 }
 
 impl CartRow {
@@ -209,7 +210,7 @@ impl Tx {
                  accepts_email = $18, accepts_sms = $19, stage = $20, reason = $21, reason_detail = $22,
                  last_activity_at = $23, campaign = $24, abandoned_at = $25, next_step = $26, seq = $27,
                  next_run_at = $28, exit_reason = $29, recovered_at = $30, order_id = $31, order_total_minor = $32,
-                 updated_at = $33
+                 updated_at = $33, arm = $34
                  WHERE id = $1",
             )
             .bind(row.id)
@@ -245,6 +246,7 @@ impl Tx {
             .bind(&row.order_id)
             .bind(row.order_total_minor)
             .bind(row.updated_at)
+            .bind(&row.arm)
             .execute(&mut *c)
             .await?
             .rows_affected()

@@ -7,6 +7,7 @@
 mod carts;
 mod events;
 mod keys;
+pub mod ops;
 pub mod queue;
 mod sends;
 
@@ -153,6 +154,21 @@ impl Db {
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
+    }
+
+    /// Cartback migrations this binary knows that the database has not applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let (known, applied): (Vec<i64>, Vec<i64>) = match self {
+            Db::Sqlite(p) => (
+                sqlx::migrate!("migrations/sqlite").iter().map(|m| m.version).collect(),
+                sqlx::query_scalar("SELECT version FROM cartback_migrations WHERE success").fetch_all(p).await?,
+            ),
+            Db::Postgres(p) => (
+                sqlx::migrate!("migrations/postgres").iter().map(|m| m.version).collect(),
+                sqlx::query_scalar("SELECT version FROM cartback_migrations WHERE success").fetch_all(p).await?,
+            ),
+        };
+        Ok(known.into_iter().filter(|v| !applied.contains(v)).collect())
     }
 
     /// Whether the database answers (for `/readyz`).

@@ -1,0 +1,179 @@
+//! `/ops/*` (JSON for operators) and `/metrics`, behind the bearer `ops_token`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::Problem;
+use crate::app::App;
+use crate::ops::{self, OpsError};
+use crate::store::ops::JobFilter;
+
+/// The cookie the dashboard's sign-in sets (HttpOnly, SameSite=Strict, Path=/ops).
+pub const COOKIE: &str = "cartback_ops";
+
+fn presented(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(t) = v.strip_prefix("Bearer ")
+    {
+        return Some(t.trim().to_owned());
+    }
+    headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').find_map(|kv| kv.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned)))
+}
+
+/// Whether `headers` carry the ops token (constant-time comparison).
+pub fn authorized(app: &App, headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(token) = app.settings.ops_token.as_ref() else {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "Operations are disabled",
+            "set ops_token (or CARTBACK_OPS_TOKEN) to use /ops and /metrics",
+        ));
+    };
+    let ok = presented(headers).is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose().as_bytes())));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", "send Authorization: Bearer <ops_token>"))
+    }
+}
+
+/// Middleware: every `/ops` JSON route and `/metrics` needs the token.
+pub async fn require_token(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    match authorized(&app, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(p) => {
+            let mut r = p.into_response();
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+impl From<OpsError> for Problem {
+    fn from(e: OpsError) -> Self {
+        match e {
+            OpsError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, "Not found", m),
+            OpsError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "Conflict", m),
+            OpsError::Store(e) => Problem::internal(&e),
+        }
+    }
+}
+
+/// Query of `GET /ops/jobs`.
+#[derive(Debug, Deserialize)]
+pub struct JobsQuery {
+    state: Option<String>,
+    shop: Option<String>,
+    campaign: Option<String>,
+    cart: Option<String>,
+    limit: Option<i64>,
+}
+
+const STATES: [&str; 7] = ["pending", "scheduled", "running", "done", "failed", "dead", "cancelled"];
+
+/// `GET /ops/jobs`
+pub async fn list_jobs(State(app): State<Arc<App>>, Query(q): Query<JobsQuery>) -> Result<Response, Problem> {
+    if let Some(s) = &q.state
+        && !STATES.contains(&s.as_str())
+    {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid query",
+            format!("state must be one of {}", STATES.join(", ")),
+        )
+        .field("state"));
+    }
+    let filter =
+        JobFilter { state: q.state, shop: q.shop, campaign: q.campaign, cart: q.cart, limit: q.limit.unwrap_or(100) };
+    Ok(Json(ops::jobs(&app, &filter).await?).into_response())
+}
+
+/// `GET /ops/jobs/{id}`
+pub async fn show_job(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, Problem> {
+    Ok(Json(ops::job(&app, &id).await?).into_response())
+}
+
+/// `POST /ops/jobs/{id}/retry`
+pub async fn retry_job(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, Problem> {
+    Ok(Json(json!({ "status": "queued", "detail": ops::retry_job(&app, &id).await? })).into_response())
+}
+
+/// `POST /ops/jobs/{id}/cancel`
+pub async fn cancel_job(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, Problem> {
+    Ok(Json(json!({ "status": "cancelled", "detail": ops::cancel_job(&app, &id).await? })).into_response())
+}
+
+/// Query with an optional shop.
+#[derive(Debug, Deserialize)]
+pub struct ShopQuery {
+    shop: Option<String>,
+}
+
+/// `GET /ops/carts/{id}`
+pub async fn show_cart(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<ShopQuery>,
+) -> Result<Response, Problem> {
+    Ok(Json(ops::cart(&app, &id, q.shop.as_deref()).await?).into_response())
+}
+
+/// Query of `GET /ops/stats`.
+#[derive(Debug, Deserialize)]
+pub struct StatsQuery {
+    since: Option<String>,
+    shop: Option<String>,
+}
+
+/// `GET /ops/stats?since=7d`
+pub async fn stats(State(app): State<Arc<App>>, Query(q): Query<StatsQuery>) -> Result<Response, Problem> {
+    let since = q.since.as_deref().unwrap_or("7d");
+    let period =
+        humantime::parse_duration(since).ok().and_then(|d| chrono::Duration::from_std(d).ok()).ok_or_else(|| {
+            Problem::new(StatusCode::BAD_REQUEST, "Invalid query", format!("since {since:?} is not a duration like 7d"))
+                .field("since")
+        })?;
+    Ok(Json(ops::stats(&app, Utc::now() - period, q.shop.as_deref()).await?).into_response())
+}
+
+/// `POST /ops/campaigns/{name}/pause` and `/resume`
+pub async fn pause(
+    State(app): State<Arc<App>>,
+    Path((name, action)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let paused = match action.as_str() {
+        "pause" => true,
+        "resume" => false,
+        _ => return Err(Problem::new(StatusCode::NOT_FOUND, "Not found", "use /pause or /resume")),
+    };
+    Ok(Json(json!({ "paused": paused, "detail": ops::set_paused(&app, &name, paused).await? })).into_response())
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    if let Ok(c) = app.db.queue_counts(crate::scheduler::QUEUE).await {
+        for (state, n) in [
+            ("pending", c.pending),
+            ("running", c.running),
+            ("done", c.done),
+            ("failed", c.failed),
+            ("killed", c.killed),
+        ] {
+            app.metrics.jobs.get_or_create(&crate::metrics::StateLabels { state: state.into() }).set(n);
+        }
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
+        .into_response()
+}

@@ -1,0 +1,447 @@
+//! Operator actions and views, shared by the CLI and the `/ops` API.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::domain::{Currency, Money, from_millis};
+use crate::incentive::ChosenOffer;
+use crate::scheduler::QUEUE;
+use crate::store::ops::{JobFilter, JobRow};
+use crate::store::{CartRow, LogEntry, SendRow, StoreError};
+
+/// Why an operator action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// No such job or cart (→ 404, exit 1).
+    #[error("{0}")]
+    NotFound(String),
+    /// The action does not fit the current state (→ 409, exit 1).
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// List jobs.
+pub async fn jobs(app: &App, filter: &JobFilter) -> Result<Vec<JobRow>, OpsError> {
+    let mut tx = app.db.begin().await?;
+    let rows = tx.list_jobs(QUEUE, filter).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// One job with its cart's timeline.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    /// The job.
+    pub job: JobRow,
+    /// The step the job would handle (the cart's next step in its campaign).
+    pub step: Option<String>,
+    /// Whether a newer job replaced this one (then it does nothing when it runs).
+    pub superseded: bool,
+    /// The cart's last timeline entries.
+    pub timeline: Vec<LogEntry>,
+}
+
+/// One job by id.
+pub async fn job(app: &App, id: &str) -> Result<JobView, OpsError> {
+    let mut tx = app.db.begin().await?;
+    let job = tx.job(QUEUE, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
+    let timeline = match job.cart_id {
+        Some(c) => {
+            let mut t = tx.cart_log(c).await?;
+            let keep = t.len().saturating_sub(20);
+            t.drain(..keep);
+            t
+        }
+        None => Vec::new(),
+    };
+    tx.commit().await?;
+    let set = app.campaigns();
+    let step = job
+        .campaign
+        .as_deref()
+        .and_then(|c| set.get(c))
+        .zip(job.next_step)
+        .and_then(|(c, i)| c.steps.get(usize::try_from(i).ok()?).map(|s| s.id.value.clone()));
+    let superseded = job.seq.is_some() && job.seq != job.cart_seq;
+    Ok(JobView { job, step, superseded, timeline })
+}
+
+/// Put a failed, dead or cancelled job back in the queue, due now.
+pub async fn retry_job(app: &App, id: &str) -> Result<String, OpsError> {
+    let mut tx = app.db.begin().await?;
+    let job = tx.job(QUEUE, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
+    match job.state.as_str() {
+        "failed" | "dead" | "cancelled" => {}
+        "running" => {
+            return Err(OpsError::Conflict(format!(
+                "job {id} is held by worker {}; it is not retried while a worker holds it",
+                job.lock_by.as_deref().unwrap_or("?")
+            )));
+        }
+        other => {
+            return Err(OpsError::Conflict(format!(
+                "job {id} is {other}; only failed, dead or cancelled jobs can be retried"
+            )));
+        }
+    }
+    if !tx.requeue_job(id, &job.status).await? {
+        return Err(OpsError::Conflict(format!("job {id} changed while retrying; look again")));
+    }
+    let now = Utc::now().timestamp_millis();
+    let mut note = format!("job {id} is queued again, due now");
+    if let Some(cart_id) = job.cart_id
+        && let Some(mut cart) = tx.cart_by_id(cart_id).await?
+    {
+        if Some(cart.seq) == job.seq {
+            cart.next_run_at = Some(now);
+            tx.save_cart(&cart).await?;
+            tx.log(cart.id, now, "operator", &format!("job {id} retried")).await?;
+        } else {
+            note.push_str("; note: a newer job replaced it, so it will do nothing");
+        }
+    }
+    tx.commit().await?;
+    Ok(note)
+}
+
+/// Cancel a job no worker holds; its cart's sequence pauses until the job is retried.
+pub async fn cancel_job(app: &App, id: &str) -> Result<String, OpsError> {
+    let mut tx = app.db.begin().await?;
+    let job = tx.job(QUEUE, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
+    match job.state.as_str() {
+        "pending" | "scheduled" | "failed" => {}
+        "running" => {
+            return Err(OpsError::Conflict(format!(
+                "job {id} is held by worker {}; it cannot be cancelled while a worker holds it",
+                job.lock_by.as_deref().unwrap_or("?")
+            )));
+        }
+        other => {
+            return Err(OpsError::Conflict(format!(
+                "job {id} is {other}; only waiting or failed jobs can be cancelled"
+            )));
+        }
+    }
+    if !tx.cancel_job(id).await? {
+        return Err(OpsError::Conflict(format!("a worker took job {id} meanwhile; it was not cancelled")));
+    }
+    let now = Utc::now().timestamp_millis();
+    if let Some(cart_id) = job.cart_id
+        && let Some(mut cart) = tx.cart_by_id(cart_id).await?
+        && Some(cart.seq) == job.seq
+    {
+        cart.next_run_at = None;
+        tx.save_cart(&cart).await?;
+        tx.log(cart.id, now, "operator", &format!("job {id} cancelled; the sequence waits until the job is retried"))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(format!("job {id} cancelled"))
+}
+
+/// Everything about one cart.
+#[derive(Debug, Serialize)]
+pub struct CartView {
+    /// The cart row.
+    #[serde(serialize_with = "cart_json")]
+    pub cart: CartRow,
+    /// Its timeline, oldest first.
+    pub timeline: Vec<LogEntry>,
+    /// Its messages.
+    pub sends: Vec<SendWithClicks>,
+}
+
+/// A message and its clicks.
+#[derive(Debug, Serialize)]
+pub struct SendWithClicks {
+    /// The send-log row.
+    #[serde(flatten)]
+    pub send: SendRow,
+    /// Restore-link clicks.
+    pub clicks: i64,
+}
+
+fn cart_json<S: serde::Serializer>(c: &CartRow, s: S) -> Result<S::Ok, S::Error> {
+    let t = |ms: Option<i64>| ms.map(|m| from_millis(m).to_rfc3339());
+    serde_json::json!({
+        "shop": c.shop, "id": c.external_id, "status": c.status, "campaign": c.campaign, "arm": c.arm,
+        "currency": c.currency, "total_minor": c.total_minor, "customer_ref": c.customer_ref,
+        "email": c.email.as_deref().map(crate::domain::mask_email), "phone": c.phone.as_deref().map(crate::domain::mask_phone),
+        "timezone": c.timezone, "timezone_source": c.timezone_source, "locale": c.locale,
+        "accepts_email": c.accepts_email, "accepts_sms": c.accepts_sms,
+        "last_activity_at": t(Some(c.last_activity_at)), "abandoned_at": t(c.abandoned_at), "next_step": c.next_step,
+        "next_run_at": t(c.next_run_at), "exit_reason": c.exit_reason, "recovered_at": t(c.recovered_at),
+        "order_id": c.order_id, "order_total_minor": c.order_total_minor,
+    })
+    .serialize(s)
+}
+
+/// One cart by the shop's id (with `shop` when the id exists in several shops).
+pub async fn cart(app: &App, id: &str, shop: Option<&str>) -> Result<CartView, OpsError> {
+    let mut tx = app.db.begin().await?;
+    let mut carts = tx.carts_by_external(id).await?;
+    if let Some(s) = shop {
+        carts.retain(|c| c.shop == s);
+    }
+    let cart = match carts.len() {
+        0 => {
+            return Err(OpsError::NotFound(format!(
+                "no cart {id:?}{}",
+                shop.map(|s| format!(" in shop {s}")).unwrap_or_default()
+            )));
+        }
+        1 => carts.remove(0),
+        _ => {
+            let shops: Vec<&str> = carts.iter().map(|c| c.shop.as_str()).collect();
+            return Err(OpsError::Conflict(format!(
+                "cart {id:?} exists in shops {}; name one with --shop",
+                shops.join(", ")
+            )));
+        }
+    };
+    let timeline = tx.cart_log(cart.id).await?;
+    let mut sends = Vec::new();
+    for s in tx.sends_of_cart(cart.id).await? {
+        let clicks = tx.clicks_of_send(s.id).await?;
+        sends.push(SendWithClicks { send: s, clicks });
+    }
+    tx.commit().await?;
+    Ok(CartView { cart, timeline, sends })
+}
+
+/// Pause or resume a campaign: paused campaigns defer their sends, they never drop them.
+pub async fn set_paused(app: &App, name: &str, paused: bool) -> Result<String, OpsError> {
+    if app.campaigns().get(name).is_none() {
+        return Err(OpsError::NotFound(format!("no campaign {name:?} is loaded")));
+    }
+    let mut tx = app.db.begin().await?;
+    tx.set_campaign_paused(name, paused, Utc::now().timestamp_millis()).await?;
+    tx.commit().await?;
+    Ok(if paused {
+        format!("campaign {name} paused: due messages wait and go out after `cartback campaigns resume {name}`")
+    } else {
+        format!("campaign {name} resumed: waiting messages go out within 15 seconds")
+    })
+}
+
+/// The funnel of one campaign.
+#[derive(Debug, Default, Serialize)]
+pub struct CampaignStats {
+    /// Campaign name.
+    pub campaign: String,
+    /// Carts that entered (treatment + holdout).
+    pub entered: i64,
+    /// Carts in the treatment arm.
+    pub treatment: i64,
+    /// Carts in the holdout arm.
+    pub holdout: i64,
+    /// Treatment carts recovered.
+    pub recovered: i64,
+    /// Holdout carts recovered.
+    pub holdout_recovered: i64,
+    /// Recovered revenue of treatment carts, per currency (decimal).
+    pub revenue: BTreeMap<String, String>,
+    /// Estimated discount given on recovered treatment carts, per currency (decimal).
+    pub incentive_cost: BTreeMap<String, String>,
+    /// Free-shipping offers on recovered carts (their cost is the shop's shipping price).
+    pub free_shipping_recoveries: i64,
+    /// Treatment minus holdout recovery rate, with a 95 % confidence interval.
+    pub lift: Option<Lift>,
+    /// Per step and channel.
+    pub steps: Vec<StepStats>,
+}
+
+/// Recovery-rate difference between arms.
+#[derive(Debug, Serialize)]
+pub struct Lift {
+    /// Treatment recovery rate.
+    pub treatment_rate: f64,
+    /// Holdout recovery rate.
+    pub holdout_rate: f64,
+    /// The difference.
+    pub difference: f64,
+    /// 95 % interval (normal approximation).
+    pub ci95: (f64, f64),
+}
+
+/// One step × channel.
+#[derive(Debug, Default, Serialize)]
+pub struct StepStats {
+    /// Step id.
+    pub step: String,
+    /// Channel.
+    pub channel: String,
+    /// Messages sent.
+    pub sent: i64,
+    /// Deliberately not sent.
+    pub skipped: i64,
+    /// Failed.
+    pub failed: i64,
+    /// Restore-link clicks.
+    pub clicks: i64,
+}
+
+/// The funnel.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// Carts created since.
+    pub since: DateTime<Utc>,
+    /// Per campaign.
+    pub campaigns: Vec<CampaignStats>,
+    /// Carts that entered no campaign.
+    pub not_entered: i64,
+}
+
+fn decimal(minor: i64, currency: &str) -> String {
+    Currency::parse(currency).map_or_else(|_| minor.to_string(), |c| Money::from_minor(minor, c).decimal())
+}
+
+/// Estimated discount of an offer on a cart total (minor units); `None` for free shipping.
+pub fn offer_cost(offer: &ChosenOffer, total_minor: i64) -> Option<i64> {
+    if let Some(p) = offer.percent_off_permille {
+        let raw = total_minor.saturating_mul(i64::from(p)) / 1000;
+        return Some(offer.max_discount_minor.map_or(raw, |m| raw.min(m)));
+    }
+    offer.amount_off_minor.map(|a| a.min(total_minor))
+}
+
+/// Lift of treatment over holdout, or `None` when an arm is empty.
+pub fn lift(treated: i64, treated_recovered: i64, holdout: i64, holdout_recovered: i64) -> Option<Lift> {
+    if treated == 0 || holdout == 0 {
+        return None;
+    }
+    let (nt, nc) = (treated as f64, holdout as f64);
+    let (pt, pc) = (treated_recovered as f64 / nt, holdout_recovered as f64 / nc);
+    let se = (pt * (1.0 - pt) / nt + pc * (1.0 - pc) / nc).sqrt();
+    let d = pt - pc;
+    Some(Lift { treatment_rate: pt, holdout_rate: pc, difference: d, ci95: (d - 1.96 * se, d + 1.96 * se) })
+}
+
+/// The funnel per campaign and step for carts created since `since`.
+pub async fn stats(app: &App, since: DateTime<Utc>, shop: Option<&str>) -> Result<Stats, OpsError> {
+    let since_ms = since.timestamp_millis();
+    let mut tx = app.db.begin().await?;
+    let carts = tx.funnel_carts(since_ms, shop).await?;
+    let sends = tx.funnel_sends(since_ms, shop).await?;
+    let incentives = tx.funnel_incentives(since_ms, shop).await?;
+    tx.commit().await?;
+    let mut by: BTreeMap<String, CampaignStats> = BTreeMap::new();
+    let mut revenue: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut not_entered = 0;
+    for (campaign, arm, _status, currency, n, recovered, rev) in carts {
+        let Some(campaign) = campaign else {
+            not_entered += n;
+            continue;
+        };
+        let e = by
+            .entry(campaign.clone())
+            .or_insert_with(|| CampaignStats { campaign: campaign.clone(), ..Default::default() });
+        match arm.as_deref() {
+            Some("holdout") => {
+                e.holdout += n;
+                e.holdout_recovered += recovered;
+            }
+            _ => {
+                e.treatment += n;
+                e.recovered += recovered;
+                *revenue.entry((campaign, currency.unwrap_or_default())).or_default() += rev.unwrap_or(0);
+            }
+        }
+        e.entered += n;
+    }
+    for ((campaign, currency), minor) in revenue {
+        if let Some(e) = by.get_mut(&campaign)
+            && minor > 0
+        {
+            e.revenue.insert(currency.clone(), decimal(minor, &currency));
+        }
+    }
+    let mut cost: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for (campaign, currency, total, offer) in incentives {
+        let (Some(campaign), Ok(offer)) = (campaign, serde_json::from_str::<ChosenOffer>(&offer)) else { continue };
+        match offer_cost(&offer, total.unwrap_or(0)) {
+            Some(c) => *cost.entry((campaign, currency.unwrap_or_default())).or_default() += c,
+            None => {
+                if let Some(e) = by.get_mut(&campaign) {
+                    e.free_shipping_recoveries += 1;
+                }
+            }
+        }
+    }
+    for ((campaign, currency), minor) in cost {
+        if let Some(e) = by.get_mut(&campaign) {
+            e.incentive_cost.insert(currency.clone(), decimal(minor, &currency));
+        }
+    }
+    for (campaign, step, channel, status, n, clicks) in sends {
+        let Some(e) = campaign.and_then(|c| by.get_mut(&c)) else { continue };
+        let idx = match e.steps.iter().position(|s| s.step == step && s.channel == channel) {
+            Some(i) => i,
+            None => {
+                e.steps.push(StepStats { step: step.clone(), channel: channel.clone(), ..Default::default() });
+                e.steps.len() - 1
+            }
+        };
+        let s = &mut e.steps[idx];
+        match status.as_str() {
+            "sent" => s.sent += n,
+            "skipped" => s.skipped += n,
+            "failed" => s.failed += n,
+            _ => {}
+        }
+        s.clicks += clicks;
+    }
+    let set = app.campaigns();
+    let mut campaigns: Vec<CampaignStats> = by.into_values().collect();
+    for c in &mut campaigns {
+        c.lift = lift(c.treatment, c.recovered, c.holdout, c.holdout_recovered);
+        let order: Vec<String> =
+            set.get(&c.campaign).map(|k| k.steps.iter().map(|s| s.id.value.clone()).collect()).unwrap_or_default();
+        c.steps.sort_by_key(|s| {
+            (order.iter().position(|o| *o == s.step).unwrap_or(usize::MAX), s.step.clone(), s.channel.clone())
+        });
+    }
+    Ok(Stats { since, campaigns, not_entered })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_costs_respect_caps() {
+        let o = ChosenOffer {
+            tier: "vip".into(),
+            percent_off_permille: Some(150),
+            max_discount_minor: Some(6000),
+            amount_off_minor: None,
+            free_shipping: false,
+            summary: String::new(),
+        };
+        assert_eq!(offer_cost(&o, 20_000), Some(3000));
+        assert_eq!(offer_cost(&o, 100_000), Some(6000));
+        let a = ChosenOffer {
+            percent_off_permille: None,
+            max_discount_minor: None,
+            amount_off_minor: Some(500),
+            ..o.clone()
+        };
+        assert_eq!(offer_cost(&a, 300), Some(300));
+        let f = ChosenOffer { percent_off_permille: None, max_discount_minor: None, free_shipping: true, ..o };
+        assert_eq!(offer_cost(&f, 300), None);
+    }
+
+    #[test]
+    fn lift_has_an_interval_around_the_difference() {
+        let l = lift(1000, 150, 100, 10).expect("both arms");
+        assert!((l.difference - 0.05).abs() < 1e-9);
+        assert!(l.ci95.0 < 0.05 && l.ci95.1 > 0.05 && l.ci95.0 < 0.0, "{:?}", l.ci95);
+        assert!(lift(10, 1, 0, 0).is_none());
+    }
+}
