@@ -1,5 +1,6 @@
 //! HTTP: webhooks in, customer links, health. One router, errors mapped in one place.
 
+mod dashboard;
 mod health;
 mod links;
 mod ops;
@@ -36,6 +37,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route_layer(from_fn_with_state(app.clone(), ops::require_token));
     Router::new()
         .merge(protected)
+        .route("/ops/", get(dashboard::dashboard))
+        .route("/ops", get(dashboard::dashboard))
+        .route("/ops/login", post(dashboard::login))
+        .route("/ops/ui/jobs/{id}/retry", post(dashboard::retry))
         .route("/v1/shops/{shop}/events", post(webhooks::generic))
         .route("/r/{token}", get(links::restore))
         .route("/u/{token}", get(links::unsubscribe_page).post(links::unsubscribe))

@@ -20,19 +20,23 @@ use crate::store::ops::JobFilter;
 /// The cookie the dashboard's sign-in sets (HttpOnly, SameSite=Strict, Path=/ops).
 pub const COOKIE: &str = "cartback_ops";
 
-fn presented(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Some(t) = v.strip_prefix("Bearer ")
-    {
-        return Some(t.trim().to_owned());
-    }
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|c| c.split(';').find_map(|kv| kv.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned)))
 }
 
-/// Whether `headers` carry the ops token (constant-time comparison).
+/// Whether `headers` carry the ops token as a bearer token, or the dashboard's session
+/// cookie derived from it (both compared in constant time).
 pub fn authorized(app: &App, headers: &HeaderMap) -> Result<(), Problem> {
     let Some(token) = app.settings.ops_token.as_ref() else {
         return Err(Problem::new(
@@ -41,8 +45,10 @@ pub fn authorized(app: &App, headers: &HeaderMap) -> Result<(), Problem> {
             "set ops_token (or CARTBACK_OPS_TOKEN) to use /ops and /metrics",
         ));
     };
-    let ok = presented(headers).is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose().as_bytes())));
-    if ok {
+    let by_bearer = bearer(headers).is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose().as_bytes())));
+    let session = super::dashboard::session_value(token.expose());
+    let by_cookie = cookie(headers).is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.as_bytes())));
+    if by_bearer || by_cookie {
         Ok(())
     } else {
         Err(Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", "send Authorization: Bearer <ops_token>"))

@@ -234,3 +234,35 @@ impl Tx {
         .await?))
     }
 }
+
+/// A cart with a job due soon: `(shop, cart, campaign, next_step, next_run_at, timezone, status)`.
+pub type UpcomingRow = (String, String, Option<String>, i64, i64, Option<String>, String);
+
+/// A failed message: `(shop, cart, step, channel, reason, completed_at)`.
+pub type FailedSendRow = (String, String, String, String, Option<String>, Option<i64>);
+
+impl Tx {
+    /// Carts whose next job falls between `from_ms` and `to_ms`, soonest first.
+    pub async fn upcoming(&mut self, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<UpcomingRow>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, UpcomingRow>(
+            "SELECT shop, external_id, campaign, next_step, next_run_at, timezone, status FROM carts
+             WHERE next_run_at BETWEEN $1 AND $2 AND status IN ('active', 'abandoned') ORDER BY next_run_at LIMIT $3"
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?))
+    }
+
+    /// The most recent failed messages.
+    pub async fn failed_sends(&mut self, limit: i64) -> Result<Vec<FailedSendRow>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, FailedSendRow>(
+            "SELECT c.shop, c.external_id, s.step, s.channel, s.reason, s.completed_at FROM sends s
+             JOIN carts c ON c.id = s.cart_id WHERE s.status = 'failed' ORDER BY s.completed_at DESC LIMIT $1"
+        )
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?))
+    }
+}

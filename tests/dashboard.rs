@@ -1,0 +1,74 @@
+//! The operator dashboard in a real headless browser (Debian's Chromium via playwright-core):
+//! sign in, see a dead job with its error, click Retry, and keep a screenshot.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use cartback::config::Secret;
+use chrono::Utc;
+use common::{Backend, cart_event, quick_campaign, spawn_app_with};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_retries_a_dead_job_from_the_dashboard() {
+    let t = spawn_app_with(Backend::Sqlite, &quick_campaign(1, &[("reminder", 1, "reminder")]), true, |s| {
+        s.ops_token = Some(Secret::new("dashboard-token"));
+    })
+    .await;
+    // One cart through its whole sequence, so the funnel has something to draw …
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(t.post(&cart_event("cart.updated", "c_dash", "d@example.com", past)).await.status(), 202);
+    t.wait_for("the sequence to complete", Duration::from_secs(20), || async {
+        let done = t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed'").await == 1
+            && t.scalar("SELECT COUNT(*) FROM Jobs WHERE status = 'Done'").await >= 1;
+        done.then_some(())
+    })
+    .await;
+    // … and one of its jobs turned into a dead one, as a relay outage would leave it.
+    let cartback::store::Db::Sqlite(pool) = &t.app.db else { unreachable!("sqlite test") };
+    let id: String =
+        sqlx::query_scalar("SELECT id FROM Jobs WHERE status = 'Done' LIMIT 1").fetch_one(pool).await.expect("job");
+    sqlx::query("UPDATE Jobs SET status = 'Killed', attempts = 5, last_result = '{\"Err\":\"SMTP relay answered 554: rejected\"}' WHERE id = $1")
+        .bind(&id)
+        .execute(pool)
+        .await
+        .expect("make it dead");
+
+    let browser_dir = common::repo().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (.ci/run does) and `apt-get install chromium`"
+    );
+    let shot = common::repo().join("target/dashboard.png");
+    let out = Command::new("node")
+        .arg(browser_dir.join("dashboard.mjs"))
+        .args([&t.base, "dashboard-token", &id])
+        .arg(&shot)
+        .output()
+        .expect("node must be installed to run the browser test");
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The click really retried the job: its failure is gone and it is queued (or already ran again).
+    let (status, result): (String, Option<String>) =
+        sqlx::query_as("SELECT status, last_result FROM Jobs WHERE id = $1")
+            .bind(&id)
+            .fetch_one(pool)
+            .await
+            .expect("job");
+    assert!(matches!(status.as_str(), "Pending" | "Queued" | "Running" | "Done"), "{status}");
+    assert!(!result.unwrap_or_default().contains("554"));
+    // A real page was rendered: a PNG of plausible size.
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (
+        u32::from_be_bytes([png[16], png[17], png[18], png[19]]),
+        u32::from_be_bytes([png[20], png[21], png[22], png[23]]),
+    );
+    assert!(w >= 1200 && h >= 500, "screenshot is {w}x{h}");
+    t.shutdown().await;
+}
