@@ -45,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/r/{token}", get(links::restore))
         .route("/u/{token}", get(links::unsubscribe_page).post(links::unsubscribe))
         .route("/healthz", get(health::healthz))
+        .route("/openapi.json", get(openapi))
         .route("/readyz", get(health::readyz))
         .layer(
             // Spans name the route pattern, never the raw URI: paths carry link tokens.
@@ -54,6 +55,50 @@ pub fn router(app: Arc<App>) -> Router {
             }),
         )
         .with_state(app)
+}
+
+/// The OpenAPI description of every public endpoint (`docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// Every route the router serves, as `(METHOD, path)`; a test keeps `docs/openapi.json` in step.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/ops/jobs"),
+    ("get", "/ops/jobs/{id}"),
+    ("post", "/ops/jobs/{id}/retry"),
+    ("post", "/ops/jobs/{id}/cancel"),
+    ("get", "/ops/carts/{id}"),
+    ("get", "/ops/stats"),
+    ("post", "/ops/campaigns/{name}/{action}"),
+    ("get", "/metrics"),
+    ("get", "/ops/"),
+    ("post", "/ops/login"),
+    ("post", "/ops/ui/jobs/{id}/retry"),
+    ("post", "/v1/shops/{shop}/events"),
+    ("get", "/r/{token}"),
+    ("get", "/u/{token}"),
+    ("post", "/u/{token}"),
+    ("get", "/healthz"),
+    ("get", "/openapi.json"),
+    ("get", "/readyz"),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn openapi_describes_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("docs/openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (method, path) in super::ROUTES {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is missing from docs/openapi.json");
+        }
+        let documented: usize =
+            doc["paths"].as_object().map_or(0, |p| p.values().map(|m| m.as_object().map_or(0, |m| m.len())).sum());
+        assert_eq!(documented, super::ROUTES.len(), "docs/openapi.json documents a route the router does not serve");
+    }
 }
 
 /// Serve on `listener` until `shutdown` resolves.

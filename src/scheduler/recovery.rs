@@ -392,6 +392,7 @@ enum Outcome {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "send", skip_all, fields(step = %step.id.value, channel = channel.as_str()))]
 async fn send_channel(
     app: &App,
     shop: &Shop,
