@@ -86,6 +86,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/readyz"),
 ];
 
+/// Serve on `listener` until `shutdown` resolves.
+pub async fn launch(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -99,13 +108,4 @@ mod tests {
             doc["paths"].as_object().map_or(0, |p| p.values().map(|m| m.as_object().map_or(0, |m| m.len())).sum());
         assert_eq!(documented, super::ROUTES.len(), "docs/openapi.json documents a route the router does not serve");
     }
-}
-
-/// Serve on `listener` until `shutdown` resolves.
-pub async fn launch(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
 }
