@@ -134,6 +134,11 @@ async fn timeline_funnel_and_metrics_tell_the_story(backend: Backend) {
     assert_eq!(t.post(&cart_event("cart.updated", "c_s", "s@example.com", Utc::now())).await.status(), 202);
     let (_, raw) =
         t.wait_for("the reminder", Duration::from_secs(20), || async { t.emails().into_iter().next() }).await;
+    // The file lands a moment before the send is recorded as sent.
+    t.wait_for("the send to be recorded", Duration::from_secs(10), || async {
+        (t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent'").await == 1).then_some(())
+    })
+    .await;
     let link = restore_link(&raw, &t.base).expect("link");
     assert_eq!(t.client.get(&link).send().await.expect("click").status(), 303);
     let order = json!({"type": "order.placed", "occurred_at": Utc::now().to_rfc3339(), "cart_id": "c_s",
