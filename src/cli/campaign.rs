@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::{Cli, Failure, settings};
-use crate::campaign::CampaignSet;
 use crate::campaign::simulate::{SampleCart, simulate};
+use crate::campaign::{CampaignSet, Channel};
 use crate::domain::{Currency, Money};
 use crate::render::Renderer;
 
@@ -39,6 +39,33 @@ pub enum CampaignCommand {
         /// Whose currency bare amounts are in (default: the first configured shop's, else EUR).
         #[arg(long)]
         shop: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render one message exactly as it would be sent (email: headers, text, HTML file; SMS: text, encoding, segments).
+    Preview {
+        /// Campaign name.
+        #[arg(long)]
+        campaign: String,
+        /// Step id.
+        #[arg(long)]
+        step: String,
+        /// email or sms.
+        #[arg(long, value_parser = ["email", "sms"])]
+        channel: String,
+        /// Locale to render for (falls back per file: de-AT → de → shop locale → en).
+        #[arg(long, default_value = "en")]
+        locale: String,
+        /// A sample cart as JSON (a generic event body, or {"cart": …, "customer": …}); default: a realistic sample.
+        #[arg(long, value_name = "FILE.json")]
+        cart: Option<PathBuf>,
+        /// Shop whose name, sender, locale and currency to use (default: the first configured).
+        #[arg(long)]
+        shop: Option<String>,
+        /// Where the HTML part is written.
+        #[arg(long, default_value = "outbox/preview")]
+        out: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -84,6 +111,19 @@ pub async fn run(cli: &Cli, cmd: &CampaignCommand) -> Result<(), Failure> {
             let paused = matches!(cmd, CampaignCommand::Pause { .. });
             println!("{}", crate::ops::set_paused(&app, name, paused).await?);
             Ok(())
+        }
+        CampaignCommand::Preview { campaign, step, channel, locale, cart, shop, out, json } => {
+            let args = super::preview::PreviewArgs {
+                campaign,
+                step,
+                channel: Channel::parse(channel).ok_or_else(|| user(format!("--channel {channel:?}: email or sms")))?,
+                locale,
+                cart: cart.as_deref(),
+                shop: shop.as_deref(),
+                out_dir: out,
+                json: *json,
+            };
+            super::preview::run(&s, &args).map(|_| ())
         }
         CampaignCommand::Schema => {
             println!("{}", crate::campaign::json_schema());

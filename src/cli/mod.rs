@@ -4,6 +4,7 @@ mod campaign;
 mod demo;
 mod migrate;
 mod ops;
+mod preview;
 mod serve;
 
 use std::path::PathBuf;

@@ -3,7 +3,9 @@
 //! Layout: `templates/<locale>/<template>.<channel>.<part>.hbs` with parts `subject`, `html`,
 //! `txt` for email and `txt` for SMS; `templates/_partials/<name>.hbs` are shared partials.
 
+pub mod context;
 mod helpers;
+pub mod sms;
 
 use std::collections::BTreeSet;
 use std::path::Path;

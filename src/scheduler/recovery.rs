@@ -3,7 +3,6 @@
 use chrono::Utc;
 use chrono_tz::Tz;
 use rand::Rng;
-use serde_json::json;
 use tracing::{info, warn};
 
 use super::accept::reschedule;
@@ -584,29 +583,27 @@ async fn deliver(
     let chain = locale.fallback_chain(&shop.locale);
     let items: Vec<CartItem> = serde_json::from_str(&cart.items).unwrap_or_default();
     let currency = cart.currency.clone().unwrap_or_else(|| shop.currency.code().to_owned());
-    let ctx = json!({
-        "shop": { "name": shop.name, "url": shop.url },
-        "customer": { "first_name": cart.first_name },
-        "cart": {
-            "total_minor": cart.total_minor.unwrap_or(0),
-            "currency": currency,
-            "item_count": items.iter().map(|i| i.quantity).sum::<u32>(),
-            "items": items.iter().map(|i| json!({
-                "title": i.title, "quantity": i.quantity, "price_minor": i.price_minor,
-                "line_total_minor": i.price_minor.saturating_mul(i64::from(i.quantity)),
-                "image_url": i.image_url, "url": i.url, "sku": i.sku,
-            })).collect::<Vec<_>>(),
-        },
-        "restore_url": restore_url,
-        "unsubscribe_url": unsubscribe_url,
-        "incentive": incentive.map(|(o, code, expires)| json!({
-            "tier": o.tier, "code": code, "summary": o.summary, "expires_at": expires,
-            "free_shipping": o.free_shipping,
-        })),
-        "timezone": tz.name(),
-        "locale": locale.as_str(),
-        "step": step.id.value,
-    });
+    let view = crate::render::context::MessageContext {
+        shop_name: &shop.name,
+        shop_url: shop.url.as_deref(),
+        first_name: cart.first_name.as_deref(),
+        total_minor: cart.total_minor.unwrap_or(0),
+        currency: &currency,
+        items: &items,
+        restore_url: &restore_url,
+        unsubscribe_url: &unsubscribe_url,
+        incentive: incentive.map(|(o, code, expires)| crate::render::context::IncentiveView {
+            tier: &o.tier,
+            code,
+            summary: &o.summary,
+            expires_at_ms: *expires,
+            free_shipping: o.free_shipping,
+        }),
+        timezone: tz,
+        locale: locale.as_str(),
+        step: &step.id.value,
+    };
+    let ctx = view.to_json();
     let template = step.template.value.as_str();
     match channel {
         Channel::Email => {
@@ -624,7 +621,7 @@ async fn deliver(
                 subject: mail.subject,
                 text: mail.text,
                 html: mail.html,
-                unsubscribe_url: ctx["unsubscribe_url"].as_str().unwrap_or_default().to_owned(),
+                unsubscribe_url: unsubscribe_url.clone(),
             };
             app.email.send(&out).await
         }
