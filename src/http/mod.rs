@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ops/login", post(dashboard::login))
         .route("/ops/ui/jobs/{id}/retry", post(dashboard::retry))
         .route("/v1/shops/{shop}/events", post(webhooks::generic))
+        .route("/v1/shops/{shop}/shopify", post(webhooks::shopify))
         .route("/r/{token}", get(links::restore))
         .route("/u/{token}", get(links::unsubscribe_page).post(links::unsubscribe))
         .route("/healthz", get(health::healthz))
@@ -78,6 +79,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/ops/login"),
     ("post", "/ops/ui/jobs/{id}/retry"),
     ("post", "/v1/shops/{shop}/events"),
+    ("post", "/v1/shops/{shop}/shopify"),
     ("get", "/r/{token}"),
     ("get", "/u/{token}"),
     ("post", "/u/{token}"),

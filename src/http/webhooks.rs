@@ -80,3 +80,67 @@ pub async fn generic(
         }
     }
 }
+
+/// `POST /v1/shops/{shop}/shopify`: Shopify topics by `X-Shopify-Topic`.
+#[tracing::instrument(skip_all, fields(shop = %shop))]
+pub async fn shopify(
+    State(app): State<Arc<App>>,
+    Path(shop): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    use crate::ingest::shopify::{self, Topic};
+    let count = |result: &str| app.metrics.event("shopify", result);
+    let shop = app.shop(&shop).ok_or_else(|| {
+        count("unknown_shop");
+        Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured"))
+    })?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        count("too_large");
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Body too large",
+            format!("webhook bodies are limited to {MAX_BODY} bytes"),
+        )
+    })?;
+    shopify::verify(&shop.webhook_key, header(&headers, "x-shopify-hmac-sha256"), &bytes).map_err(|e| {
+        count("unauthorized");
+        Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", e.to_string())
+    })?;
+    let topic_name = header(&headers, "x-shopify-topic").unwrap_or_default();
+    let Some(topic) = Topic::parse(topic_name) else {
+        // Acknowledge topics we do not use, or Shopify retries them for two days.
+        count("ignored");
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "status": "ignored", "detail": format!("topic {topic_name:?} is not used") })),
+        )
+            .into_response());
+    };
+    let webhook_id = WebhookId::parse(header(&headers, "x-shopify-webhook-id").unwrap_or_default()).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("x-shopify-webhook-id")
+    })?;
+    let event = shopify::parse(topic, &bytes).inspect_err(|_| count("invalid")).map_err(|e| match e {
+        generic::PayloadError::Syntax { .. } => {
+            Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON", e.to_string()).field("(body)")
+        }
+        generic::PayloadError::Field { ref field, .. } => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid payload", e.to_string()).field(field.clone())
+        }
+    })?;
+    let kind = event.kind.as_str();
+    match accept(&app, shop, &webhook_id, &event, &bytes).await {
+        Ok(Accepted::New { outcome }) => {
+            app.metrics.event(kind, "accepted");
+            Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted", "outcome": outcome }))).into_response())
+        }
+        Ok(Accepted::Duplicate) => {
+            app.metrics.event(kind, "duplicate");
+            Ok((StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response())
+        }
+        Err(e) => {
+            app.metrics.event(kind, "error");
+            Err(Problem::internal(&e))
+        }
+    }
+}

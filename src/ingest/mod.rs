@@ -1,4 +1,5 @@
 //! From bytes on the wire to domain events: signature checks and payload parsing.
 
 pub mod generic;
+pub mod shopify;
 pub mod signature;
