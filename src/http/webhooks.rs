@@ -55,17 +55,32 @@ pub async fn generic(
     })?;
     let webhook_id = WebhookId::parse(header(&headers, "webhook-id").unwrap_or_default())
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("webhook-id"))?;
-    let event = generic::parse(&bytes).inspect_err(|_| count("invalid"));
-    let event = event.map_err(|e| match e {
+    let event = generic::parse(&bytes).inspect_err(|_| count("invalid")).map_err(payload_problem)?;
+    respond(&app, shop, &webhook_id, &event, &bytes).await
+}
+
+/// A refused payload: 400 for broken JSON, 422 naming the field otherwise.
+fn payload_problem(e: generic::PayloadError) -> Problem {
+    match e {
         generic::PayloadError::Syntax { .. } => {
             Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON", e.to_string()).field("(body)")
         }
         generic::PayloadError::Field { ref field, .. } => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event", e.to_string()).field(field.clone())
         }
-    })?;
+    }
+}
+
+/// Accept a verified, parsed event and answer 202 (new) or 200 (repeat).
+async fn respond(
+    app: &App,
+    shop: &crate::config::Shop,
+    webhook_id: &WebhookId,
+    event: &crate::domain::ShopEvent,
+    bytes: &[u8],
+) -> Result<Response, Problem> {
     let kind = event.kind.as_str();
-    match accept(&app, shop, &webhook_id, &event, &bytes).await {
+    match accept(app, shop, webhook_id, event, bytes).await {
         Ok(Accepted::New { outcome }) => {
             app.metrics.event(kind, "accepted");
             Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted", "outcome": outcome }))).into_response())
@@ -120,27 +135,6 @@ pub async fn shopify(
     let webhook_id = WebhookId::parse(header(&headers, "x-shopify-webhook-id").unwrap_or_default()).map_err(|e| {
         Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("x-shopify-webhook-id")
     })?;
-    let event = shopify::parse(topic, &bytes).inspect_err(|_| count("invalid")).map_err(|e| match e {
-        generic::PayloadError::Syntax { .. } => {
-            Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON", e.to_string()).field("(body)")
-        }
-        generic::PayloadError::Field { ref field, .. } => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid payload", e.to_string()).field(field.clone())
-        }
-    })?;
-    let kind = event.kind.as_str();
-    match accept(&app, shop, &webhook_id, &event, &bytes).await {
-        Ok(Accepted::New { outcome }) => {
-            app.metrics.event(kind, "accepted");
-            Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted", "outcome": outcome }))).into_response())
-        }
-        Ok(Accepted::Duplicate) => {
-            app.metrics.event(kind, "duplicate");
-            Ok((StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response())
-        }
-        Err(e) => {
-            app.metrics.event(kind, "error");
-            Err(Problem::internal(&e))
-        }
-    }
+    let event = shopify::parse(topic, &bytes).inspect_err(|_| count("invalid")).map_err(payload_problem)?;
+    respond(&app, shop, &webhook_id, &event, &bytes).await
 }

@@ -113,10 +113,10 @@ fn text(path: &str, s: Option<String>, max: usize) -> Result<Option<String>, Pay
     }
 }
 
-/// Parse and check a generic event body.
-pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
+/// Deserialize JSON, naming the path of a wrong field (`cart.items[0].quantity`).
+pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let raw: RawEvent = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -127,7 +127,12 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
             field(if path == "." { "(body)".into() } else { path }, msg)
         }
-    })?;
+    })
+}
+
+/// Parse and check a generic event body.
+pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
+    let raw: RawEvent = deserialize(body)?;
 
     let kind = EventKind::parse(&raw.kind)
         .ok_or_else(|| field("type", format!("unknown event type; expected one of {}", EventKind::ALL.join(", "))))?;

@@ -122,20 +122,6 @@ fn time(path: &str, s: Option<&str>) -> Result<DateTime<Utc>, PayloadError> {
     }
 }
 
-fn de<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
-    let d = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(d).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            PayloadError::Syntax { message: inner.to_string(), line: inner.line(), column: inner.column() }
-        } else {
-            let msg = inner.to_string();
-            field(path, msg.split(" at line ").next().unwrap_or(&msg).to_owned())
-        }
-    })
-}
-
 fn email(path: &str, s: Option<&str>) -> Result<Option<Email>, PayloadError> {
     match s.map(str::trim).filter(|s| !s.is_empty()) {
         Some(e) => Email::parse(e).map(Some).map_err(|err| field(path, err.to_string())),
@@ -165,7 +151,7 @@ pub fn parse(topic: Topic, body: &[u8]) -> Result<ShopEvent, PayloadError> {
 }
 
 fn checkout(body: &[u8]) -> Result<ShopEvent, PayloadError> {
-    let c: Checkout = de(body)?;
+    let c: Checkout = super::generic::deserialize(body)?;
     let key = c
         .token
         .clone()
@@ -228,7 +214,7 @@ fn checkout(body: &[u8]) -> Result<ShopEvent, PayloadError> {
 }
 
 fn order(body: &[u8]) -> Result<ShopEvent, PayloadError> {
-    let o: Order = de(body)?;
+    let o: Order = super::generic::deserialize(body)?;
     let key = o.checkout_token.clone().or(o.cart_token.clone());
     let cart_id = key.as_deref().map(CartId::parse).transpose().map_err(|e| field("checkout_token", e.to_string()))?;
     let raw = o.customer.unwrap_or_default();
