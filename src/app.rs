@@ -41,6 +41,8 @@ pub struct App {
 impl App {
     /// Connect, migrate, load templates and campaigns, and check that every shop's campaign exists.
     pub async fn build(settings: Settings) -> anyhow::Result<Arc<Self>> {
+        // One TLS crypto provider for the whole process (sqlx and lettre use ring too).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let shops = settings.shops()?;
         let renderer = Renderer::load(&settings.templates_dir)
             .with_context(|| format!("loading templates from {}", settings.templates_dir.display()))?;
@@ -62,6 +64,20 @@ impl App {
         };
         let sms = match settings.sms.transport {
             SmsTransportKind::File => SmsTransport::File(settings.sms.outbox_dir.clone()),
+            SmsTransportKind::Twilio => {
+                let s = &settings.sms;
+                let sid = s
+                    .account_sid
+                    .clone()
+                    .context("configuration: sms.account_sid is required for the twilio transport")?;
+                let token = s
+                    .auth_token
+                    .clone()
+                    .context("configuration: sms.auth_token is required for the twilio transport")?;
+                let callback = s.status_callbacks.then(|| format!("{}/v1/sms/status", settings.public_base()));
+                SmsTransport::twilio(&s.api_base, sid, token, s.messaging_service_sid.clone(), callback, s.timeout)
+                    .context("building the SMS provider client")?
+            }
         };
         let public_base = settings.public_base();
         Ok(Arc::new(Self {

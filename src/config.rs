@@ -69,18 +69,33 @@ pub struct EmailSettings {
 pub enum SmsTransportKind {
     /// One `.json` file per message under `outbox_dir`.
     File,
+    /// A Twilio-compatible Messages API at `api_base`.
+    Twilio,
 }
 
 /// `[sms]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsSettings {
-    /// Only `file` for now.
+    /// `file` or `twilio`.
     pub transport: SmsTransportKind,
     /// Where the file transport writes.
     pub outbox_dir: PathBuf,
-    /// Sender number or id.
+    /// Sender number or alphanumeric id.
     pub from: String,
+    /// Base URL of the Messages API (any Twilio-compatible provider).
+    pub api_base: String,
+    /// Account SID (basic-auth user).
+    pub account_sid: Option<String>,
+    /// Auth token (basic-auth password; also verifies status callbacks).
+    pub auth_token: Option<Secret>,
+    /// Send through a messaging service instead of `from`.
+    pub messaging_service_sid: Option<String>,
+    /// Ask the provider for delivery status callbacks at `<public_url>/v1/sms/status`.
+    pub status_callbacks: bool,
+    /// Timeout for one API call.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
 }
 
 /// `[shops.<id>]`.
@@ -191,6 +206,12 @@ impl Default for Settings {
                 transport: SmsTransportKind::File,
                 outbox_dir: "outbox/sms".into(),
                 from: "Cartback".into(),
+                api_base: "https://api.twilio.com".into(),
+                account_sid: None,
+                auth_token: None,
+                messaging_service_sid: None,
+                status_callbacks: true,
+                timeout: Duration::from_secs(10),
             },
             worker: WorkerSettings {
                 concurrency: 8,

@@ -9,7 +9,7 @@ mod email;
 mod sms;
 
 pub use email::{EmailTransport, OutgoingEmail};
-pub use sms::{OutgoingSms, SmsTransport};
+pub use sms::{OutgoingSms, SmsTransport, Twilio};
 
 /// How a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +20,12 @@ pub enum DeliveryError {
     /// Will never succeed (bad address, 5xx SMTP replies).
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// The provider asks us to slow down (HTTP 429 / 20429); retry no sooner than the hint.
+    #[error("throttled: {0}")]
+    Throttled(String, Option<std::time::Duration>),
+    /// The recipient opted out at the provider (Twilio 21610): permanent, and the address is suppressed.
+    #[error("recipient unsubscribed at the provider: {0}")]
+    Unsubscribed(String),
 }
 
 async fn write_atomically(

@@ -5,6 +5,7 @@ mod health;
 mod links;
 mod ops;
 mod problem;
+mod sms;
 mod webhooks;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ops/ui/jobs/{id}/retry", post(dashboard::retry))
         .route("/v1/shops/{shop}/events", post(webhooks::generic))
         .route("/v1/shops/{shop}/shopify", post(webhooks::shopify))
+        .route("/v1/sms/status", post(sms::status))
         .route("/r/{token}", get(links::restore))
         .route("/u/{token}", get(links::unsubscribe_page).post(links::unsubscribe))
         .route("/healthz", get(health::healthz))
@@ -80,6 +82,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/ops/ui/jobs/{id}/retry"),
     ("post", "/v1/shops/{shop}/events"),
     ("post", "/v1/shops/{shop}/shopify"),
+    ("post", "/v1/sms/status"),
     ("get", "/r/{token}"),
     ("get", "/u/{token}"),
     ("post", "/u/{token}"),

@@ -476,6 +476,16 @@ async fn send_channel(
             info!(step = step_id, channel = channel.as_str(), to = %to, lateness_ms = late, "sent");
             Outcome::Done
         }
+        Err(DeliveryError::Unsubscribed(e)) => {
+            // The provider says the recipient opted out: fail this message and suppress the address.
+            app.metrics.send(channel.as_str(), "failed");
+            tx.complete_send(send.id, SendStatus::Failed, Some(&e), None, done).await?;
+            if let Some(a) = &address {
+                tx.suppress(&cart.shop, channel.as_str(), a, "unsubscribed at the provider", done).await?;
+            }
+            tx.log(cart.id, done, "failed", &format!("{label}: {e}; the number is now suppressed")).await?;
+            Outcome::Done
+        }
         Err(DeliveryError::Permanent(e)) => {
             app.metrics.send(channel.as_str(), "failed");
             tx.complete_send(send.id, SendStatus::Failed, Some(&e), None, done).await?;
@@ -483,17 +493,22 @@ async fn send_channel(
             warn!(step = step_id, channel = channel.as_str(), error = %e, "permanent delivery failure");
             Outcome::Done
         }
-        Err(DeliveryError::Transient(e)) if send.attempts >= MAX_SEND_ATTEMPTS => {
+        Err(DeliveryError::Transient(e) | DeliveryError::Throttled(e, _)) if send.attempts >= MAX_SEND_ATTEMPTS => {
             app.metrics.send(channel.as_str(), "failed");
             let why = format!("gave up after {} attempts: {e}", send.attempts);
             tx.complete_send(send.id, SendStatus::Failed, Some(&why), None, done).await?;
             tx.log(cart.id, done, "failed", &format!("{label}: {why}")).await?;
             Outcome::Done
         }
-        Err(DeliveryError::Transient(e)) => {
+        Err(err @ (DeliveryError::Transient(_) | DeliveryError::Throttled(..))) => {
             app.metrics.send(channel.as_str(), "retry");
+            let hint = match &err {
+                DeliveryError::Throttled(_, Some(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
+                _ => 0,
+            };
+            let e = err.to_string();
             tx.release_claim(send.id, &e).await?;
-            let at = done + backoff_ms(send.attempts);
+            let at = done + backoff_ms(send.attempts).max(hint);
             tx.log(
                 cart.id,
                 done,

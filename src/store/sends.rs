@@ -356,3 +356,37 @@ impl Tx {
         Ok(())
     }
 }
+
+impl Tx {
+    /// The send a provider reference (`twilio SM…`) belongs to.
+    pub async fn send_by_message_ref(&mut self, message_ref: &str) -> Result<Option<SendRow>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, SendRow>(
+            "SELECT id, public_id, cart_id, step, channel, status, reason, due_at, claimed_at, completed_at, attempts,
+                    customer_ref, message_ref FROM sends WHERE message_ref = $1"
+        )
+        .bind(message_ref)
+        .fetch_optional(&mut *c)
+        .await?))
+    }
+
+    /// Record the provider's later verdict; a carrier failure turns a sent message into a failed one.
+    pub async fn set_provider_status(
+        &mut self,
+        id: i64,
+        status: &str,
+        failure: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_tx!(self, |c| sqlx::query(
+            "UPDATE sends SET provider_status = $2,
+                    status = CASE WHEN CAST($3 AS TEXT) IS NULL THEN status ELSE 'failed' END,
+                    reason = COALESCE(CAST($3 AS TEXT), reason) WHERE id = $1"
+        )
+        .bind(id)
+        .bind(status)
+        .bind(failure)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+}

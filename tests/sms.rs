@@ -1,0 +1,135 @@
+//! SMS through a Twilio-compatible Messages API. The provider is the one fake in the suite:
+//! a local HTTP server that speaks its API (form-encoded POST, basic auth, JSON errors).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use chrono::Utc;
+use common::{Backend, spawn_app_with};
+use serde_json::json;
+
+const SID: &str = "AC00000000000000000000000000000001";
+const TOKEN: &str = "twilio-auth-token";
+
+#[derive(Clone, Default)]
+struct Fake {
+    seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+}
+
+async fn messages(
+    State(fake): State<Fake>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> axum::response::Response {
+    use base64::Engine;
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}")));
+    if sid != SID || auth != expected {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"code": 20003, "message": "Authenticate", "status": 401})),
+        )
+            .into_response();
+    }
+    fake.seen.lock().expect("lock").push((auth, form.clone()));
+    let to = form.iter().find(|(k, _)| k == "To").map(|(_, v)| v.clone()).unwrap_or_default();
+    match to.as_str() {
+        "+4915123456780" => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}),
+            ),
+        )
+            .into_response(),
+        "+4915123456781" => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400})),
+        )
+            .into_response(),
+        _ => (StatusCode::CREATED, axum::Json(json!({"sid": "SM0001", "status": "queued"}))).into_response(),
+    }
+}
+
+fn campaign() -> String {
+    "name: quick\nabandon_after: 1s\nsteps:\n  - id: reminder\n    after: 1s\n    channels: [sms]\n    template: reminder\n".into()
+}
+
+fn event(id: &str, phone: &str) -> serde_json::Value {
+    json!({
+        "type": "cart.updated", "occurred_at": (Utc::now() - chrono::Duration::hours(1)).to_rfc3339(),
+        "cart": {"id": id, "currency": "EUR", "total": "40.00", "items": [{"title": "Scarf", "quantity": 1, "price": "40.00"}],
+                 "restore_url": "https://shop.example/cart"},
+        "customer": {"phone": phone, "accepts_sms_marketing": true}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_go_through_the_provider_and_its_errors_are_classified() {
+    let fake = Fake::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let api = format!("http://{}", listener.local_addr().expect("addr"));
+    let router =
+        axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(messages)).with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let t = spawn_app_with(Backend::Sqlite, &campaign(), true, |s| {
+        s.sms.transport = cartback::config::SmsTransportKind::Twilio;
+        s.sms.api_base = api.clone();
+        s.sms.account_sid = Some(SID.into());
+        s.sms.auth_token = Some(cartback::config::Secret::new(TOKEN));
+        s.sms.from = "+15005550006".into();
+    })
+    .await;
+    for (id, phone) in [("ok", "+4915123456789"), ("invalid", "+4915123456780"), ("optout", "+4915123456781")] {
+        assert_eq!(t.post(&event(id, phone)).await.status(), 202);
+    }
+    t.wait_for("all three carts to finish", Duration::from_secs(30), || async {
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed'").await == 3).then_some(())
+    })
+    .await;
+
+    let seen = fake.seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 3, "one API call per message, no retries for permanent errors");
+    let ok = seen
+        .iter()
+        .map(|(_, f)| f)
+        .find(|f| f.iter().any(|(k, v)| k == "To" && v == "+4915123456789"))
+        .expect("ok call");
+    let get = |k: &str| ok.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+    assert_eq!(get("From"), "+15005550006");
+    assert!(get("Body").contains(&format!("{}/r/", t.base)), "restore link in the SMS: {}", get("Body"));
+    assert_eq!(get("StatusCallback"), format!("{}/v1/sms/status", t.base));
+
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent' AND message_ref = 'twilio SM0001'").await, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'failed' AND reason LIKE '%21211%'").await, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'failed' AND reason LIKE '%21610%'").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM suppressions WHERE channel = 'sms' AND address = '+4915123456781'").await,
+        1
+    );
+
+    // The carrier later reports the first message undelivered.
+    let url = format!("{}/v1/sms/status", t.base);
+    let params: Vec<(String, String)> =
+        [("MessageSid", "SM0001"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003"), ("AccountSid", SID)]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    let forged = t.client.post(&url).header("x-twilio-signature", "AAAA").form(&params).send().await.expect("post");
+    assert_eq!(forged.status(), 401);
+    let sig = cartback::ingest::signature::twilio_signature(TOKEN, &url, &params);
+    let r = t.client.post(&url).header("x-twilio-signature", sig).form(&params).send().await.expect("post");
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM sends WHERE message_ref = 'twilio SM0001' AND status = 'failed' AND reason = 'carrier reported undelivered (error 30003)'").await,
+        1
+    );
+    t.shutdown().await;
+}
