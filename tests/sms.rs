@@ -17,9 +17,12 @@ use serde_json::json;
 const SID: &str = "AC00000000000000000000000000000001";
 const TOKEN: &str = "twilio-auth-token";
 
+/// One API call: the Authorization header and the form fields.
+type Call = (String, Vec<(String, String)>);
+
 #[derive(Clone, Default)]
 struct Fake {
-    seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    seen: Arc<Mutex<Vec<Call>>>,
 }
 
 async fn messages(
