@@ -19,6 +19,28 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The configured shop (404 otherwise) and the body, read up to [`MAX_BODY`] (413 beyond).
+async fn shop_and_body<'a>(
+    app: &'a App,
+    shop: &str,
+    body: Body,
+    count: &(dyn Fn(&str) + Sync),
+) -> Result<(&'a crate::config::Shop, axum::body::Bytes), Problem> {
+    let shop = app.shop(shop).ok_or_else(|| {
+        count("unknown_shop");
+        Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured"))
+    })?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        count("too_large");
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Body too large",
+            format!("webhook bodies are limited to {MAX_BODY} bytes"),
+        )
+    })?;
+    Ok((shop, bytes))
+}
+
 /// Verify, parse and durably accept one event. Nothing is stored unless the answer is 200/202.
 #[tracing::instrument(skip_all, fields(shop = %shop))]
 pub async fn generic(
@@ -28,18 +50,7 @@ pub async fn generic(
     body: Body,
 ) -> Result<Response, Problem> {
     let count = |result: &str| app.metrics.event("unknown", result);
-    let shop = app.shop(&shop).ok_or_else(|| {
-        count("unknown_shop");
-        Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured"))
-    })?;
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        count("too_large");
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Body too large",
-            format!("event bodies are limited to {MAX_BODY} bytes"),
-        )
-    })?;
+    let (shop, bytes) = shop_and_body(&app, &shop, body, &count).await?;
     let now = chrono::Utc::now().timestamp();
     signature::verify(
         &shop.webhook_key,
@@ -106,18 +117,7 @@ pub async fn shopify(
 ) -> Result<Response, Problem> {
     use crate::ingest::shopify::{self, Topic};
     let count = |result: &str| app.metrics.event("shopify", result);
-    let shop = app.shop(&shop).ok_or_else(|| {
-        count("unknown_shop");
-        Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured"))
-    })?;
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        count("too_large");
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Body too large",
-            format!("webhook bodies are limited to {MAX_BODY} bytes"),
-        )
-    })?;
+    let (shop, bytes) = shop_and_body(&app, &shop, body, &count).await?;
     shopify::verify(&shop.webhook_key, header(&headers, "x-shopify-hmac-sha256"), &bytes).map_err(|e| {
         count("unauthorized");
         Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", e.to_string())
