@@ -134,5 +134,61 @@ async fn sms_go_through_the_provider_and_its_errors_are_classified() {
         t.scalar("SELECT COUNT(*) FROM sends WHERE message_ref = 'twilio SM0001' AND status = 'failed' AND reason = 'carrier reported undelivered (error 30003)'").await,
         1
     );
+
+    // The customer replies STOP: the number is suppressed before the next message.
+    let inbound = format!("{}/v1/sms/inbound", t.base);
+    let reply = |body: &str| -> Vec<(String, String)> {
+        [("From", "+4915123456789"), ("To", "+15005550006"), ("Body", body), ("MessageSid", "SMin")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let stop = reply("Stop");
+    let r = t.client.post(&inbound).header("x-twilio-signature", "nope").form(&stop).send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    let sig = cartback::ingest::signature::twilio_signature(TOKEN, &inbound, &stop);
+    let r = t.client.post(&inbound).header("x-twilio-signature", sig).form(&stop).send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().expect("ct").starts_with("text/xml"));
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM suppressions WHERE address = '+4915123456789' AND reason = 'STOP reply'").await,
+        1
+    );
+    assert_eq!(t.post(&event("again", "+4915123456789")).await.status(), 202);
+    t.wait_for("the next cart to be judged", Duration::from_secs(30), || async {
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE external_id = 'again' AND status = 'completed'").await == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'skipped' AND reason = 'suppressed (STOP reply)'").await,
+        1
+    );
+    assert_eq!(fake.seen.lock().expect("lock").len(), 3, "no API call for a suppressed number");
+
+    let help = reply("HELP");
+    let sig = cartback::ingest::signature::twilio_signature(TOKEN, &inbound, &help);
+    let text = t
+        .client
+        .post(&inbound)
+        .header("x-twilio-signature", sig)
+        .form(&help)
+        .send()
+        .await
+        .expect("post")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.contains("<Message>Test Shop: reminders about carts you left. Reply STOP to opt out.</Message>"),
+        "{text}"
+    );
+    let start = reply("START");
+    let sig = cartback::ingest::signature::twilio_signature(TOKEN, &inbound, &start);
+    assert_eq!(
+        t.client.post(&inbound).header("x-twilio-signature", sig).form(&start).send().await.expect("post").status(),
+        200
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM suppressions WHERE address = '+4915123456789'").await, 0);
     t.shutdown().await;
 }

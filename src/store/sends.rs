@@ -390,3 +390,15 @@ impl Tx {
         Ok(())
     }
 }
+
+impl Tx {
+    /// Lift an address's suppressions for a channel in every shop; returns how many were lifted.
+    pub async fn unsuppress_everywhere(&mut self, channel: &str, address: &str) -> Result<u64, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
+            .bind(channel)
+            .bind(address)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()))
+    }
+}
