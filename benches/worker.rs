@@ -82,6 +82,7 @@ async fn cartback_sends(backend: &str, n: usize) -> (f64, f64) {
             campaign: "bench".into(),
             url: None,
             from: None,
+            restore_code_param: None,
         },
     );
     let app = App::build(s).await.expect("app");

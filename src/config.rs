@@ -118,6 +118,9 @@ pub struct ShopSettings {
     pub url: Option<String>,
     /// Sender override for this shop.
     pub from: Option<String>,
+    /// Query parameter that applies a discount code on the restore URL (e.g. `discount`).
+    #[serde(default)]
+    pub restore_code_param: Option<String>,
 }
 
 /// `[worker]`: queue tuning.
@@ -262,6 +265,8 @@ pub struct Shop {
     pub url: Option<String>,
     /// Sender.
     pub from: String,
+    /// Query parameter that applies a discount code on the restore URL.
+    pub restore_code_param: Option<String>,
 }
 
 impl Settings {
@@ -318,6 +323,7 @@ impl Settings {
                     campaign: s.campaign.clone(),
                     url: s.url.clone(),
                     from: s.from.clone().unwrap_or_else(|| self.email.from.clone()),
+                    restore_code_param: s.restore_code_param.clone(),
                 },
             );
         }

@@ -139,3 +139,31 @@ async fn a_broken_reload_is_refused_and_the_last_good_campaigns_stay() {
     assert!(t.app.campaigns().get("vip").is_some_and(|c| c.priority == 1));
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_link_applies_the_incentive_code_and_campaign_utm() {
+    let campaign = common::quick_campaign(1, &[("incentive", 1, "incentive")])
+        .replace("exit_when:", "utm: { source: cartback }\nexit_when:");
+    let t = spawn_app_with(Backend::Sqlite, &campaign, true, |s| {
+        if let Some(shop) = s.shops.get_mut(common::SHOP) {
+            shop.restore_code_param = Some("discount".into());
+        }
+    })
+    .await;
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(t.post(&common::cart_event("cart.updated", "c_utm", "u@example.com", past)).await.status(), 202);
+    let (_, raw) =
+        t.wait_for("the incentive email", Duration::from_secs(20), || async { t.emails().into_iter().next() }).await;
+    let code: String = match &t.app.db {
+        Db::Sqlite(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
+        Db::Postgres(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
+    };
+    let link = common::restore_link(&raw, &t.base).expect("restore link");
+    let resp = t.client.get(&link).send().await.expect("click");
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://shop.example/cart/recover?key=c_utm&discount={code}&utm_source=cartback&utm_medium=email&utm_campaign=quick&utm_content=incentive").as_str()
+    );
+    t.shutdown().await;
+}

@@ -280,6 +280,16 @@ pub struct TierWhen {
     pub max_orders: Option<u32>,
 }
 
+/// Campaign tracking on restore links.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Utm {
+    /// `utm_source`, e.g. `cartback`.
+    pub source: String,
+    /// `utm_campaign` (default: the campaign name).
+    pub campaign: Option<String>,
+}
+
 /// What a tier offers.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -352,6 +362,8 @@ pub struct CampaignFile {
     pub steps: Vec<Step>,
     /// Incentive rules.
     pub incentives: Option<Incentives>,
+    /// UTM parameters added to restore links (`utm_medium` is the channel, `utm_content` the step).
+    pub utm: Option<Utm>,
     /// What ends a sequence.
     #[serde(default = "default_exits")]
     #[schemars(with = "Vec<ExitCondition>")]

@@ -210,6 +210,7 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
             campaign: "demo".into(),
             url: Some("https://shop.example".into()),
             from: Some("Demo Shop <shop@example.com>".into()),
+            restore_code_param: Some("discount".into()),
         },
     )]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a local port")?;

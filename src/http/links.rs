@@ -72,6 +72,31 @@ async fn send_for(app: &App, purpose: Purpose, token: &str) -> Result<SendRow, R
     send.ok_or_else(|| token_page(TokenError::Invalid))
 }
 
+/// The shop's restore URL with the incentive code applied (when the shop names a parameter
+/// for it) and the campaign's UTM parameters.
+pub fn restore_target(
+    url: &str,
+    code: Option<&(String, String)>,
+    utm: Option<&(String, crate::campaign::Utm)>,
+    channel: &str,
+    step: &str,
+) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else { return url.to_owned() };
+    {
+        let mut q = u.query_pairs_mut();
+        if let Some((param, code)) = code {
+            q.append_pair(param, code);
+        }
+        if let Some((campaign, utm)) = utm {
+            q.append_pair("utm_source", &utm.source);
+            q.append_pair("utm_medium", channel);
+            q.append_pair("utm_campaign", utm.campaign.as_deref().unwrap_or(campaign));
+            q.append_pair("utm_content", step);
+        }
+    }
+    u.to_string()
+}
+
 /// Record the click and send the customer back to their cart.
 #[tracing::instrument(skip_all)]
 pub async fn restore(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
@@ -98,8 +123,24 @@ pub async fn restore(State(app): State<Arc<App>>, Path(token): Path<String>) -> 
                 &format!("<p>Thank you! There's nothing left to do for this cart.</p>{}", shop_link(&app, &cart.shop)),
             ));
         }
-        Ok(match cart.restore_url {
-            Some(url) => (StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response(),
+        let code = match app.shop(&cart.shop).and_then(|s| s.restore_code_param.clone()) {
+            Some(param) => {
+                let mut tx = app.db.begin().await?;
+                let code = tx.latest_incentive(cart.id).await?.filter(|(_, exp)| *exp > now).map(|(c, _)| (param, c));
+                tx.commit().await?;
+                code
+            }
+            None => None,
+        };
+        let utm = cart
+            .campaign
+            .as_deref()
+            .and_then(|c| app.campaigns().get(c).and_then(|c| c.utm.clone().map(|u| (c.name.value.clone(), u))));
+        Ok(match cart.restore_url.as_deref() {
+            Some(url) => {
+                let target = restore_target(url, code.as_ref(), utm.as_ref(), &send.channel, &send.step);
+                (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response()
+            }
             None => page(
                 StatusCode::OK,
                 "Your cart is waiting at the shop",

@@ -402,3 +402,15 @@ impl Tx {
             .rows_affected()))
     }
 }
+
+impl Tx {
+    /// The newest incentive code issued for a cart, with its expiry (Unix ms).
+    pub async fn latest_incentive(&mut self, cart_id: i64) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, (String, i64)>(
+            "SELECT code, expires_at FROM incentives WHERE cart_id = $1 ORDER BY issued_at DESC LIMIT 1"
+        )
+        .bind(cart_id)
+        .fetch_optional(&mut *c)
+        .await?))
+    }
+}

@@ -103,6 +103,7 @@ pub fn settings(dir: &Path, database_url: &str, campaign_yaml: &str) -> Settings
             campaign: "quick".into(),
             url: Some("https://shop.example".into()),
             from: Some("Test Shop <shop@example.com>".into()),
+            restore_code_param: None,
         },
     );
     s
