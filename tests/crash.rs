@@ -168,3 +168,31 @@ async fn sqlite_sigkill_mid_batch_delivers_every_message_exactly_once() {
 async fn postgres_sigkill_mid_batch_delivers_every_message_exactly_once() {
     kill_mid_batch_then_restart(Backend::Postgres).await;
 }
+
+/// SIGTERM stops a worker cleanly: it leaves the queue, exits 0, and the next worker finishes
+/// whatever was due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_worker_gracefully() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = database_url(Backend::Sqlite, dir.path()).await;
+    let s = settings(dir.path(), &url, &quick_campaign(1, &[("reminder", 1, "reminder")]));
+    let config = config_file(dir.path(), &url);
+    let app = App::build(s).await.expect("app");
+    let log = dir.path().join("worker.log");
+    let mut worker = start_worker(&config, &log);
+    wait_until(&app.db, "the worker to register", Duration::from_secs(30), "SELECT COUNT(*) FROM Workers", 1, &log)
+        .await;
+    let pid = worker.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = worker.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "worker did not stop within 20 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    app.db.close().await;
+}

@@ -23,10 +23,15 @@ impl Drop for SmtpServer {
 }
 
 fn start_smtp_server() -> SmtpServer {
+    start_smtp_server_with("aiosmtpd.handlers.Mailbox")
+}
+
+fn start_smtp_server_with(handler: &str) -> SmtpServer {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let maildir = tempfile::tempdir().expect("maildir");
     let child = Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", handler])
+        .env("PYTHONPATH", common::repo().join("tests/smtp"))
         .arg(maildir.path().join("mail"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -85,5 +90,45 @@ async fn reminder_arrives_at_a_real_smtp_server_with_a_working_restore_link() {
             .then_some(())
     })
     .await;
+    t.shutdown().await;
+}
+
+/// The relay's answers decide the class: 5xx fails the message for good, 4xx and dropped
+/// connections release it for a later attempt, and the healthy recipient still gets theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_failures_are_classified_by_the_relays_answer() {
+    let server = start_smtp_server_with("faults.FaultHandler");
+    let port = server.port;
+    let t = spawn_app_with(Backend::Sqlite, &quick_campaign(1, &[("reminder", 1, "reminder")]), true, |s| {
+        s.email.transport = cartback::config::EmailTransportKind::Smtp;
+        s.email.smtp_url = Some(cartback::config::Secret::new(format!("smtp://127.0.0.1:{port}")));
+    })
+    .await;
+    let past = Utc::now() - chrono::Duration::hours(1);
+    for (id, to) in [
+        ("c_ok", "fine@example.org"),
+        ("c_soft", "soft@example.org"),
+        ("c_hard", "hard@example.org"),
+        ("c_drop", "drop@example.org"),
+    ] {
+        assert_eq!(t.post(&cart_event("cart.updated", id, to, past)).await.status(), 202);
+    }
+    t.wait_for("every first attempt to be recorded", Duration::from_secs(30), || async {
+        let done = t.scalar("SELECT COUNT(*) FROM sends WHERE status IN ('sent', 'failed')").await == 2
+            && t.scalar("SELECT COUNT(*) FROM cart_log WHERE what = 'retry'").await == 2;
+        done.then_some(())
+    })
+    .await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'failed' AND reason LIKE '%550%'").await,
+        1,
+        "5xx is permanent"
+    );
+    // 4xx and a dropped connection: the claim is released (claimed_at = 0) for a retry with backoff.
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'claimed' AND claimed_at = 0").await, 2);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM cart_log WHERE what = 'retry' AND detail LIKE '%451%'").await, 1);
+    assert_eq!(delivered(&server).len(), 1, "only the healthy recipient received a message");
+    assert_eq!(delivered(&server).first().and_then(|m| header(m, "To")).as_deref(), Some("fine@example.org"));
     t.shutdown().await;
 }
