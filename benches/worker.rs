@@ -83,6 +83,8 @@ async fn cartback_sends(backend: &str, n: usize) -> (f64, f64) {
             url: None,
             from: None,
             restore_code_param: None,
+            transactional_first_reminder: false,
+            sms_opt_out_line: "Reply STOP to opt out.".into(),
         },
     );
     let app = App::build(s).await.expect("app");

@@ -121,6 +121,17 @@ pub struct ShopSettings {
     /// Query parameter that applies a discount code on the restore URL (e.g. `discount`).
     #[serde(default)]
     pub restore_code_param: Option<String>,
+    /// Send the first reminder email of a sequence without marketing consent, as a
+    /// transactional message about the customer's own cart (never later steps, never SMS).
+    #[serde(default)]
+    pub transactional_first_reminder: bool,
+    /// Line appended to every SMS that does not already mention STOP (empty: none).
+    #[serde(default = "default_opt_out")]
+    pub sms_opt_out_line: String,
+}
+
+fn default_opt_out() -> String {
+    "Reply STOP to opt out.".into()
 }
 
 /// `[worker]`: queue tuning.
@@ -267,6 +278,10 @@ pub struct Shop {
     pub from: String,
     /// Query parameter that applies a discount code on the restore URL.
     pub restore_code_param: Option<String>,
+    /// First reminder email allowed without marketing consent.
+    pub transactional_first_reminder: bool,
+    /// Appended to SMS that do not mention STOP.
+    pub sms_opt_out_line: String,
 }
 
 impl Settings {
@@ -324,6 +339,8 @@ impl Settings {
                     url: s.url.clone(),
                     from: s.from.clone().unwrap_or_else(|| self.email.from.clone()),
                     restore_code_param: s.restore_code_param.clone(),
+                    transactional_first_reminder: s.transactional_first_reminder,
+                    sms_opt_out_line: s.sms_opt_out_line.clone(),
                 },
             );
         }

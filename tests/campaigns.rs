@@ -167,3 +167,29 @@ async fn the_restore_link_applies_the_incentive_code_and_campaign_utm() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_consent_only_the_first_reminder_goes_out_when_the_shop_allows_it() {
+    let campaign = common::quick_campaign(1, &[("reminder", 1, "reminder"), ("faq", 2, "faq")]);
+    let t = spawn_app_with(Backend::Sqlite, &campaign, true, |s| {
+        if let Some(shop) = s.shops.get_mut(common::SHOP) {
+            shop.transactional_first_reminder = true;
+        }
+    })
+    .await;
+    let past = Utc::now() - chrono::Duration::hours(1);
+    let customer = json!({"email": "nc@example.com", "accepts_email_marketing": false});
+    let mut body = event("c_nc", "50.00", customer);
+    body["occurred_at"] = json!(past.to_rfc3339());
+    assert_eq!(t.post(&body).await.status(), 202);
+    t.wait_for("the sequence to finish", Duration::from_secs(20), || async {
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed'").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE step = 'reminder' AND status = 'sent'").await, 1);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM sends WHERE step = 'faq' AND status = 'skipped' AND reason = 'no email marketing consent'").await,
+        1
+    );
+    t.shutdown().await;
+}

@@ -109,6 +109,7 @@ async fn sms_go_through_the_provider_and_its_errors_are_classified() {
     assert_eq!(get("From"), "+15005550006");
     assert!(get("Body").contains(&format!("{}/r/", t.base)), "restore link in the SMS: {}", get("Body"));
     assert_eq!(get("StatusCallback"), format!("{}/v1/sms/status", t.base));
+    assert!(get("Body").ends_with(" Reply STOP to opt out."), "opt-out line: {}", get("Body"));
 
     assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent' AND message_ref = 'twilio SM0001'").await, 1);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'failed' AND reason LIKE '%21211%'").await, 1);

@@ -211,6 +211,8 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
             url: Some("https://shop.example".into()),
             from: Some("Demo Shop <shop@example.com>".into()),
             restore_code_param: Some("discount".into()),
+            transactional_first_reminder: false,
+            sms_opt_out_line: "Reply STOP to opt out.".into(),
         },
     )]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a local port")?;

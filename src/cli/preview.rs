@@ -181,7 +181,12 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
             Ok(Some(path))
         }
         Channel::Sms => {
-            let text = renderer.sms(&chain, template, &ctx).map_err(|e| user(e.to_string()))?;
+            let mut text = renderer.sms(&chain, template, &ctx).map_err(|e| user(e.to_string()))?;
+            let opt_out = shop.map_or("Reply STOP to opt out.", |x| x.sms_opt_out_line.as_str());
+            if !opt_out.is_empty() && !text.to_ascii_uppercase().contains("STOP") {
+                text.push(' ');
+                text.push_str(opt_out);
+            }
             let seg = crate::render::sms::segments(&text);
             if a.json {
                 let v = json!({ "text": text, "encoding": seg.encoding, "units": seg.units, "segments": seg.segments, "incentive": tier });

@@ -116,6 +116,14 @@ pub fn in_holdout(customer: &str, campaign: &str, permille: u16) -> bool {
     bucket < permille
 }
 
+/// The shop allows the first reminder email without marketing consent (a transactional
+/// message about the customer's own cart); never a later step, never SMS.
+fn transactional_ok(shop: &Shop, campaign: &Campaign, step: &Step, channel: Channel) -> bool {
+    shop.transactional_first_reminder
+        && channel == Channel::Email
+        && campaign.steps.first().is_some_and(|s| s.id.value == step.id.value)
+}
+
 /// Run one recovery job.
 pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     let now = now_ms();
@@ -425,7 +433,9 @@ async fn send_channel(
     };
     let skip = match &address {
         None => Some(format!("no {} address", if channel == Channel::Email { "email" } else { "phone" })),
-        Some(_) if !consent => Some(format!("no {} marketing consent", channel.as_str())),
+        Some(_) if !consent && !transactional_ok(shop, campaign, step, channel) => {
+            Some(format!("no {} marketing consent", channel.as_str()))
+        }
         Some(a) => tx.suppression(&cart.shop, channel.as_str(), a).await?.map(|r| format!("suppressed ({r})")),
     };
     if let Some(why) = skip {
@@ -646,7 +656,12 @@ async fn deliver(
                 .as_deref()
                 .and_then(|p| Phone::parse(p).ok())
                 .ok_or_else(|| DeliveryError::Permanent("invalid phone number".into()))?;
-            let body = app.renderer.sms(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            let mut body =
+                app.renderer.sms(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            if !shop.sms_opt_out_line.is_empty() && !body.to_ascii_uppercase().contains("STOP") {
+                body.push(' ');
+                body.push_str(&shop.sms_opt_out_line);
+            }
             app.sms
                 .send(&OutgoingSms { id: send.public_id.clone(), from: app.settings.sms.from.clone(), to, body })
                 .await

@@ -104,6 +104,8 @@ pub fn settings(dir: &Path, database_url: &str, campaign_yaml: &str) -> Settings
             url: Some("https://shop.example".into()),
             from: Some("Test Shop <shop@example.com>".into()),
             restore_code_param: None,
+            transactional_first_reminder: false,
+            sms_opt_out_line: "Reply STOP to opt out.".into(),
         },
     );
     s
