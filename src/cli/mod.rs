@@ -48,6 +48,9 @@ pub enum Command {
     Carts(ops::CartsCommand),
     /// The funnel per campaign and step.
     Stats(ops::StatsArgs),
+    /// Erase or export a person's data.
+    #[command(subcommand)]
+    Customers(ops::CustomersCommand),
 }
 
 /// A failure, split by whose it is: exit 1 for the user's (bad input or configuration), 2 for ours.
@@ -85,6 +88,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Jobs(cmd) => ops::jobs(&cli, cmd).await,
         Command::Carts(cmd) => ops::carts(&cli, cmd).await,
         Command::Stats(a) => ops::stats(&cli, a).await,
+        Command::Customers(cmd) => ops::customers(&cli, cmd).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,6 +73,33 @@ pub enum CartsCommand {
     },
 }
 
+/// `cartback customers …`
+#[derive(Debug, Subcommand)]
+pub enum CustomersCommand {
+    /// Remove a person's personal data (contacts, names, carts' contents, raw events, rendered
+    /// messages, timelines); aggregate stats stay, suppressions stay as hashes.
+    Erase(PersonArgs),
+    /// Print everything held about a person as JSON.
+    Export(PersonArgs),
+}
+
+/// Who: a shop and at least one of email, phone, customer id.
+#[derive(Debug, Args)]
+pub struct PersonArgs {
+    /// The shop.
+    #[arg(long)]
+    shop: String,
+    /// Email address.
+    #[arg(long)]
+    email: Option<String>,
+    /// Phone number (international form).
+    #[arg(long)]
+    phone: Option<String>,
+    /// The shop's customer id.
+    #[arg(long)]
+    id: Option<String>,
+}
+
 /// `cartback stats`
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -370,4 +397,26 @@ pub async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), Failure> {
         println!("\n{} carts entered no campaign (see `cartback carts show ID` for why)", st.not_entered);
     }
     Ok(())
+}
+
+pub async fn customers(cli: &Cli, cmd: &CustomersCommand) -> Result<(), Failure> {
+    let app = app(cli).await?;
+    let (CustomersCommand::Erase(p) | CustomersCommand::Export(p)) = cmd;
+    let who = ops::privacy::Person {
+        shop: p.shop.clone(),
+        email: p.email.clone(),
+        phone: p.phone.clone(),
+        customer_id: p.id.clone(),
+    };
+    match cmd {
+        CustomersCommand::Erase(_) => {
+            let e = ops::privacy::erase(&app, &who).await?;
+            println!(
+                "erased {} cart(s); deleted {} rendered message(s); kept {} suppression(s) as hashes",
+                e.carts, e.messages_deleted, e.suppressions_hashed
+            );
+            Ok(())
+        }
+        CustomersCommand::Export(_) => json(&ops::privacy::export(&app, &who).await?),
+    }
 }

@@ -46,6 +46,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/shops/{shop}/shopify", post(webhooks::shopify))
         .route("/v1/sms/status", post(sms::status))
         .route("/v1/sms/inbound", post(sms::inbound))
+        .route("/v1/shops/{shop}/customers/{id}", axum::routing::delete(ops::erase_customer))
         .route("/r/{token}", get(links::restore))
         .route("/u/{token}", get(links::unsubscribe_page).post(links::unsubscribe))
         .route("/healthz", get(health::healthz))
@@ -85,6 +86,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/shops/{shop}/shopify"),
     ("post", "/v1/sms/status"),
     ("post", "/v1/sms/inbound"),
+    ("delete", "/v1/shops/{shop}/customers/{id}"),
     ("get", "/r/{token}"),
     ("get", "/u/{token}"),
     ("post", "/u/{token}"),

@@ -183,3 +183,32 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
         .into_response()
 }
+
+/// `DELETE /v1/shops/{shop}/customers/{id}`: erase a person by the shop's customer id.
+/// Authorised by the ops token, or by the shop itself with a Standard Webhooks signature
+/// over the empty body.
+pub async fn erase_customer(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((shop, id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let Some(s) = app.shop(&shop) else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured")));
+    };
+    if authorized(&app, &headers).is_err() {
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        crate::ingest::signature::verify(
+            &s.webhook_key,
+            h("webhook-id"),
+            h("webhook-timestamp"),
+            h("webhook-signature"),
+            b"",
+            Utc::now().timestamp(),
+        )
+        .map_err(|e| {
+            Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", format!("ops token or shop signature required: {e}"))
+        })?;
+    }
+    let who = ops::privacy::Person { shop, customer_id: Some(id), ..Default::default() };
+    Ok(Json(ops::privacy::erase(&app, &who).await?).into_response())
+}

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod privacy;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 

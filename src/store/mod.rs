@@ -8,8 +8,9 @@ mod carts;
 mod events;
 mod keys;
 pub mod ops;
+mod privacy;
 pub mod queue;
-mod sends;
+pub mod sends;
 
 use std::str::FromStr;
 use std::time::Duration;

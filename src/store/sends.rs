@@ -2,6 +2,13 @@
 
 use super::{StoreError, Tx, on_tx};
 
+/// How an erased person's address is kept on the suppression list: a hash, not the address.
+pub fn address_hash(address: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(address.trim().to_lowercase().as_bytes());
+    format!("sha256:{}", h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 /// State of one `(cart, step, channel)` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStatus {
@@ -289,11 +296,12 @@ impl Tx {
         address: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(on_tx!(self, |c| sqlx::query_scalar::<_, String>(
-            "SELECT reason FROM suppressions WHERE shop = $1 AND channel = $2 AND address = $3"
+            "SELECT reason FROM suppressions WHERE shop = $1 AND channel = $2 AND address IN ($3, $4)"
         )
         .bind(shop)
         .bind(channel)
         .bind(address)
+        .bind(address_hash(address))
         .fetch_optional(&mut *c)
         .await?))
     }

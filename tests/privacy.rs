@@ -1,0 +1,90 @@
+//! Erasure on request: personal data goes, anonymous facts and the opt-out stay.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{Backend, SECRET, SHOP, cart_event, header, quick_campaign, spawn_app_with};
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
+    };
+}
+
+on_both!(a_person_is_erased_but_stays_unsubscribed);
+
+async fn erase(t: &common::TestApp, id: &str, key: &[u8]) -> reqwest::Response {
+    let ts = Utc::now().timestamp();
+    let sig = cartback::ingest::signature::sign(key, "erase-1", ts, b"");
+    t.client
+        .delete(format!("{}/v1/shops/{SHOP}/customers/{id}", t.base))
+        .header("webhook-id", "erase-1")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .send()
+        .await
+        .expect("delete")
+}
+
+async fn a_person_is_erased_but_stays_unsubscribed(backend: Backend) {
+    let t = spawn_app_with(backend, &quick_campaign(1, &[("reminder", 1, "reminder")]), true, |_| {}).await;
+    let past = Utc::now() - chrono::Duration::hours(1);
+    // cart_event's customer id is `cu_<cart id>`.
+    assert_eq!(t.post(&cart_event("cart.updated", "p1", "paula@example.com", past)).await.status(), 202);
+    let (file, raw) =
+        t.wait_for("the reminder", Duration::from_secs(20), || async { t.emails().into_iter().next() }).await;
+    t.wait_for("the send record", Duration::from_secs(10), || async {
+        (t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent'").await == 1).then_some(())
+    })
+    .await;
+    let unsubscribe = header(&raw, "List-Unsubscribe").expect("header").trim_matches(['<', '>']).to_owned();
+    assert_eq!(t.client.post(&unsubscribe).send().await.expect("post").status(), 200);
+
+    let who = cartback::ops::privacy::Person {
+        shop: SHOP.into(),
+        email: Some("paula@example.com".into()),
+        ..Default::default()
+    };
+    let export = cartback::ops::privacy::export(&t.app, &who).await.expect("export");
+    assert_eq!(export["carts"][0]["email"], "paula@example.com");
+    assert_eq!(export["carts"][0]["events_received"][0]["body"]["customer"]["email"], "paula@example.com");
+    assert_eq!(export["suppressions"][0]["reason"], "unsubscribed");
+
+    let wrong = cartback::ingest::signature::secret_key("some-other-secret-long-enough").expect("key");
+    assert_eq!(erase(&t, "cu_p1", &wrong).await.status(), 401);
+    let key = cartback::ingest::signature::secret_key(SECRET).expect("key");
+    let r = erase(&t, "cu_p1", &key).await;
+    assert_eq!(r.status(), 200);
+    let report: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(
+        (report["carts"].as_i64(), report["messages_deleted"].as_i64(), report["suppressions_hashed"].as_i64()),
+        (Some(1), Some(1), Some(1))
+    );
+
+    assert!(!file.exists(), "the rendered message is deleted");
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM carts WHERE email IS NOT NULL OR phone IS NOT NULL OR first_name IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM webhook_events WHERE body LIKE '%paula%'").await, 0);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM cart_log WHERE detail LIKE '%p***%' OR detail LIKE '%paula%'").await, 0);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM suppressions WHERE address LIKE 'sha256:%'").await, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM suppressions WHERE address LIKE '%paula%'").await, 0);
+    // The anonymous facts remain for the stats.
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM carts WHERE campaign = 'quick'").await, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, 1);
+
+    // She comes back with a new cart: the hashed opt-out still holds.
+    assert_eq!(t.post(&cart_event("cart.updated", "p2", "paula@example.com", past)).await.status(), 202);
+    t.wait_for("the new cart's reminder to be judged", Duration::from_secs(20), || async {
+        (t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'skipped' AND reason = 'suppressed (unsubscribed)'").await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    t.shutdown().await;
+}
