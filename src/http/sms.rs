@@ -14,6 +14,23 @@ use super::Problem;
 use crate::app::App;
 use crate::ingest::signature::verify_twilio;
 
+/// Checks `X-Twilio-Signature` for a callback posted to `path` (404 when no provider is configured).
+fn verified(app: &App, path: &str, headers: &HeaderMap, params: &[(String, String)]) -> Result<(), Problem> {
+    let Some(token) = app.settings.sms.auth_token.as_ref() else {
+        return Err(
+            Problem::new(StatusCode::NOT_FOUND, "Not configured", "no SMS provider is configured").into_response()
+        );
+    };
+    let url = format!("{}{path}", app.public_base);
+    let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    if verify_twilio(token.expose(), &url, params, sig) {
+        Ok(())
+    } else {
+        Err(Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", "X-Twilio-Signature does not match")
+            .into_response())
+    }
+}
+
 /// Update the send log from a status callback (`MessageSid`, `MessageStatus`, `ErrorCode`).
 #[tracing::instrument(skip_all)]
 pub async fn status(
@@ -21,14 +38,8 @@ pub async fn status(
     headers: HeaderMap,
     Form(params): Form<Vec<(String, String)>>,
 ) -> Response {
-    let Some(token) = app.settings.sms.auth_token.as_ref() else {
-        return Problem::new(StatusCode::NOT_FOUND, "Not configured", "no SMS provider is configured").into_response();
-    };
-    let url = format!("{}/v1/sms/status", app.public_base);
-    let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
-    if !verify_twilio(token.expose(), &url, &params, sig) {
-        return Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", "X-Twilio-Signature does not match")
-            .into_response();
+    if let Err(p) = verified(&app, "/v1/sms/status", &headers, &params) {
+        return p.into_response();
     }
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let (Some(sid), Some(status)) = (get("MessageSid"), get("MessageStatus")) else {
@@ -106,13 +117,8 @@ pub async fn inbound(
     headers: HeaderMap,
     Form(params): Form<Vec<(String, String)>>,
 ) -> Response {
-    let Some(token) = app.settings.sms.auth_token.as_ref() else {
-        return Problem::new(StatusCode::NOT_FOUND, "Not configured", "no SMS provider is configured").into_response();
-    };
-    let url = format!("{}/v1/sms/inbound", app.public_base);
-    if !verify_twilio(token.expose(), &url, &params, headers.get("x-twilio-signature").and_then(|v| v.to_str().ok())) {
-        return Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", "X-Twilio-Signature does not match")
-            .into_response();
+    if let Err(p) = verified(&app, "/v1/sms/inbound", &headers, &params) {
+        return p.into_response();
     }
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let Some(from) = get("From").and_then(|f| crate::domain::Phone::parse(f).ok()) else {
