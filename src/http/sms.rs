@@ -17,17 +17,14 @@ use crate::ingest::signature::verify_twilio;
 /// Checks `X-Twilio-Signature` for a callback posted to `path` (404 when no provider is configured).
 fn verified(app: &App, path: &str, headers: &HeaderMap, params: &[(String, String)]) -> Result<(), Problem> {
     let Some(token) = app.settings.sms.auth_token.as_ref() else {
-        return Err(
-            Problem::new(StatusCode::NOT_FOUND, "Not configured", "no SMS provider is configured").into_response()
-        );
+        return Err(Problem::new(StatusCode::NOT_FOUND, "Not configured", "no SMS provider is configured"));
     };
     let url = format!("{}{path}", app.public_base);
     let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
     if verify_twilio(token.expose(), &url, params, sig) {
         Ok(())
     } else {
-        Err(Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", "X-Twilio-Signature does not match")
-            .into_response())
+        Err(Problem::new(StatusCode::UNAUTHORIZED, "Invalid signature", "X-Twilio-Signature does not match"))
     }
 }
 
