@@ -193,3 +193,43 @@ async fn without_consent_only_the_first_reminder_goes_out_when_the_shop_allows_i
     );
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_follow_the_reason_the_cart_was_abandoned() {
+    let campaign = "name: quick\nabandon_after: 1s\nsteps:\n  - id: reminder\n    after: 1s\n    channels: [email]\n    template: reminder\n  - id: payment_help\n    after: 2s\n    channels: [email]\n    template: faq\n    when: { reason: payment_failed }\n  - id: faq\n    after: 3s\n    channels: [email]\n    template: faq\n";
+    let t = spawn_app_with(Backend::Sqlite, campaign, true, |_| {}).await;
+    let past = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let customer = |e: &str| json!({"email": e, "accepts_email_marketing": true});
+    let mut declined = event("declined", "60.00", customer("d@example.com"));
+    declined["occurred_at"] = json!(past);
+    declined["stage"] = json!("payment");
+    declined["reason"] = json!("payment_failed");
+    declined["reason_detail"] = json!("card_declined");
+    let mut plain = event("plain", "60.00", customer("p@example.com"));
+    plain["occurred_at"] = json!(past);
+    assert_eq!(t.post(&declined).await.status(), 202);
+    assert_eq!(t.post(&plain).await.status(), 202);
+    t.wait_for("both sequences to finish", Duration::from_secs(30), || async {
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed'").await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends s JOIN carts c ON c.id = s.cart_id WHERE c.external_id = 'declined' AND s.status = 'sent'").await, 3);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends s JOIN carts c ON c.id = s.cart_id WHERE c.external_id = 'plain' AND s.status = 'sent'").await, 2);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM cart_log l JOIN carts c ON c.id = l.cart_id WHERE c.external_id = 'plain' AND l.what = 'skipped' AND l.detail LIKE 'step payment_help%'").await,
+        1
+    );
+    // The declined customer's reminder explains what happened and what to do, not an error code.
+    let reminders: Vec<String> = t
+        .emails()
+        .into_iter()
+        .map(|(_, raw)| common::unfold_qp(&raw))
+        .filter(|r| r.contains("To: d@example.com"))
+        .collect();
+    assert!(
+        reminders.iter().any(|r| r.contains("Your card was declined. You can pay with another card")),
+        "no reason text in the reminder"
+    );
+    assert!(!reminders.iter().any(|r| r.contains("card_declined")));
+    t.shutdown().await;
+}

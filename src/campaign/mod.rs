@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use duration::{Span, SpanError};
 pub use model::{
     Amount, Audience, CampaignFile as Campaign, Channel, ExitCondition, FrequencyCap, Incentives, LocalTime, Offer,
-    Percent, SendWindow, Step, Tier, TierWhen, Utm, WeekdayName,
+    Percent, SendWindow, Step, StepWhen, Tier, TierWhen, Utm, WeekdayName,
 };
 use serde_saphyr::Location;
 

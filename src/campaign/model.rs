@@ -145,6 +145,30 @@ pub struct Audience {
     pub shops: Option<Vec<String>>,
     /// The customer must be reachable (address and consent) on at least one of these.
     pub channels: Option<Vec<Channel>>,
+    /// Only carts that stopped at one of these stages (`cart`, `checkout`, `payment`).
+    pub stages: Option<Vec<String>>,
+    /// Only carts abandoned for one of these reasons (e.g. `payment_failed`).
+    pub reasons: Option<Vec<String>>,
+}
+
+/// A step that applies only to some carts.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepWhen {
+    /// The cart stopped at this stage.
+    pub stage: Option<String>,
+    /// The cart was abandoned for this reason.
+    pub reason: Option<String>,
+    /// … with this detail (e.g. `insufficient_funds`).
+    pub reason_detail: Option<String>,
+}
+
+impl StepWhen {
+    /// Whether a cart with these facts gets the step.
+    pub fn matches(&self, stage: Option<&str>, reason: Option<&str>, detail: Option<&str>) -> bool {
+        let ok = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
+        ok(&self.stage, stage) && ok(&self.reason, reason) && ok(&self.reason_detail, detail)
+    }
 }
 
 /// Local hours in which messages may go out.
@@ -264,6 +288,8 @@ pub struct Step {
     /// Name of the incentive block used (`tiers`).
     #[schemars(with = "Option<String>")]
     pub incentive: Option<Spanned<String>>,
+    /// Send this step only to carts abandoned at this stage / for this reason.
+    pub when: Option<StepWhen>,
 }
 
 /// The tier conditions.

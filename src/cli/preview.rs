@@ -135,6 +135,9 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
         timezone: tz,
         locale: locale.as_str(),
         step: &step.id.value,
+        stage: ev.stage.as_deref(),
+        reason: ev.reason.as_deref(),
+        reason_detail: ev.reason_detail.as_deref(),
     }
     .to_json();
     let chain = locale.fallback_chain(&shop_locale);

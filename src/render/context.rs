@@ -47,6 +47,39 @@ pub struct MessageContext<'a> {
     pub locale: &'a str,
     /// Step id.
     pub step: &'a str,
+    /// Where the customer stopped (`cart`, `checkout`, `payment`), as the shop reported it.
+    pub stage: Option<&'a str>,
+    /// Why (`payment_failed`, `shipping_cost`, … or any code the shop sends).
+    pub reason: Option<&'a str>,
+    /// Detail of the reason (`insufficient_funds`, …).
+    pub reason_detail: Option<&'a str>,
+}
+
+/// A human sentence with a next action for the reasons Cartback knows; never an error code.
+pub fn reason_text(reason: Option<&str>, detail: Option<&str>) -> Option<&'static str> {
+    Some(match (reason?, detail) {
+        ("payment_failed", Some("insufficient_funds")) => {
+            "Your payment didn't go through. You can complete your order with another card or payment method."
+        }
+        ("payment_failed", Some("card_declined")) => {
+            "Your card was declined. You can pay with another card or payment method here."
+        }
+        ("payment_failed", Some("authentication_failed")) => {
+            "Your bank's confirmation step didn't complete. You can try again or choose another payment method."
+        }
+        ("payment_failed", Some("timeout" | "network")) => {
+            "The connection dropped while you were paying. Nothing was charged; you can finish your order in one click."
+        }
+        ("payment_failed", Some("method_unavailable")) => {
+            "That payment method wasn't available. Other methods are ready for you at checkout."
+        }
+        ("payment_failed", _) => {
+            "Your payment didn't go through. You can complete your order with another payment method."
+        }
+        ("shipping_cost", _) => "Shipping costs are shown before you pay, and larger orders may ship free.",
+        ("price", _) => "Your items are still reserved at the price you saw.",
+        _ => return None,
+    })
 }
 
 impl MessageContext<'_> {
@@ -74,6 +107,12 @@ impl MessageContext<'_> {
             "timezone": self.timezone.name(),
             "locale": self.locale,
             "step": self.step,
+            "reason": {
+                "stage": self.stage,
+                "code": self.reason,
+                "detail": self.reason_detail,
+                "text": reason_text(self.reason, self.reason_detail),
+            },
         })
     }
 }

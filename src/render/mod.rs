@@ -184,7 +184,8 @@ mod tests {
             "restore_url": "https://r.example/r/abc",
             "unsubscribe_url": "https://r.example/u/abc",
             "incentive": {"tier": "default", "code": "SAVE-1234", "summary": "5.00 EUR off", "expires_at": 1_800_000_000_000_i64},
-            "timezone": "Europe/Berlin", "step": "reminder", "campaign": "default", "locale": "en"
+            "timezone": "Europe/Berlin", "step": "reminder", "campaign": "default", "locale": "en",
+            "reason": {"stage": null, "code": null, "detail": null, "text": null}
         })
     }
 

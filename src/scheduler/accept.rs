@@ -179,6 +179,12 @@ async fn cart_event(
 }
 
 fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
+    // Why the customer stopped, as the newest event tells it (unknown reasons are kept).
+    if ev.stage.is_some() || ev.reason.is_some() {
+        cart.stage.clone_from(&ev.stage);
+        cart.reason.clone_from(&ev.reason);
+        cart.reason_detail.clone_from(&ev.reason_detail);
+    }
     if let Some(snap) = &ev.cart {
         cart.currency = Some(snap.total.currency().code().to_owned());
         cart.total_minor = Some(snap.total.minor());

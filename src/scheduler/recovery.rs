@@ -50,6 +50,24 @@ pub fn backoff_ms(attempt: i64) -> i64 {
     base + jitter
 }
 
+/// The first step at or after `from` whose `when` matches the cart, and the ids passed over.
+fn next_applicable(campaign: &Campaign, from: usize, cart: &CartRow) -> (usize, Vec<String>) {
+    let mut i = from;
+    let mut skipped = Vec::new();
+    while let Some(st) = campaign.steps.get(i) {
+        let applies = st
+            .when
+            .as_ref()
+            .is_none_or(|w| w.matches(cart.stage.as_deref(), cart.reason.as_deref(), cart.reason_detail.as_deref()));
+        if applies {
+            break;
+        }
+        skipped.push(st.id.value.clone());
+        i += 1;
+    }
+    (i, skipped)
+}
+
 /// Whether the cart still wants this step sent (re-checked right before every send).
 fn exit_reason(cart: &CartRow, campaign: &Campaign) -> Result<Option<&'static str>, StoreError> {
     Ok(match cart.status()? {
@@ -94,6 +112,16 @@ fn audience_mismatch(campaign: &Campaign, cart: &CartRow, shop: &Shop) -> Option
             let names: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
             return Some(format!("customer is not reachable by {} (address and consent)", names.join(" or ")));
         }
+    }
+    if let Some(stages) = &a.stages
+        && !cart.stage.as_ref().is_some_and(|s| stages.contains(s))
+    {
+        return Some(format!("stage {} is not in the audience", cart.stage.as_deref().unwrap_or("(none)")));
+    }
+    if let Some(reasons) = &a.reasons
+        && !cart.reason.as_ref().is_some_and(|r| reasons.contains(r))
+    {
+        return Some(format!("reason {} is not in the audience", cart.reason.as_deref().unwrap_or("(none)")));
     }
     let orders = u32::try_from(cart.orders_count).unwrap_or(0);
     if a.min_orders.is_some_and(|n| orders < n) {
@@ -260,7 +288,12 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
         return Ok(());
     }
 
-    let step_index = usize::try_from(cart.next_step).unwrap_or(usize::MAX);
+    let (step_index, skipped) = next_applicable(campaign, usize::try_from(cart.next_step).unwrap_or(usize::MAX), &cart);
+    for id in skipped {
+        tx.log(cart.id, now, "skipped", &format!("step {id}: its `when` does not match this cart's stage/reason"))
+            .await?;
+    }
+    cart.next_step = i64::try_from(step_index).unwrap_or(i64::MAX);
     let Some(step) = campaign.steps.get(step_index) else {
         cart.set_status(CartStatus::Completed);
         cart.next_run_at = None;
@@ -364,8 +397,13 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
         tx.commit().await?;
         return Ok(());
     }
-    cart.next_step += 1;
-    match campaign.steps.get(step_index + 1) {
+    let (next_index, skipped) = next_applicable(campaign, step_index + 1, &cart);
+    for id in skipped {
+        tx.log(cart.id, now_ms(), "skipped", &format!("step {id}: its `when` does not match this cart's stage/reason"))
+            .await?;
+    }
+    cart.next_step = i64::try_from(next_index).unwrap_or(i64::MAX);
+    match campaign.steps.get(next_index) {
         Some(next) => {
             let earliest = from_millis(abandoned_at + next.after.value.get().num_milliseconds());
             let plan = step_time(earliest, tz, next.at_local.map(|t| t.0), campaign.send_window.as_ref());
@@ -627,6 +665,9 @@ async fn deliver(
         timezone: tz,
         locale: locale.as_str(),
         step: &step.id.value,
+        stage: cart.stage.as_deref(),
+        reason: cart.reason.as_deref(),
+        reason_detail: cart.reason_detail.as_deref(),
     };
     let ctx = view.to_json();
     let template = step.template.value.as_str();
