@@ -74,24 +74,30 @@ pub async fn job(app: &App, id: &str) -> Result<JobView, OpsError> {
     Ok(JobView { job, step, superseded, timeline })
 }
 
+/// The job `id`, if its state allows the action; a job a worker holds is never touched.
+async fn job_in_state(
+    tx: &mut crate::store::Tx,
+    id: &str,
+    allowed: &[&str],
+    action: &str,
+    allowed_desc: &str,
+) -> Result<JobRow, OpsError> {
+    let job = tx.job(QUEUE, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
+    match job.state.as_str() {
+        s if allowed.contains(&s) => Ok(job),
+        "running" => Err(OpsError::Conflict(format!(
+            "job {id} is held by worker {}; it is not {action} while a worker holds it",
+            job.lock_by.as_deref().unwrap_or("?")
+        ))),
+        other => Err(OpsError::Conflict(format!("job {id} is {other}; only {allowed_desc} jobs can be {action}"))),
+    }
+}
+
 /// Put a failed, dead or cancelled job back in the queue, due now.
 pub async fn retry_job(app: &App, id: &str) -> Result<String, OpsError> {
     let mut tx = app.db.begin().await?;
-    let job = tx.job(QUEUE, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
-    match job.state.as_str() {
-        "failed" | "dead" | "cancelled" => {}
-        "running" => {
-            return Err(OpsError::Conflict(format!(
-                "job {id} is held by worker {}; it is not retried while a worker holds it",
-                job.lock_by.as_deref().unwrap_or("?")
-            )));
-        }
-        other => {
-            return Err(OpsError::Conflict(format!(
-                "job {id} is {other}; only failed, dead or cancelled jobs can be retried"
-            )));
-        }
-    }
+    let job =
+        job_in_state(&mut tx, id, &["failed", "dead", "cancelled"], "retried", "failed, dead or cancelled").await?;
     if !tx.requeue_job(id, &job.status).await? {
         return Err(OpsError::Conflict(format!("job {id} changed while retrying; look again")));
     }
@@ -115,21 +121,7 @@ pub async fn retry_job(app: &App, id: &str) -> Result<String, OpsError> {
 /// Cancel a job no worker holds; its cart's sequence pauses until the job is retried.
 pub async fn cancel_job(app: &App, id: &str) -> Result<String, OpsError> {
     let mut tx = app.db.begin().await?;
-    let job = tx.job(QUEUE, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
-    match job.state.as_str() {
-        "pending" | "scheduled" | "failed" => {}
-        "running" => {
-            return Err(OpsError::Conflict(format!(
-                "job {id} is held by worker {}; it cannot be cancelled while a worker holds it",
-                job.lock_by.as_deref().unwrap_or("?")
-            )));
-        }
-        other => {
-            return Err(OpsError::Conflict(format!(
-                "job {id} is {other}; only waiting or failed jobs can be cancelled"
-            )));
-        }
-    }
+    let job = job_in_state(&mut tx, id, &["pending", "scheduled", "failed"], "cancelled", "waiting or failed").await?;
     if !tx.cancel_job(id).await? {
         return Err(OpsError::Conflict(format!("a worker took job {id} meanwhile; it was not cancelled")));
     }
