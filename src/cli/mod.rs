@@ -29,7 +29,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// HTTP server (webhooks, links, health) and the worker in one process.
+    /// HTTP server (webhooks, customer links, ops API, dashboard, metrics, health) and the worker in one process.
     Serve,
     /// The worker only (more machines on one Postgres).
     Worker,
