@@ -82,9 +82,11 @@ async fn cartback_sends(backend: &str, n: usize) -> (f64, f64) {
             campaign: "bench".into(),
             url: None,
             from: None,
+            reply_to: None,
+            unsubscribe_mailto: None,
             restore_code_param: None,
             transactional_first_reminder: false,
-            sms_opt_out_line: "Reply STOP to opt out.".into(),
+            sms_opt_out_line: None,
         },
     );
     let app = App::build(s).await.expect("app");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Currency, Locale, ShopId};
@@ -118,6 +119,12 @@ pub struct ShopSettings {
     pub url: Option<String>,
     /// Sender override for this shop.
     pub from: Option<String>,
+    /// `Reply-To` for this shop's emails (e.g. its support address).
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// Address for mail-based unsubscribes, offered beside the one-click URL in `List-Unsubscribe`.
+    #[serde(default)]
+    pub unsubscribe_mailto: Option<String>,
     /// Query parameter that applies a discount code on the restore URL (e.g. `discount`).
     #[serde(default)]
     pub restore_code_param: Option<String>,
@@ -125,13 +132,10 @@ pub struct ShopSettings {
     /// transactional message about the customer's own cart (never later steps, never SMS).
     #[serde(default)]
     pub transactional_first_reminder: bool,
-    /// Line appended to every SMS that does not already mention STOP (empty: none).
-    #[serde(default = "default_opt_out")]
-    pub sms_opt_out_line: String,
-}
-
-fn default_opt_out() -> String {
-    "Reply STOP to opt out.".into()
+    /// Line appended to every SMS that does not already mention STOP. Unset: the customer's
+    /// language from `templates/<locale>/opt_out.sms.txt.hbs`; empty: no line.
+    #[serde(default)]
+    pub sms_opt_out_line: Option<String>,
 }
 
 /// `[worker]`: queue tuning.
@@ -275,13 +279,28 @@ pub struct Shop {
     /// Home page.
     pub url: Option<String>,
     /// Sender.
-    pub from: String,
+    pub from: Mailbox,
+    /// Reply-To.
+    pub reply_to: Option<Mailbox>,
+    /// `mailto:` unsubscribe address.
+    pub unsubscribe_mailto: Option<lettre::Address>,
     /// Query parameter that applies a discount code on the restore URL.
     pub restore_code_param: Option<String>,
     /// First reminder email allowed without marketing consent.
     pub transactional_first_reminder: bool,
-    /// Appended to SMS that do not mention STOP.
-    pub sms_opt_out_line: String,
+    /// Appended to SMS that do not mention STOP (`None`: the localized template line).
+    pub sms_opt_out_line: Option<String>,
+}
+
+impl Shop {
+    /// How this shop's SMS end.
+    pub fn opt_out(&self) -> crate::render::OptOut<'_> {
+        match self.sms_opt_out_line.as_deref() {
+            None => crate::render::OptOut::Localized,
+            Some("") => crate::render::OptOut::None,
+            Some(line) => crate::render::OptOut::Line(line),
+        }
+    }
 }
 
 impl Settings {
@@ -326,6 +345,24 @@ impl Settings {
             let currency = Currency::parse(&s.currency).map_err(|e| invalid(id, "currency", e.to_string()))?;
             let webhook_key = crate::ingest::signature::secret_key(s.webhook_secret.expose())
                 .map_err(|e| invalid(id, "webhook_secret", e.to_string()))?;
+            let mailbox = |key: &str, v: &str| -> Result<Mailbox, ConfigError> {
+                v.parse().map_err(|e| {
+                    invalid(id, key, format!("{v:?} is not an address like \"Shop <shop@example.com>\": {e}"))
+                })
+            };
+            let from = match &s.from {
+                Some(f) => mailbox("from", f)?,
+                None => self.email.from.parse().map_err(|e| ConfigError::Invalid {
+                    key: "email.from".into(),
+                    message: format!("{:?} is not an address like \"Shop <shop@example.com>\": {e}", self.email.from),
+                })?,
+            };
+            let reply_to = s.reply_to.as_deref().map(|r| mailbox("reply_to", r)).transpose()?;
+            let unsubscribe_mailto = s
+                .unsubscribe_mailto
+                .as_deref()
+                .map(|a| a.parse().map_err(|e| invalid(id, "unsubscribe_mailto", format!("{a:?}: {e}"))))
+                .transpose()?;
             out.insert(
                 shop_id.clone(),
                 Shop {
@@ -337,7 +374,9 @@ impl Settings {
                     currency,
                     campaign: s.campaign.clone(),
                     url: s.url.clone(),
-                    from: s.from.clone().unwrap_or_else(|| self.email.from.clone()),
+                    from,
+                    reply_to,
+                    unsubscribe_mailto,
                     restore_code_param: s.restore_code_param.clone(),
                     transactional_first_reminder: s.transactional_first_reminder,
                     sms_opt_out_line: s.sms_opt_out_line.clone(),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use duration::{Span, SpanError};
 pub use model::{
     Amount, Audience, CampaignFile as Campaign, Channel, ExitCondition, FrequencyCap, Incentives, LocalTime, Offer,
-    Percent, SendWindow, Step, StepWhen, Tier, TierWhen, Utm, WeekdayName,
+    Percent, SendWindow, SmsRules, Step, StepWhen, Tier, TierWhen, Utm, WeekdayName,
 };
 use serde_saphyr::Location;
 
@@ -254,6 +254,11 @@ impl CampaignSet {
     /// The campaign called `name`.
     pub fn get(&self, name: &str) -> Option<&Campaign> {
         self.by_name.get(name)
+    }
+
+    /// Every campaign, by name.
+    pub fn campaigns(&self) -> impl Iterator<Item = &Campaign> {
+        self.by_name.values()
     }
 
     /// Campaign names.

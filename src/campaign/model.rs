@@ -359,6 +359,22 @@ pub struct Incentives {
     pub tiers: Vec<Tier>,
 }
 
+/// `sms:` rules for a campaign's text messages.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmsRules {
+    /// Most segments one SMS may cost (opt-out line included). A rendering over it is a
+    /// `campaign check` warning and, at send time, a failed send with the reason.
+    pub max_segments: Option<std::num::NonZeroU8>,
+}
+
+impl CampaignFile {
+    /// The SMS segment limit, if any.
+    pub fn max_sms_segments(&self) -> Option<u8> {
+        self.sms.as_ref().and_then(|s| s.max_segments).map(std::num::NonZeroU8::get)
+    }
+}
+
 /// A campaign file as written.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -390,6 +406,8 @@ pub struct CampaignFile {
     pub incentives: Option<Incentives>,
     /// UTM parameters added to restore links (`utm_medium` is the channel, `utm_content` the step).
     pub utm: Option<Utm>,
+    /// SMS limits.
+    pub sms: Option<SmsRules>,
     /// What ends a sequence.
     #[serde(default = "default_exits")]
     #[schemars(with = "Vec<ExitCondition>")]

@@ -204,6 +204,17 @@ pub async fn run(cli: &Cli, cmd: &CampaignCommand) -> Result<(), Failure> {
             };
             match result {
                 Ok(set) => {
+                    // Every template of every step, in every locale, with every branch.
+                    let en = crate::domain::Locale::parse("en").map_err(|e| Failure::Internal(e.into()))?;
+                    let base = super::preview::sample_context(&s, &en)?;
+                    let findings = crate::render::lint::lint(&renderer, set.campaigns(), &base);
+                    for f in &findings {
+                        eprintln!("{f}");
+                    }
+                    let errors = findings.iter().filter(|f| f.severity == crate::render::lint::Severity::Error).count();
+                    if errors > 0 {
+                        return Err(Failure::User(anyhow::anyhow!("{errors} template problem(s)")));
+                    }
                     for name in set.names() {
                         println!("ok: {name}");
                     }

@@ -210,9 +210,11 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
             campaign: "demo".into(),
             url: Some("https://shop.example".into()),
             from: Some("Demo Shop <shop@example.com>".into()),
+            reply_to: Some("Demo Shop Support <help@example.com>".into()),
+            unsubscribe_mailto: Some("unsubscribe@example.com".into()),
             restore_code_param: Some("discount".into()),
             transactional_first_reminder: false,
-            sms_opt_out_line: "Reply STOP to opt out.".into(),
+            sms_opt_out_line: None,
         },
     )]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a local port")?;

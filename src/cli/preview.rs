@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::Failure;
 use crate::campaign::{CampaignSet, Channel};
-use crate::config::Settings;
+use crate::config::{Settings, Shop};
 use crate::deliver::OutgoingEmail;
-use crate::domain::{CartItem, Email, Locale};
+use crate::domain::{Email, Locale, ShopId};
 use crate::incentive::{self, Facts};
 use crate::links::{Keyring, Purpose};
 use crate::render::Renderer;
@@ -50,6 +50,108 @@ const SAMPLE: &str = r#"{ "cart": { "id": "sample", "currency": "EUR", "total": 
   "customer": { "email": "anna@example.de", "phone": "+4915123456789", "first_name": "Anna",
                 "timezone": "Europe/Berlin", "orders_count": 1 } }"#;
 
+/// The shop a preview speaks for: `--shop`, else the first configured, else a sample shop.
+fn preview_shop(s: &Settings, id: Option<&str>) -> Result<Shop, Failure> {
+    let shops = s.shops().map_err(|e| Failure::User(e.into()))?;
+    if let Some(id) = id {
+        return shops
+            .into_values()
+            .find(|x| x.id.as_str() == id)
+            .ok_or_else(|| user(format!("--shop {id:?} is not configured")));
+    }
+    if let Some(first) = shops.into_values().next() {
+        return Ok(first);
+    }
+    let from = s.email.from.parse().map_err(|e| user(format!("email.from {:?}: {e}", s.email.from)))?;
+    Ok(Shop {
+        id: ShopId::parse("demo").map_err(|e| user(e.to_string()))?,
+        name: "Demo Shop".into(),
+        webhook_key: Vec::new(),
+        timezone: chrono_tz::Europe::Berlin,
+        locale: Locale::parse("en").map_err(|e| user(e.to_string()))?,
+        currency: crate::domain::Currency::parse("EUR").map_err(|e| user(e.to_string()))?,
+        campaign: "default".into(),
+        url: Some("https://shop.example".into()),
+        from,
+        reply_to: None,
+        unsubscribe_mailto: None,
+        restore_code_param: None,
+        transactional_first_reminder: false,
+        sms_opt_out_line: None,
+    })
+}
+
+/// A sample message context for `locale`: the built-in sample cart, sample links, no incentive.
+/// `campaign check` renders every template with variants of it.
+pub fn sample_context(s: &Settings, locale: &Locale) -> Result<serde_json::Value, Failure> {
+    let shop = preview_shop(s, None)?;
+    let body: serde_json::Value = serde_json::from_str(SAMPLE).map_err(|e| Failure::Internal(e.into()))?;
+    let sample = Sample::parse(body)?;
+    let (restore_url, unsubscribe_url) = sample_links(s);
+    Ok(sample.context(&shop, locale, &restore_url, &unsubscribe_url, None))
+}
+
+fn sample_links(s: &Settings) -> (String, String) {
+    // Links in a preview are samples signed with a throwaway key: they do not open on a server.
+    let keys = Keyring::from_keys(&[crate::store::public_id().into_bytes()]);
+    let exp = Utc::now().timestamp() + 86_400;
+    let sample_id = crate::store::public_id();
+    let base = s.public_base();
+    (
+        format!("{base}/r/{}", keys.sign(Purpose::Restore, &sample_id, exp)),
+        format!("{base}/u/{}", keys.sign(Purpose::Unsubscribe, &sample_id, exp)),
+    )
+}
+
+/// A parsed sample cart and customer.
+struct Sample {
+    ev: crate::domain::ShopEvent,
+    cart: crate::domain::CartSnapshot,
+    customer: crate::domain::Customer,
+}
+
+impl Sample {
+    fn parse(mut body: serde_json::Value) -> Result<Self, Failure> {
+        if body.get("type").is_none() {
+            body["type"] = json!("cart.updated");
+            body["occurred_at"] = json!(Utc::now().to_rfc3339());
+        }
+        let ev =
+            crate::ingest::generic::parse(body.to_string().as_bytes()).map_err(|e| user(format!("--cart: {e}")))?;
+        let cart = ev.cart.clone().ok_or_else(|| user("--cart: a cart with currency and total is required".into()))?;
+        let customer = ev.customer.clone().unwrap_or_default();
+        Ok(Self { ev, cart, customer })
+    }
+
+    fn context(
+        &self,
+        shop: &Shop,
+        locale: &Locale,
+        restore_url: &str,
+        unsubscribe_url: &str,
+        incentive: Option<IncentiveView<'_>>,
+    ) -> serde_json::Value {
+        MessageContext {
+            shop_name: &shop.name,
+            shop_url: shop.url.as_deref(),
+            first_name: self.customer.first_name.as_deref(),
+            total_minor: self.cart.total.minor(),
+            currency: self.cart.total.currency().code(),
+            items: &self.cart.items,
+            restore_url,
+            unsubscribe_url,
+            incentive,
+            timezone: self.customer.timezone.unwrap_or(shop.timezone),
+            locale: locale.as_str(),
+            step: "preview",
+            stage: self.ev.stage.as_deref(),
+            reason: self.ev.reason.as_deref(),
+            reason_detail: self.ev.reason_detail.as_deref(),
+        }
+        .to_json()
+    }
+}
+
 /// Render and print one message; returns the HTML path for email.
 pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure> {
     let renderer = Renderer::load(&s.templates_dir)
@@ -73,108 +175,56 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
         Some(p) => std::fs::read_to_string(p).map_err(|e| user(format!("{}: {e}", p.display())))?,
         None => SAMPLE.to_owned(),
     };
-    let mut body: serde_json::Value = serde_json::from_str(&text).map_err(|e| user(format!("--cart: {e}")))?;
-    if body.get("type").is_none() {
-        body["type"] = json!("cart.updated");
-        body["occurred_at"] = json!(Utc::now().to_rfc3339());
-    }
-    let ev = crate::ingest::generic::parse(body.to_string().as_bytes()).map_err(|e| user(format!("--cart: {e}")))?;
-    let cart = ev.cart.ok_or_else(|| user("--cart: a cart with currency and total is required".into()))?;
-    let customer = ev.customer.unwrap_or_default();
-
-    let shops = s.shops().map_err(|e| Failure::User(e.into()))?;
-    let shop = match a.shop {
-        Some(id) => Some(
-            shops
-                .values()
-                .find(|x| x.id.as_str() == id)
-                .ok_or_else(|| user(format!("--shop {id:?} is not configured")))?,
-        ),
-        None => shops.values().next(),
-    };
-    let shop_name = shop.map_or("Demo Shop", |x| x.name.as_str());
-    let shop_locale =
-        shop.map_or_else(|| Locale::parse("en").map_err(|e| user(e.to_string())), |x| Ok(x.locale.clone()))?;
-    let shop_currency = shop.map_or(cart.total.currency(), |x| x.currency);
-    let from = shop.map_or_else(|| s.email.from.clone(), |x| x.from.clone());
-    let tz = customer.timezone.or(shop.map(|x| x.timezone)).unwrap_or(chrono_tz::UTC);
-
-    // Links in a preview are samples signed with a throwaway key: they do not open on a server.
-    let keys = Keyring::from_keys(&[crate::store::public_id().into_bytes()]);
-    let exp = Utc::now().timestamp() + 86_400;
-    let sample_id = crate::store::public_id();
-    let base = s.public_base();
-    let restore_url = format!("{base}/r/{}", keys.sign(Purpose::Restore, &sample_id, exp));
-    let unsubscribe_url = format!("{base}/u/{}", keys.sign(Purpose::Unsubscribe, &sample_id, exp));
+    let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| user(format!("--cart: {e}")))?;
+    let sample = Sample::parse(body)?;
+    let shop = preview_shop(s, a.shop)?;
+    let (restore_url, unsubscribe_url) = sample_links(s);
 
     let offer = match (&step.incentive, &campaign.incentives) {
-        (Some(_), Some(inc)) => {
-            incentive::choose(inc, &Facts { total: cart.total, orders_count: customer.orders_count, shop_currency })
-        }
+        (Some(_), Some(inc)) => incentive::choose(
+            inc,
+            &Facts {
+                total: sample.cart.total,
+                orders_count: sample.customer.orders_count,
+                shop_currency: shop.currency,
+            },
+        ),
         _ => None,
     };
     let expires =
         Utc::now().timestamp_millis() + campaign.incentives.as_ref().map_or(0, |i| i.code_ttl.get().num_milliseconds());
-    let items: Vec<CartItem> = cart.items.clone();
-    let ctx = MessageContext {
-        shop_name,
-        shop_url: shop.and_then(|x| x.url.as_deref()),
-        first_name: customer.first_name.as_deref(),
-        total_minor: cart.total.minor(),
-        currency: cart.total.currency().code(),
-        items: &items,
-        restore_url: &restore_url,
-        unsubscribe_url: &unsubscribe_url,
-        incentive: offer.as_ref().map(|o| IncentiveView {
-            tier: &o.tier,
-            code: "PREVIEW-CODE",
-            summary: &o.summary,
-            expires_at_ms: expires,
-            free_shipping: o.free_shipping,
-        }),
-        timezone: tz,
-        locale: locale.as_str(),
-        step: &step.id.value,
-        stage: ev.stage.as_deref(),
-        reason: ev.reason.as_deref(),
-        reason_detail: ev.reason_detail.as_deref(),
-    }
-    .to_json();
-    let chain = locale.fallback_chain(&shop_locale);
+    let view = offer.as_ref().map(|o| IncentiveView { offer: o, code: "PREVIEW-CODE", expires_at_ms: expires });
+    let mut ctx = sample.context(&shop, &locale, &restore_url, &unsubscribe_url, view);
+    ctx["step"] = json!(step.id.value);
+    let chain = locale.fallback_chain(&shop.locale);
     let template = step.template.value.as_str();
     let tier = offer.as_ref().map(|o| format!("tier {}: {}", o.tier, o.summary));
     match a.channel {
         Channel::Email => {
             let mail = renderer.email(&chain, template, &ctx).map_err(|e| user(e.to_string()))?;
-            let to = customer
+            let to = sample
+                .customer
                 .email
                 .clone()
                 .or_else(|| Email::parse("customer@example.com").ok())
                 .ok_or_else(|| user("no recipient".into()))?;
-            let out = OutgoingEmail {
-                id: sample_id.clone(),
-                from,
-                to,
-                subject: mail.subject.clone(),
-                text: mail.text.clone(),
-                html: mail.html.clone(),
-                unsubscribe_url: unsubscribe_url.clone(),
-            };
+            let template_locale = mail.locale.clone();
+            let html = mail.html.clone();
+            let out = OutgoingEmail::compose(crate::store::public_id(), &shop, to, mail, unsubscribe_url);
             let raw = out.to_message().map_err(|e| user(e.to_string()))?.formatted();
             let raw = String::from_utf8_lossy(&raw);
             let headers = raw.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n", "\n");
             std::fs::create_dir_all(a.out_dir).map_err(|e| user(format!("{}: {e}", a.out_dir.display())))?;
             let path = a.out_dir.join(format!("{}-{}-{}.html", a.campaign, a.step, locale));
-            std::fs::write(&path, &mail.html).map_err(|e| user(format!("{}: {e}", path.display())))?;
+            std::fs::write(&path, &html).map_err(|e| user(format!("{}: {e}", path.display())))?;
             if a.json {
-                let v = json!({ "headers": headers, "subject": mail.subject, "text": mail.text, "html_path": path,
-                                "template_locale": mail.locale, "incentive": tier });
+                let v = json!({ "headers": headers, "subject": out.subject, "text": out.text, "html_path": path,
+                                "template_locale": template_locale, "incentive": tier });
                 println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Failure::Internal(e.into()))?);
             } else {
                 println!(
-                    "{headers}\n\n--- text/plain (from templates/{}/) ---\n{}\n--- text/html ---\nwritten to {}",
-                    mail.locale,
-                    mail.text.trim_end(),
+                    "{headers}\n\n--- text/plain (from templates/{template_locale}/) ---\n{}\n--- text/html ---\nwritten to {}",
+                    out.text.trim_end(),
                     path.display()
                 );
                 if let Some(t) = tier {
@@ -184,27 +234,28 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
             Ok(Some(path))
         }
         Channel::Sms => {
-            let mut text = renderer.sms(&chain, template, &ctx).map_err(|e| user(e.to_string()))?;
-            let opt_out = shop.map_or("Reply STOP to opt out.", |x| x.sms_opt_out_line.as_str());
-            if !opt_out.is_empty() && !text.to_ascii_uppercase().contains("STOP") {
-                text.push(' ');
-                text.push_str(opt_out);
-            }
-            let seg = crate::render::sms::segments(&text);
+            let sms = renderer.sms_message(&chain, template, &ctx, shop.opt_out()).map_err(|e| user(e.to_string()))?;
+            let over = sms.clone().within(campaign.max_sms_segments()).err().map(|e| e.to_string());
+            let seg = sms.cost;
             if a.json {
-                let v = json!({ "text": text, "encoding": seg.encoding, "units": seg.units, "segments": seg.segments, "incentive": tier });
+                let v = json!({ "text": sms.text, "encoding": seg.encoding, "units": seg.units, "segments": seg.segments,
+                                "incentive": tier, "send_error": over });
                 println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Failure::Internal(e.into()))?);
             } else {
                 let unit = if seg.encoding == crate::render::sms::Encoding::Gsm7 { "septets" } else { "UTF-16 units" };
                 println!(
-                    "{text}\n\n--- {} characters, {:?}, {} {unit}, {} segment(s)",
-                    text.chars().count(),
+                    "{}\n\n--- {} characters, {:?}, {} {unit}, {} segment(s)",
+                    sms.text,
+                    sms.text.chars().count(),
                     seg.encoding,
                     seg.units,
                     seg.segments
                 );
                 if let Some(t) = tier {
                     println!("incentive: {t}");
+                }
+                if let Some(e) = over {
+                    println!("warning: would not be sent: {e}");
                 }
             }
             Ok(None)

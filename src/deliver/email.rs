@@ -15,8 +15,10 @@ use crate::domain::Email;
 pub struct OutgoingEmail {
     /// The send-log public id; becomes the Message-ID and the outbox file name.
     pub id: String,
-    /// `Name <address>`.
-    pub from: String,
+    /// Sender.
+    pub from: Mailbox,
+    /// Where replies go.
+    pub reply_to: Option<Mailbox>,
     /// Recipient.
     pub to: Email,
     /// Subject.
@@ -27,8 +29,11 @@ pub struct OutgoingEmail {
     pub html: String,
     /// One-click unsubscribe URL (RFC 8058).
     pub unsubscribe_url: String,
+    /// Mail-based unsubscribe address offered beside the URL (RFC 2369).
+    pub unsubscribe_mailto: Option<lettre::Address>,
 }
 
+/// RFC 2369 `List-Unsubscribe`: `<https://…>, <mailto:…>`, the URL first as RFC 8058 asks.
 #[derive(Clone)]
 struct ListUnsubscribe(String);
 
@@ -40,7 +45,7 @@ impl Header for ListUnsubscribe {
         Ok(Self(s.to_owned()))
     }
     fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), format!("<{}>", self.0))
+        HeaderValue::new(Self::name(), self.0.clone())
     }
 }
 
@@ -60,24 +65,52 @@ impl Header for ListUnsubscribePost {
 }
 
 impl OutgoingEmail {
-    /// The MIME message: multipart/alternative (text, HTML) with RFC 8058 headers.
+    /// A rendered email from `shop` to `to`, identified by the send-log id `id`.
+    pub fn compose(
+        id: String,
+        shop: &crate::config::Shop,
+        to: Email,
+        mail: crate::render::RenderedEmail,
+        unsubscribe_url: String,
+    ) -> Self {
+        Self {
+            id,
+            from: shop.from.clone(),
+            reply_to: shop.reply_to.clone(),
+            to,
+            subject: mail.subject,
+            text: mail.text,
+            html: mail.html,
+            unsubscribe_url,
+            unsubscribe_mailto: shop.unsubscribe_mailto.clone(),
+        }
+    }
+
+    /// The MIME message: multipart/alternative (text, HTML) with RFC 8058 headers; the subject
+    /// is RFC 2047-encoded by lettre when it is not ASCII.
     pub fn to_message(&self) -> Result<Message, DeliveryError> {
-        let from: Mailbox =
-            self.from.parse().map_err(|e| DeliveryError::Permanent(format!("sender {:?}: {e}", self.from)))?;
         let to: Mailbox = self.to.as_str().parse().map_err(|e| DeliveryError::Permanent(format!("recipient: {e}")))?;
-        Message::builder()
+        let mut list = format!("<{}>", self.unsubscribe_url);
+        if let Some(m) = &self.unsubscribe_mailto {
+            list.push_str(&format!(", <mailto:{m}?subject=unsubscribe>"));
+        }
+        let mut b = Message::builder()
             .message_id(Some(format!("<{}@cartback>", self.id)))
-            .from(from)
+            .date_now()
+            .from(self.from.clone())
             .to(to)
             .subject(self.subject.clone())
-            .header(ListUnsubscribe(self.unsubscribe_url.clone()))
-            .header(ListUnsubscribePost)
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(self.text.clone()))
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(self.html.clone())),
-            )
-            .map_err(|e| DeliveryError::Permanent(format!("cannot build message: {e}")))
+            .header(ListUnsubscribe(list))
+            .header(ListUnsubscribePost);
+        if let Some(r) = &self.reply_to {
+            b = b.reply_to(r.clone());
+        }
+        b.multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(self.text.clone()))
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(self.html.clone())),
+        )
+        .map_err(|e| DeliveryError::Permanent(format!("cannot build message: {e}")))
     }
 }
 

@@ -59,35 +59,36 @@ fn holds(t: &Tier, f: &Facts) -> bool {
 
 /// The first matching tier's offer, if any (with its amounts in the cart's currency).
 pub fn choose(inc: &Incentives, f: &Facts) -> Option<ChosenOffer> {
-    let cur = f.total.currency();
-    inc.tiers.iter().find(|t| holds(t, f)).and_then(|t| {
-        let o = &t.offer;
-        let amount =
-            |a: &Option<crate::campaign::Amount>| a.as_ref().and_then(|a| a.for_currency(cur, f.shop_currency));
-        let max_discount = amount(&o.max_discount);
-        let amount_off = amount(&o.amount_off);
-        if o.amount_off.is_some() && amount_off.is_none() {
-            return None; // a fixed amount with no value in this currency cannot be offered
+    inc.tiers.iter().find(|t| holds(t, f)).and_then(|t| offer_of(t, f.total.currency(), f.shop_currency))
+}
+
+/// What `tier` offers in `cur` (`None` for a fixed amount with no value in that currency).
+pub fn offer_of(t: &Tier, cur: Currency, shop_currency: Currency) -> Option<ChosenOffer> {
+    let o = &t.offer;
+    let amount = |a: &Option<crate::campaign::Amount>| a.as_ref().and_then(|a| a.for_currency(cur, shop_currency));
+    let max_discount = amount(&o.max_discount);
+    let amount_off = amount(&o.amount_off);
+    if o.amount_off.is_some() && amount_off.is_none() {
+        return None; // a fixed amount with no value in this currency cannot be offered
+    }
+    let summary = if let Some(p) = o.percent_off {
+        let pct = if p.0 % 10 == 0 { format!("{}%", p.0 / 10) } else { format!("{}.{}%", p.0 / 10, p.0 % 10) };
+        match max_discount {
+            Some(m) => format!("{pct} off (up to {m})"),
+            None => format!("{pct} off"),
         }
-        let summary = if let Some(p) = o.percent_off {
-            let pct = if p.0 % 10 == 0 { format!("{}%", p.0 / 10) } else { format!("{}.{}%", p.0 / 10, p.0 % 10) };
-            match max_discount {
-                Some(m) => format!("{pct} off (up to {m})"),
-                None => format!("{pct} off"),
-            }
-        } else if let Some(a) = amount_off {
-            format!("{a} off")
-        } else {
-            "free shipping".to_owned()
-        };
-        Some(ChosenOffer {
-            tier: t.name.value.clone(),
-            percent_off_permille: o.percent_off.map(|p| p.0),
-            max_discount_minor: max_discount.map(Money::minor),
-            amount_off_minor: amount_off.map(Money::minor),
-            free_shipping: o.free_shipping,
-            summary,
-        })
+    } else if let Some(a) = amount_off {
+        format!("{a} off")
+    } else {
+        "free shipping".to_owned()
+    };
+    Some(ChosenOffer {
+        tier: t.name.value.clone(),
+        percent_off_permille: o.percent_off.map(|p| p.0),
+        max_discount_minor: max_discount.map(Money::minor),
+        amount_off_minor: amount_off.map(Money::minor),
+        free_shipping: o.free_shipping,
+        summary,
     })
 }
 

@@ -4,20 +4,34 @@ use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 use crate::domain::CartItem;
+use crate::incentive::ChosenOffer;
 
 /// An issued incentive, as templates show it.
 #[derive(Debug, Clone)]
 pub struct IncentiveView<'a> {
-    /// Tier name.
-    pub tier: &'a str,
+    /// The offer.
+    pub offer: &'a ChosenOffer,
     /// The code.
     pub code: &'a str,
-    /// `10% off`, `5.00 EUR off`, `free shipping`.
-    pub summary: &'a str,
     /// Expiry, Unix ms.
     pub expires_at_ms: i64,
-    /// Free shipping.
-    pub free_shipping: bool,
+}
+
+impl IncentiveView<'_> {
+    pub(crate) fn to_json(&self) -> Value {
+        let o = self.offer;
+        // `12.5`, `15`: templates put the sign where their language puts it (`15 %`, `15%`).
+        let percent = o
+            .percent_off_permille
+            .map(|p| if p % 10 == 0 { Value::from(p / 10) } else { Value::String(format!("{}.{}", p / 10, p % 10)) });
+        json!({
+            "tier": o.tier, "code": self.code, "summary": o.summary, "expires_at": self.expires_at_ms,
+            "percent_off": percent, "amount_off_minor": o.amount_off_minor,
+            "max_discount_minor": o.max_discount_minor, "free_shipping": o.free_shipping,
+            // Filled by the renderer from `templates/<locale>/offer.txt.hbs`; English until then.
+            "text": o.summary,
+        })
+    }
 }
 
 /// Everything one message is rendered from.
@@ -55,33 +69,6 @@ pub struct MessageContext<'a> {
     pub reason_detail: Option<&'a str>,
 }
 
-/// A human sentence with a next action for the reasons Cartback knows; never an error code.
-pub fn reason_text(reason: Option<&str>, detail: Option<&str>) -> Option<&'static str> {
-    Some(match (reason?, detail) {
-        ("payment_failed", Some("insufficient_funds")) => {
-            "Your payment didn't go through. You can complete your order with another card or payment method."
-        }
-        ("payment_failed", Some("card_declined")) => {
-            "Your card was declined. You can pay with another card or payment method here."
-        }
-        ("payment_failed", Some("authentication_failed")) => {
-            "Your bank's confirmation step didn't complete. You can try again or choose another payment method."
-        }
-        ("payment_failed", Some("timeout" | "network")) => {
-            "The connection dropped while you were paying. Nothing was charged; you can finish your order in one click."
-        }
-        ("payment_failed", Some("method_unavailable")) => {
-            "That payment method wasn't available. Other methods are ready for you at checkout."
-        }
-        ("payment_failed", _) => {
-            "Your payment didn't go through. You can complete your order with another payment method."
-        }
-        ("shipping_cost", _) => "Shipping costs are shown before you pay, and larger orders may ship free.",
-        ("price", _) => "Your items are still reserved at the price you saw.",
-        _ => return None,
-    })
-}
-
 impl MessageContext<'_> {
     /// The JSON the templates are rendered with.
     pub fn to_json(&self) -> Value {
@@ -100,18 +87,17 @@ impl MessageContext<'_> {
             },
             "restore_url": self.restore_url,
             "unsubscribe_url": self.unsubscribe_url,
-            "incentive": self.incentive.as_ref().map(|i| json!({
-                "tier": i.tier, "code": i.code, "summary": i.summary, "expires_at": i.expires_at_ms,
-                "free_shipping": i.free_shipping,
-            })),
+            "incentive": self.incentive.as_ref().map(IncentiveView::to_json),
             "timezone": self.timezone.name(),
             "locale": self.locale,
+            "lang": self.locale.split('-').next().unwrap_or("en"),
             "step": self.step,
             "reason": {
                 "stage": self.stage,
                 "code": self.reason,
                 "detail": self.reason_detail,
-                "text": reason_text(self.reason, self.reason_detail),
+                // Filled by the renderer from `templates/<locale>/reason.txt.hbs`.
+                "text": null,
             },
         })
     }

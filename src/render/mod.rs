@@ -4,7 +4,9 @@
 //! `txt` for email and `txt` for SMS; `templates/_partials/<name>.hbs` are shared partials.
 
 pub mod context;
+pub mod format;
 mod helpers;
+pub mod lint;
 pub mod sms;
 
 use std::collections::BTreeSet;
@@ -41,6 +43,55 @@ pub enum RenderError {
     /// No locale in the chain has this part.
     #[error("no template {0} in any locale of the fallback chain")]
     Missing(String),
+    /// The SMS is longer than the campaign allows.
+    #[error(
+        "the SMS is {segments} segments ({units} {encoding:?} units), over the campaign's sms.max_segments of {max}"
+    )]
+    TooLong {
+        /// Segments the text needs.
+        segments: usize,
+        /// Septets or UTF-16 units.
+        units: usize,
+        /// Encoding.
+        encoding: sms::Encoding,
+        /// The campaign's limit.
+        max: u8,
+    },
+}
+
+/// How the opt-out line of an SMS is chosen (per shop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOut<'a> {
+    /// The localized `opt_out` SMS template (`templates/<locale>/opt_out.sms.txt.hbs`).
+    Localized,
+    /// This exact line.
+    Line(&'a str),
+    /// No opt-out line (only where the shop's law and provider allow it).
+    None,
+}
+
+/// A rendered SMS with its carrier cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedSms {
+    /// The text as sent, opt-out line included.
+    pub text: String,
+    /// Encoding and segments.
+    pub cost: sms::Segments,
+}
+
+impl RenderedSms {
+    /// Refuse a text that costs more than the campaign's `sms.max_segments`.
+    pub fn within(self, max_segments: Option<u8>) -> Result<Self, RenderError> {
+        match max_segments {
+            Some(max) if self.cost.segments > usize::from(max) => Err(RenderError::TooLong {
+                segments: self.cost.segments,
+                units: self.cost.units,
+                encoding: self.cost.encoding,
+                max,
+            }),
+            _ => Ok(self),
+        }
+    }
 }
 
 /// A rendered email.
@@ -123,12 +174,23 @@ impl Renderer {
         Ok(Self { html, text, keys })
     }
 
+    /// The locales that have a template directory (`en`, `de`, `zh-CN`, …).
+    pub fn locales(&self) -> BTreeSet<&str> {
+        self.keys.iter().filter_map(|k| k.split_once('/').map(|(l, _)| l)).collect()
+    }
+
     /// Whether `locale` has every part of `template` for `channel`.
     pub fn has(&self, locale: &str, template: &str, channel: Channel) -> bool {
         match channel {
             Channel::Email => EMAIL_PARTS.iter().all(|p| self.keys.contains(&format!("{locale}/{template}.email.{p}"))),
             Channel::Sms => self.keys.contains(&format!("{locale}/{template}.sms.txt")),
         }
+    }
+
+    /// Whether `locale` has at least one part of `template` for `channel`.
+    pub fn has_any(&self, locale: &str, template: &str, channel: Channel) -> bool {
+        let prefix = format!("{locale}/{template}.{}.", channel.as_str());
+        self.keys.iter().any(|k| k.starts_with(&prefix))
     }
 
     fn pick(&self, chain: &[Locale], template: &str, part: &str) -> Result<String, RenderError> {
@@ -144,16 +206,39 @@ impl Renderer {
         hb.render(key, ctx).map_err(|e| RenderError::Render { name: key.to_owned(), source: Box::new(e) })
     }
 
+    /// The context with the per-language sentences filled in, each from the first template of
+    /// the chain that has it: `reason.text` from `reason.txt.hbs` (a human explanation of why
+    /// the cart was left, with a next action, for the reasons it knows; nothing otherwise) and
+    /// `incentive.text` from `offer.txt.hbs` (`15 % Rabatt`, `送料無料`).
+    fn explained(&self, chain: &[Locale], ctx: &Value) -> Result<Value, RenderError> {
+        let mut ctx = ctx.clone();
+        for (template, present, target) in
+            [(REASON_TEMPLATE, "/reason/code", "reason"), (OFFER_TEMPLATE, "/incentive/tier", "incentive")]
+        {
+            if ctx.pointer(present).is_none_or(serde_json::Value::is_null) {
+                continue;
+            }
+            let Ok(key) = self.pick(chain, template, "txt") else { continue };
+            let text = self.render(&key, &ctx)?.trim().to_owned();
+            if let Some(obj) = ctx.get_mut(target).and_then(Value::as_object_mut) {
+                obj.insert("text".into(), if text.is_empty() { Value::Null } else { Value::String(text) });
+            }
+        }
+        Ok(ctx)
+    }
+
     /// Render an email; each part falls back along `chain` on its own.
     pub fn email(&self, chain: &[Locale], template: &str, ctx: &Value) -> Result<RenderedEmail, RenderError> {
+        let ctx = &self.explained(chain, ctx)?;
         let subject_key = self.pick(chain, template, "email.subject")?;
         let locale = subject_key.split('/').next().unwrap_or("en").to_owned();
         let subject = self.render(&subject_key, ctx)?.trim().replace(['\r', '\n'], " ");
         let html_key = self.pick(chain, template, "email.html")?;
-        // `lang` in the HTML follows the language the body is actually written in.
+        // `lang` in the HTML follows the language the body is actually written in; money and
+        // dates keep the customer's own `locale` (a de-AT customer reading `de` text).
         let mut html_ctx = ctx.clone();
         if let Some(obj) = html_ctx.as_object_mut() {
-            obj.insert("locale".into(), Value::String(html_key.split('/').next().unwrap_or("en").to_owned()));
+            obj.insert("lang".into(), Value::String(html_key.split('/').next().unwrap_or("en").to_owned()));
         }
         let html = self.render(&html_key, &html_ctx)?;
         let text = self.render(&self.pick(chain, template, "email.txt")?, ctx)?;
@@ -162,9 +247,44 @@ impl Renderer {
 
     /// Render an SMS body.
     pub fn sms(&self, chain: &[Locale], template: &str, ctx: &Value) -> Result<String, RenderError> {
+        let ctx = &self.explained(chain, ctx)?;
         Ok(self.render(&self.pick(chain, template, "sms.txt")?, ctx)?.trim().to_owned())
     }
+
+    /// Render an SMS exactly as it goes out: the body, the opt-out line unless the body already
+    /// mentions STOP, and the carrier cost.
+    pub fn sms_message(
+        &self,
+        chain: &[Locale],
+        template: &str,
+        ctx: &Value,
+        opt_out: OptOut<'_>,
+    ) -> Result<RenderedSms, RenderError> {
+        let mut text = self.sms(chain, template, ctx)?;
+        let line = match opt_out {
+            OptOut::Localized => Some(self.sms(chain, OPT_OUT_TEMPLATE, ctx)?),
+            OptOut::Line(l) => Some(l.to_owned()),
+            OptOut::None => None,
+        };
+        if let Some(line) = line.filter(|l| !l.is_empty())
+            && !text.to_uppercase().contains("STOP")
+        {
+            text.push(' ');
+            text.push_str(&line);
+        }
+        let cost = sms::segments(&text);
+        Ok(RenderedSms { text, cost })
+    }
 }
+
+/// The template explaining an abandonment reason (`templates/<locale>/reason.txt.hbs`).
+pub const REASON_TEMPLATE: &str = "reason";
+
+/// The template wording an incentive offer (`templates/<locale>/offer.txt.hbs`).
+pub const OFFER_TEMPLATE: &str = "offer";
+
+/// The SMS template holding each locale's opt-out line.
+pub const OPT_OUT_TEMPLATE: &str = "opt_out";
 
 #[cfg(test)]
 mod tests {

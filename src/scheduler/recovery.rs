@@ -503,7 +503,7 @@ async fn send_channel(
     tx.commit().await?;
 
     let started = std::time::Instant::now();
-    let result = deliver(app, shop, &cart, step, channel, &send, incentive.as_ref(), tz).await;
+    let result = deliver(app, shop, campaign, &cart, step, channel, &send, incentive.as_ref(), tz).await;
     app.metrics
         .provider_latency
         .get_or_create(&crate::metrics::ChannelLabels { channel: channel.as_str().to_owned() })
@@ -626,6 +626,7 @@ async fn issue_incentive(
 async fn deliver(
     app: &App,
     shop: &Shop,
+    campaign: &Campaign,
     cart: &CartRow,
     step: &Step,
     channel: Channel,
@@ -656,11 +657,9 @@ async fn deliver(
         restore_url: &restore_url,
         unsubscribe_url: &unsubscribe_url,
         incentive: incentive.map(|(o, code, expires)| crate::render::context::IncentiveView {
-            tier: &o.tier,
+            offer: o,
             code,
-            summary: &o.summary,
             expires_at_ms: *expires,
-            free_shipping: o.free_shipping,
         }),
         timezone: tz,
         locale: locale.as_str(),
@@ -680,16 +679,7 @@ async fn deliver(
                 .ok_or_else(|| DeliveryError::Permanent("invalid email address".into()))?;
             let mail =
                 app.renderer.email(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-            let out = OutgoingEmail {
-                id: send.public_id.clone(),
-                from: shop.from.clone(),
-                to,
-                subject: mail.subject,
-                text: mail.text,
-                html: mail.html,
-                unsubscribe_url: unsubscribe_url.clone(),
-            };
-            app.email.send(&out).await
+            app.email.send(&OutgoingEmail::compose(send.public_id.clone(), shop, to, mail, unsubscribe_url)).await
         }
         Channel::Sms => {
             let to = cart
@@ -697,14 +687,18 @@ async fn deliver(
                 .as_deref()
                 .and_then(|p| Phone::parse(p).ok())
                 .ok_or_else(|| DeliveryError::Permanent("invalid phone number".into()))?;
-            let mut body =
-                app.renderer.sms(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-            if !shop.sms_opt_out_line.is_empty() && !body.to_ascii_uppercase().contains("STOP") {
-                body.push(' ');
-                body.push_str(&shop.sms_opt_out_line);
-            }
+            let sms = app
+                .renderer
+                .sms_message(&chain, template, &ctx, shop.opt_out())
+                .and_then(|m| m.within(campaign.max_sms_segments()))
+                .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
             app.sms
-                .send(&OutgoingSms { id: send.public_id.clone(), from: app.settings.sms.from.clone(), to, body })
+                .send(&OutgoingSms {
+                    id: send.public_id.clone(),
+                    from: app.settings.sms.from.clone(),
+                    to,
+                    body: sms.text,
+                })
                 .await
         }
     }

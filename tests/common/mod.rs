@@ -103,9 +103,11 @@ pub fn settings(dir: &Path, database_url: &str, campaign_yaml: &str) -> Settings
             campaign: "quick".into(),
             url: Some("https://shop.example".into()),
             from: Some("Test Shop <shop@example.com>".into()),
+            reply_to: None,
+            unsubscribe_mailto: None,
             restore_code_param: None,
             transactional_first_reminder: false,
-            sms_opt_out_line: "Reply STOP to opt out.".into(),
+            sms_opt_out_line: None,
         },
     );
     s
@@ -301,8 +303,10 @@ pub fn restore_link(raw: &str, base: &str) -> Option<String> {
 
 /// The value of a header in a raw message.
 pub fn header(raw: &str, name: &str) -> Option<String> {
-    raw.lines().take_while(|l| !l.is_empty()).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-    })
+    // As a mail client reads it: unfolded, and RFC 2047 words decoded (`=?utf-8?b?…?=`).
+    let msg = mail_parser::MessageParser::default().parse(raw.as_bytes())?;
+    if name.eq_ignore_ascii_case("Subject") {
+        return msg.subject().map(str::to_owned);
+    }
+    msg.header_raw(name).map(|v| v.replace("\r\n", "").replace('\n', "").trim().to_owned())
 }
