@@ -128,5 +128,9 @@ pub fn load_campaigns(
     if !problems.is_empty() {
         anyhow::bail!("configuration: {}", problems.join("; "));
     }
+    // What `campaign check` reports about templates, for operators who did not run it.
+    for finding in crate::render::lint::lint(renderer, set.campaigns()) {
+        tracing::warn!(%finding, "template check");
+    }
     Ok(set)
 }

@@ -193,3 +193,47 @@ async fn sms_go_through_the_provider_and_its_errors_are_classified() {
     assert_eq!(t.scalar("SELECT COUNT(*) FROM suppressions WHERE address = '+4915123456789'").await, 0);
     t.shutdown().await;
 }
+
+/// A campaign's `sms.max_segments` stops an SMS that would cost more, with the reason on
+/// record; a shorter one in another language still goes out, in that language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_over_the_campaigns_segment_limit_is_not_sent_and_says_why() {
+    let fake = Fake::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let api = format!("http://{}", listener.local_addr().expect("addr"));
+    let router =
+        axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(messages)).with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let yaml = format!("{}sms: {{ max_segments: 2 }}\n", campaign());
+    let t = spawn_app_with(Backend::Sqlite, &yaml, true, |s| {
+        s.sms.transport = cartback::config::SmsTransportKind::Twilio;
+        s.sms.api_base = api.clone();
+        s.sms.account_sid = Some(SID.into());
+        s.sms.auth_token = Some(cartback::config::Secret::new(TOKEN));
+        s.sms.from = "+15005550006".into();
+    })
+    .await;
+    // Japanese is UCS-2 (67 units a segment): text, link and opt-out line need 3 segments.
+    // German fits GSM-7 in 2.
+    for (id, phone, locale) in [("ja", "+819012345678", "ja-JP"), ("de", "+4915123456789", "de-DE")] {
+        let mut ev = event(id, phone);
+        ev["customer"]["locale"] = json!(locale);
+        assert_eq!(t.post(&ev).await.status(), 202);
+    }
+    t.wait_for("both carts to finish", Duration::from_secs(30), || async {
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed'").await == 2).then_some(())
+    })
+    .await;
+
+    let seen = fake.seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1, "only the German SMS reaches the provider");
+    let body = seen[0].1.iter().find(|(k, _)| k == "Body").map(|(_, v)| v.clone()).unwrap_or_default();
+    assert!(body.contains("Ihr Warenkorb (40,00 €)") && body.ends_with("Abmelden: STOP antworten."), "{body}");
+    assert_eq!(cartback::render::sms::segments(&body).encoding, cartback::render::sms::Encoding::Gsm7, "{body}");
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'failed' AND reason LIKE '%3 segments%over the campaign''s sms.max_segments of 2%'").await,
+        1,
+        "the Japanese send failed for good, with the reason"
+    );
+    t.shutdown().await;
+}

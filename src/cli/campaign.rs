@@ -205,9 +205,7 @@ pub async fn run(cli: &Cli, cmd: &CampaignCommand) -> Result<(), Failure> {
             match result {
                 Ok(set) => {
                     // Every template of every step, in every locale, with every branch.
-                    let en = crate::domain::Locale::parse("en").map_err(|e| Failure::Internal(e.into()))?;
-                    let base = super::preview::sample_context(&s, &en)?;
-                    let findings = crate::render::lint::lint(&renderer, set.campaigns(), &base);
+                    let findings = crate::render::lint::lint(&renderer, set.campaigns());
                     for f in &findings {
                         eprintln!("{f}");
                     }

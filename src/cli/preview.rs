@@ -68,7 +68,7 @@ fn preview_shop(s: &Settings, id: Option<&str>) -> Result<Shop, Failure> {
         name: "Demo Shop".into(),
         webhook_key: Vec::new(),
         timezone: chrono_tz::Europe::Berlin,
-        locale: Locale::parse("en").map_err(|e| user(e.to_string()))?,
+        locale: Locale::en(),
         currency: crate::domain::Currency::parse("EUR").map_err(|e| user(e.to_string()))?,
         campaign: "default".into(),
         url: Some("https://shop.example".into()),
@@ -79,16 +79,6 @@ fn preview_shop(s: &Settings, id: Option<&str>) -> Result<Shop, Failure> {
         transactional_first_reminder: false,
         sms_opt_out_line: None,
     })
-}
-
-/// A sample message context for `locale`: the built-in sample cart, sample links, no incentive.
-/// `campaign check` renders every template with variants of it.
-pub fn sample_context(s: &Settings, locale: &Locale) -> Result<serde_json::Value, Failure> {
-    let shop = preview_shop(s, None)?;
-    let body: serde_json::Value = serde_json::from_str(SAMPLE).map_err(|e| Failure::Internal(e.into()))?;
-    let sample = Sample::parse(body)?;
-    let (restore_url, unsubscribe_url) = sample_links(s);
-    Ok(sample.context(&shop, locale, &restore_url, &unsubscribe_url, None))
 }
 
 fn sample_links(s: &Settings) -> (String, String) {

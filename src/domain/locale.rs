@@ -37,6 +37,11 @@ impl Locale {
         Ok(Self(out.join("-")))
     }
 
+    /// English, the end of every fallback chain.
+    pub fn en() -> Self {
+        Self("en".into())
+    }
+
     /// The normalised tag.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -51,7 +56,7 @@ impl Locale {
     /// The lookup chain `customer → its truncations → shop locale (and truncations) → en`, without repeats.
     pub fn fallback_chain(&self, shop: &Locale) -> Vec<Locale> {
         let mut chain: Vec<Locale> = Vec::new();
-        let en = Locale("en".into());
+        let en = Locale::en();
         for l in self.truncations().into_iter().chain(shop.truncations()).chain([en]) {
             if !chain.contains(&l) {
                 chain.push(l);

@@ -122,6 +122,12 @@ mod tests {
             ("pt-BR", m(123_450, "BRL"), "R$\u{a0}1.234,50"),
             ("hi-IN", m(12_345_678, "INR"), "₹1,23,456.78"),
             ("en-US", m(0, "USD"), "$0.00"),
+            // The README's table.
+            ("en-US", m(123_450, "EUR"), "€1,234.50"),
+            ("ja-JP", m(123_450, "EUR"), "€1,234.50"),
+            ("de-DE", m(80_000, "JPY"), "80.000\u{a0}¥"),
+            ("en-US", m(80_000, "JPY"), "¥80,000"),
+            ("ja-JP", m(80_000, "JPY"), "￥80,000"),
         ];
         for (loc, amount, want) in cases {
             assert_eq!(money(&l(loc), amount), want, "{loc} {amount}");

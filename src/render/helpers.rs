@@ -17,11 +17,7 @@ use super::format::{self, DateStyle};
 use crate::domain::{Currency, Locale, Money};
 
 fn locale_of(ctx: &Context) -> Locale {
-    ctx.data()
-        .get("locale")
-        .and_then(|v| v.as_str())
-        .and_then(|s| Locale::parse(s).ok())
-        .unwrap_or_else(|| Locale::parse("en").unwrap_or_else(|_| unreachable!("en is a locale")))
+    ctx.data().get("locale").and_then(|v| v.as_str()).and_then(|s| Locale::parse(s).ok()).unwrap_or_else(Locale::en)
 }
 
 fn bad(helper: &'static str, what: impl Into<String>) -> RenderErrorReason {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{OptOut, RenderError, Renderer};
 use crate::campaign::{Campaign, Channel};
-use crate::domain::{Currency, Locale};
+use crate::domain::{CartItem, Currency, Locale};
 use crate::incentive;
 
 /// How bad a finding is.
@@ -75,11 +75,44 @@ fn variants(campaign: &Campaign, with_incentive: bool, base: &Value) -> Vec<(Str
     out
 }
 
-/// Render every step of `campaigns` in every locale of `renderer`; `base` is a full sample
-/// context (cart, shop, links) whose `locale` is replaced per locale.
-pub fn lint<'a>(renderer: &Renderer, campaigns: impl IntoIterator<Item = &'a Campaign>, base: &Value) -> Vec<Finding> {
+/// A realistic sample context: two items with and without images, EUR, Berlin.
+fn sample() -> Value {
+    let items = [
+        CartItem {
+            sku: Some("TSHIRT-M".into()),
+            title: "Organic cotton T-shirt".into(),
+            quantity: 2,
+            price_minor: 3_495,
+            image_url: Some("https://images.example/tshirt.jpg".into()),
+            url: Some("https://shop.example/tshirt".into()),
+        },
+        CartItem { sku: None, title: "Canvas cap".into(), quantity: 1, price_minor: 6_000, image_url: None, url: None },
+    ];
+    super::context::MessageContext {
+        shop_name: "Sample Shop",
+        shop_url: Some("https://shop.example"),
+        first_name: Some("Anna"),
+        total_minor: 12_990,
+        currency: "EUR",
+        items: &items,
+        restore_url: "https://recover.example/r/SAMPLE",
+        unsubscribe_url: "https://recover.example/u/SAMPLE",
+        incentive: None,
+        timezone: chrono_tz::Europe::Berlin,
+        locale: "en",
+        step: "sample",
+        stage: None,
+        reason: None,
+        reason_detail: None,
+    }
+    .to_json()
+}
+
+/// Render every step of `campaigns` in every locale of `renderer` with a sample cart.
+pub fn lint<'a>(renderer: &Renderer, campaigns: impl IntoIterator<Item = &'a Campaign>) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let en = Locale::parse("en").unwrap_or_else(|_| unreachable!("en is a locale"));
+    let base = &sample();
+    let en = Locale::en();
     for campaign in campaigns {
         for step in &campaign.steps {
             for locale in renderer.locales() {
@@ -127,4 +160,74 @@ pub fn lint<'a>(renderer: &Renderer, campaigns: impl IntoIterator<Item = &'a Cam
         }
     }
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign(extra: &str) -> Campaign {
+        let text = format!(
+            "name: t\nabandon_after: 30m\nsteps:\n  - id: nudge\n    after: 1h\n    channels: [email, sms]\n    template: nudge\n    incentive: tiers\nincentives:\n  code_ttl: 7d\n  tiers:\n    - {{ name: big, when: {{ min_total: 100 }}, offer: {{ percent_off: 10 }} }}\n    - {{ name: small, offer: {{ free_shipping: true }} }}\n{extra}"
+        );
+        crate::campaign::parse_campaign(std::path::Path::new("t.yaml"), &text, &|_, _| true).expect("valid campaign")
+    }
+
+    fn templates(files: &[(&str, &str)]) -> (tempfile::TempDir, Renderer) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, body) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, body).expect("write");
+        }
+        let r = Renderer::load(dir.path()).expect("load");
+        (dir, r)
+    }
+
+    const EN: [(&str, &str); 5] = [
+        ("en/nudge.email.subject.hbs", "Hi"),
+        ("en/nudge.email.html.hbs", "<p>{{restore_url}}</p>"),
+        ("en/nudge.email.txt.hbs", "{{restore_url}}"),
+        ("en/nudge.sms.txt.hbs", "{{shop.name}}: {{restore_url}}"),
+        ("en/opt_out.sms.txt.hbs", "Reply STOP to opt out."),
+    ];
+
+    #[test]
+    fn a_typo_in_one_branch_of_one_locale_is_an_error_naming_it() {
+        let mut files = EN.to_vec();
+        // Only the free-shipping tier reaches the typo, and only in German.
+        files.push((
+            "de/nudge.email.txt.hbs",
+            "{{#if incentive.free_shipping}}{{incentive.cod}}{{else}}{{incentive.code}}{{/if}} {{restore_url}}",
+        ));
+        let (_dir, r) = templates(&files);
+        let findings = lint(&r, [&campaign("")]);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let f = &findings[0];
+        assert_eq!(f.severity, Severity::Error);
+        assert!(f.message.contains("templates/de/nudge.email") && f.message.contains("tier small"), "{}", f.message);
+        assert!(f.message.contains("incentive.cod"), "{}", f.message);
+    }
+
+    #[test]
+    fn an_sms_over_the_segment_limit_is_a_warning() {
+        let mut files = EN.to_vec();
+        files[3] = (
+            "en/nudge.sms.txt.hbs",
+            "{{shop.name}}: {{restore_url}} and a long tail of words to pass 160 characters, which is the size of one GSM-7 message, so this needs two segments.",
+        );
+        let (_dir, r) = templates(&files);
+        assert!(lint(&r, [&campaign("sms: { max_segments: 2 }\n")]).is_empty());
+        let findings = lint(&r, [&campaign("sms: { max_segments: 1 }\n")]);
+        assert!(!findings.is_empty() && findings.iter().all(|f| f.severity == Severity::Warning), "{findings:#?}");
+        assert!(findings[0].message.contains("2 segments") && findings[0].message.contains("max_segments of 1"));
+    }
+
+    #[test]
+    fn the_shipped_templates_pass() {
+        let r = Renderer::load(std::path::Path::new("templates")).expect("templates");
+        let set = crate::campaign::CampaignSet::load_dir(std::path::Path::new("campaigns"), &|n, c| r.has("en", n, c))
+            .expect("campaigns");
+        assert_eq!(lint(&r, set.campaigns()), Vec::new());
+    }
 }

@@ -272,6 +272,7 @@ impl Renderer {
             text.push(' ');
             text.push_str(&line);
         }
+        let text = sms::smart_encode(&text);
         let cost = sms::segments(&text);
         Ok(RenderedSms { text, cost })
     }

@@ -57,6 +57,28 @@ fn pack(costs: impl Iterator<Item = usize>, single: usize, per_segment: usize) -
     (units, segments)
 }
 
+/// Replace typographic look-alikes with their GSM-7 equivalents, as providers' "smart
+/// encoding" does: CLDR's money and date formats use no-break and narrow no-break spaces
+/// (`40,00 €`), and one such character would turn a whole German or French SMS into UCS-2
+/// at more than twice the cost. Characters with no GSM-7 look-alike (kana, hanzi, emoji) are
+/// kept, and such a text is UCS-2 as it must be.
+pub fn smart_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' => out.push(' '),
+            '\u{200B}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => {}
+            '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{2032}' | '\u{02BC}' => out.push('\''),
+            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{2033}' | '\u{00AB}' | '\u{00BB}' => out.push('"'),
+            '\u{2010}'..='\u{2015}' | '\u{2212}' => out.push('-'),
+            '\u{2026}' => out.push_str("..."),
+            '\u{2022}' => out.push('-'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Encoding, units and segments of `text`.
 pub fn segments(text: &str) -> Segments {
     let gsm: Option<Vec<usize>> = text.chars().map(gsm_cost).collect();
@@ -75,6 +97,17 @@ pub fn segments(text: &str) -> Segments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cldr_spacing_and_typography_stay_gsm7() {
+        let de = smart_encode("Ihr Warenkorb (129,90\u{a0}€) – jetzt: „hier“ … jusqu’au 1\u{202f}234,50\u{a0}€");
+        assert_eq!(de, "Ihr Warenkorb (129,90 €) - jetzt: \"hier\" ... jusqu'au 1 234,50 €");
+        assert_eq!(segments(&de).encoding, Encoding::Gsm7);
+        // Nothing to replace in Japanese: it stays UCS-2.
+        let ja = smart_encode("カートの商品（￥13,480）");
+        assert_eq!(ja, "カートの商品（￥13,480）");
+        assert_eq!(segments(&ja).encoding, Encoding::Ucs2);
+    }
 
     fn s(text: &str) -> (Encoding, usize, usize) {
         let r = segments(text);
