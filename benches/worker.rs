@@ -84,6 +84,7 @@ async fn cartback_sends(backend: &str, n: usize) -> (f64, f64) {
             from: None,
             reply_to: None,
             unsubscribe_mailto: None,
+            events_url: None,
             restore_code_param: None,
             transactional_first_reminder: false,
             sms_opt_out_line: None,

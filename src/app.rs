@@ -36,6 +36,8 @@ pub struct App {
     pub public_base: String,
     /// Prometheus metrics of this process.
     pub metrics: crate::metrics::Metrics,
+    /// HTTP client for outbound webhooks to shops.
+    pub http: reqwest::Client,
 }
 
 impl App {
@@ -80,6 +82,11 @@ impl App {
             }
         };
         let public_base = settings.public_base();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client for outbound webhooks")?;
         Ok(Arc::new(Self {
             settings,
             db,
@@ -91,6 +98,7 @@ impl App {
             sms,
             public_base,
             metrics: crate::metrics::Metrics::default(),
+            http,
         }))
     }
 

@@ -125,6 +125,10 @@ pub struct ShopSettings {
     /// Address for mail-based unsubscribes, offered beside the one-click URL in `List-Unsubscribe`.
     #[serde(default)]
     pub unsubscribe_mailto: Option<String>,
+    /// Where Cartback posts events for the shop (`incentive.issued`, `order.expire`), signed
+    /// like incoming events with `webhook_secret` (Standard Webhooks) and retried until a 2xx.
+    #[serde(default)]
+    pub events_url: Option<String>,
     /// Query parameter that applies a discount code on the restore URL (e.g. `discount`).
     #[serde(default)]
     pub restore_code_param: Option<String>,
@@ -156,6 +160,18 @@ pub struct WorkerSettings {
     /// Finished jobs older than this are deleted from the queue tables.
     #[serde(with = "humantime_serde_compat")]
     pub keep_done_jobs: Duration,
+    /// Outbound webhooks a shop has not acknowledged after this long are given up (visible
+    /// to operators as dead, with the last error; `jobs retry` sends them again).
+    #[serde(with = "humantime_serde_compat", default = "default_outbound_give_up")]
+    pub outbound_give_up: Duration,
+}
+
+fn default_attribution_window() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+fn default_outbound_give_up() -> Duration {
+    Duration::from_secs(3 * 86_400)
 }
 
 /// Log output format.
@@ -189,6 +205,10 @@ pub struct Settings {
     /// How long restore links stay valid.
     #[serde(with = "humantime_serde_compat")]
     pub link_ttl: Duration,
+    /// An order found by the customer's email or phone (not by cart id or code) recovers the
+    /// customer's carts active within this time before it; older ones just stop.
+    #[serde(with = "humantime_serde_compat", default = "default_attribution_window")]
+    pub attribution_window: Duration,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// `[email]`.
@@ -212,6 +232,7 @@ impl Default for Settings {
             ops_token: None,
             signing_key: None,
             link_ttl: Duration::from_secs(30 * 86_400),
+            attribution_window: default_attribution_window(),
             log_format: LogFormat::Text,
             email: EmailSettings {
                 transport: EmailTransportKind::File,
@@ -237,6 +258,7 @@ impl Default for Settings {
                 heartbeat: Duration::from_secs(5),
                 claim_lease: Duration::from_secs(60),
                 keep_done_jobs: Duration::from_secs(86_400),
+                outbound_give_up: default_outbound_give_up(),
             },
             shops: BTreeMap::new(),
         }
@@ -284,6 +306,8 @@ pub struct Shop {
     pub reply_to: Option<Mailbox>,
     /// `mailto:` unsubscribe address.
     pub unsubscribe_mailto: Option<lettre::Address>,
+    /// Where outbound events go.
+    pub events_url: Option<reqwest::Url>,
     /// Query parameter that applies a discount code on the restore URL.
     pub restore_code_param: Option<String>,
     /// First reminder email allowed without marketing consent.
@@ -358,6 +382,16 @@ impl Settings {
                 })?,
             };
             let reply_to = s.reply_to.as_deref().map(|r| mailbox("reply_to", r)).transpose()?;
+            let events_url = s
+                .events_url
+                .as_deref()
+                .map(|u| {
+                    reqwest::Url::parse(u)
+                        .ok()
+                        .filter(|p| matches!(p.scheme(), "http" | "https"))
+                        .ok_or_else(|| invalid(id, "events_url", format!("{u:?} is not an http(s) URL")))
+                })
+                .transpose()?;
             let unsubscribe_mailto = s
                 .unsubscribe_mailto
                 .as_deref()
@@ -377,6 +411,7 @@ impl Settings {
                     from,
                     reply_to,
                     unsubscribe_mailto,
+                    events_url,
                     restore_code_param: s.restore_code_param.clone(),
                     transactional_first_reminder: s.transactional_first_reminder,
                     sms_opt_out_line: s.sms_opt_out_line.clone(),

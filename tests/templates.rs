@@ -55,6 +55,9 @@ fn offer() -> ChosenOffer {
         max_discount_minor: Some(6_000),
         amount_off_minor: None,
         free_shipping: false,
+        min_order_minor: None,
+        gap_minor: None,
+        next: None,
         summary: "15% off".into(),
     }
 }
@@ -169,6 +172,57 @@ fn german_customers_read_german_money_and_dates() {
     let at = render(&r, "de-AT", "EUR", "Europe/Vienna", "reminder", None);
     assert_eq!(at.email.locale, "de");
     assert!(at.email.text.contains("Gesamt: €\u{a0}129,90"), "{}", at.email.text);
+}
+
+#[test]
+fn gap_offers_say_what_is_missing_in_the_customers_language() {
+    let r = renderer();
+    let items = items("EUR");
+    let next = ChosenOffer { tier: "big".into(), percent_off_permille: Some(100), gap_minor: Some(2_010), ..offer() };
+    let first = ChosenOffer {
+        tier: "first".into(),
+        percent_off_permille: None,
+        max_discount_minor: None,
+        free_shipping: true,
+        min_order_minor: Some(20_000),
+        gap_minor: Some(7_010),
+        next: Some(Box::new(next)),
+        summary: "free shipping".into(),
+        ..offer()
+    };
+    let ctx = MessageContext {
+        shop_name: "Demo Shop",
+        shop_url: None,
+        first_name: None,
+        total_minor: 12_990,
+        currency: "EUR",
+        items: &items,
+        restore_url: "https://recover.example/r/TOKEN",
+        unsubscribe_url: "https://recover.example/u/TOKEN",
+        incentive: Some(IncentiveView { offer: &first, code: "SAVE-7KQ2M9XPRT", expires_at_ms: 1_796_029_500_000 }),
+        timezone: "Europe/Berlin".parse().expect("zone"),
+        locale: "de-DE",
+        step: "incentive",
+        stage: None,
+        reason: None,
+        reason_detail: None,
+    }
+    .to_json();
+    let chain = Locale::parse("de-DE").expect("de").fallback_chain(&Locale::en());
+    let m = r.email(&chain, "incentive", &ctx).expect("renders");
+    assert!(m.subject.ends_with("kostenloser Versand"), "{}", m.subject);
+    assert!(
+        m.text.contains("Der Code gilt ab einem Bestellwert von 200,00\u{a0}€. Es fehlen nur noch 70,10\u{a0}€."),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains(
+            "Mit 20,10\u{a0}€ mehr im Warenkorb gibt es stattdessen: 10\u{a0}% Rabatt (bis zu 60,00\u{a0}€)."
+        ),
+        "{}",
+        m.text
+    );
 }
 
 #[test]

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{Span, SpanError};
 pub use model::{
-    Amount, Audience, CampaignFile as Campaign, Channel, ExitCondition, FrequencyCap, Incentives, LocalTime, Offer,
-    Percent, SendWindow, SmsRules, Step, StepWhen, Tier, TierWhen, Utm, WeekdayName,
+    Amount, Audience, CampaignFile as Campaign, Channel, DiscountHunter, ExitCondition, FrequencyCap, Incentives,
+    LocalTime, Offer, Percent, SendWindow, SmsRules, Step, StepWhen, Tier, TierWhen, Utm, WeekdayName,
 };
 use serde_saphyr::Location;
 
@@ -141,6 +141,20 @@ pub fn parse_campaign(
         if incentives.tiers.is_empty() {
             err(campaign.name.referenced, "`incentives.tiers` is empty".into());
         }
+        if let Some(f) = &incentives.code_format {
+            let slots = f.chars().filter(|c| *c == '#').count();
+            if slots < 8 || f.len() > 40 || !f.chars().all(|c| c.is_ascii_alphanumeric() || "#-_".contains(c)) {
+                err(
+                    campaign.name.referenced,
+                    format!(
+                        "incentives.code_format {f:?}: use letters, digits, '-', '_' and at least 8 '#' (random characters), at most 40 in all"
+                    ),
+                );
+            }
+            if incentives.code_prefix.is_some() {
+                err(campaign.name.referenced, "incentives: give code_prefix or code_format, not both".into());
+            }
+        }
         let mut catch_all: Option<&str> = None;
         for tier in &incentives.tiers {
             if let Some(earlier) = catch_all {
@@ -153,20 +167,34 @@ pub fn parse_campaign(
                 );
             }
             let w = &tier.when;
-            if w.min_total.is_none() && w.max_total.is_none() && w.min_orders.is_none() && w.max_orders.is_none() {
+            if w.is_empty() {
                 catch_all.get_or_insert(&tier.name.value);
             }
+            if w.discount_hunter.is_some() && incentives.discount_hunter.is_none() {
+                err(
+                    tier.name.referenced,
+                    format!(
+                        "tier {:?} uses discount_hunter, but the campaign defines no `incentives.discount_hunter` rule",
+                        tier.name.value
+                    ),
+                );
+            }
             let o = &tier.offer;
-            let offers =
-                [o.percent_off.is_some(), o.amount_off.is_some(), o.free_shipping].iter().filter(|b| **b).count();
+            let offers = [o.percent_off.is_some(), o.amount_off.is_some(), o.free_shipping, o.nothing]
+                .iter()
+                .filter(|b| **b)
+                .count();
             if offers != 1 {
                 err(
                     tier.name.referenced,
                     format!(
-                        "tier {:?} must offer exactly one of percent_off, amount_off, free_shipping",
+                        "tier {:?} must offer exactly one of percent_off, amount_off, free_shipping, nothing",
                         tier.name.value
                     ),
                 );
+            }
+            if o.nothing && o.min_order.is_some() {
+                err(tier.name.referenced, format!("tier {:?}: min_order does not go with nothing", tier.name.value));
             }
             if o.max_discount.is_some() && o.percent_off.is_none() {
                 err(

@@ -304,6 +304,31 @@ pub struct TierWhen {
     pub min_orders: Option<u32>,
     /// At most this many earlier orders.
     pub max_orders: Option<u32>,
+    /// Lifetime spend at least (the customer's `total_spent`).
+    pub min_spent: Option<Amount>,
+    /// Lifetime spend at most.
+    pub max_spent: Option<Amount>,
+    /// `true`: the customer has never ordered; `false`: they have.
+    pub first_order: Option<bool>,
+    /// At most this many incentives received within `incentives.history`.
+    pub max_received: Option<u32>,
+    /// `true`: only discount hunters (see `incentives.discount_hunter`); `false`: everyone else.
+    pub discount_hunter: Option<bool>,
+}
+
+impl TierWhen {
+    /// Whether no condition is set (the tier matches every cart).
+    pub fn is_empty(&self) -> bool {
+        self.min_total.is_none()
+            && self.max_total.is_none()
+            && self.min_orders.is_none()
+            && self.max_orders.is_none()
+            && self.min_spent.is_none()
+            && self.max_spent.is_none()
+            && self.first_order.is_none()
+            && self.max_received.is_none()
+            && self.discount_hunter.is_none()
+    }
 }
 
 /// Campaign tracking on restore links.
@@ -329,6 +354,11 @@ pub struct Offer {
     /// Free shipping.
     #[serde(default)]
     pub free_shipping: bool,
+    /// Deliberately nothing (e.g. for discount hunters): the step goes out without a code.
+    #[serde(default)]
+    pub nothing: bool,
+    /// The code applies from this order value; templates show how much is missing.
+    pub min_order: Option<Amount>,
 }
 
 /// One incentive tier; the first matching tier wins.
@@ -353,10 +383,34 @@ pub struct Incentives {
     pub cooldown: Option<Span>,
     /// How long a code stays valid.
     pub code_ttl: Span,
-    /// Code prefix.
+    /// Code prefix (codes look like `PREFIX-7KQ2M9XHTA`).
     pub code_prefix: Option<String>,
+    /// Code pattern instead of a prefix: each `#` is a random character from an alphabet
+    /// without look-alikes (at least 8, ≥ 40 bits), e.g. `SAVE-####-####`.
+    pub code_format: Option<String>,
+    /// Most any order may be discounted through this campaign (margin cap): caps every
+    /// `percent_off` and `amount_off`.
+    pub max_discount: Option<Amount>,
+    /// How far back `max_received` and `discount_hunter` look (default 365d).
+    pub history: Option<Span>,
+    /// Who counts as a discount hunter.
+    pub discount_hunter: Option<DiscountHunter>,
     /// Tiers, first match wins.
     pub tiers: Vec<Tier>,
+}
+
+/// The discount-hunter rule: a customer whose recent recoveries all happened through an
+/// incentive code, at least `min_recoveries` times within `incentives.history`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountHunter {
+    /// Recoveries needed before the pattern counts (default 2).
+    #[serde(default = "default_min_recoveries")]
+    pub min_recoveries: u32,
+}
+
+fn default_min_recoveries() -> u32 {
+    2
 }
 
 /// `sms:` rules for a campaign's text messages.

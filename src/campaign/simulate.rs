@@ -81,13 +81,12 @@ pub fn simulate(
         }
         sent.push(at);
         let incentive = match (&step.incentive, &campaign.incentives, cart) {
-            (Some(_), Some(inc), Some(c)) => Some(
-                incentive::choose(inc, &Facts { total: c.total, orders_count: c.orders_count, shop_currency })
-                    .map_or_else(
-                        || "no tier matches this cart".to_owned(),
-                        |o| format!("tier {}: {}", o.tier, o.summary),
-                    ),
-            ),
+            (Some(_), Some(inc), Some(c)) => {
+                Some(incentive::choose(inc, &Facts::new(c.total, c.orders_count, shop_currency)).map_or_else(
+                    || "no tier matches this cart".to_owned(),
+                    |o| format!("tier {}: {}", o.tier, o.summary),
+                ))
+            }
             _ => None,
         };
         out.push(SimulatedStep {

@@ -212,6 +212,7 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
             from: Some("Demo Shop <shop@example.com>".into()),
             reply_to: Some("Demo Shop Support <help@example.com>".into()),
             unsubscribe_mailto: Some("unsubscribe@example.com".into()),
+            events_url: None,
             restore_code_param: Some("discount".into()),
             transactional_first_reminder: false,
             sms_opt_out_line: None,

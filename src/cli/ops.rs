@@ -347,11 +347,25 @@ pub async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), Failure> {
             c.recovered, c.treatment, c.holdout_recovered, c.holdout
         );
         println!(
-            "  recovered revenue {}; incentive cost {} (+{} free-shipping)",
+            "  recovered revenue {}; incentive cost {} (+{} free-shipping); net {}",
             money(&c.revenue),
             money(&c.incentive_cost),
-            c.free_shipping_recoveries
+            c.free_shipping_recoveries,
+            money(&c.net_revenue)
         );
+        for t in &c.tiers {
+            println!(
+                "  tier {}: {} code(s) issued, {} used; revenue {}; cost {}",
+                t.tier,
+                t.issued,
+                t.redeemed,
+                money(&t.revenue),
+                money(&t.cost)
+            );
+        }
+        for a in &c.attributed_steps {
+            println!("  recovered after {}: {} cart(s), revenue {}", a.step, a.recovered, money(&a.revenue));
+        }
         match &c.lift {
             Some(l) => println!(
                 "  lift {:+.1} points (treatment {:.1}% vs holdout {:.1}%; 95% CI {:+.1} to {:+.1})",

@@ -75,6 +75,7 @@ fn preview_shop(s: &Settings, id: Option<&str>) -> Result<Shop, Failure> {
         from,
         reply_to: None,
         unsubscribe_mailto: None,
+        events_url: None,
         restore_code_param: None,
         transactional_first_reminder: false,
         sms_opt_out_line: None,
@@ -171,14 +172,9 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
     let (restore_url, unsubscribe_url) = sample_links(s);
 
     let offer = match (&step.incentive, &campaign.incentives) {
-        (Some(_), Some(inc)) => incentive::choose(
-            inc,
-            &Facts {
-                total: sample.cart.total,
-                orders_count: sample.customer.orders_count,
-                shop_currency: shop.currency,
-            },
-        ),
+        (Some(_), Some(inc)) => {
+            incentive::choose(inc, &Facts::new(sample.cart.total, sample.customer.orders_count, shop.currency))
+        }
         _ => None,
     };
     let expires =

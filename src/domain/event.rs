@@ -117,6 +117,10 @@ pub struct OrderInfo {
     pub order_id: Option<String>,
     /// Order total.
     pub total: Option<Money>,
+    /// Discount codes applied to the order (an issued incentive code is attributed).
+    pub discount_codes: Vec<String>,
+    /// The discount the order got, as the shop computed it.
+    pub discount_total: Option<Money>,
 }
 
 /// A verified, parsed event from a shop.

@@ -51,6 +51,9 @@ struct RawEvent {
     order_id: Option<String>,
     total: Option<String>,
     currency: Option<String>,
+    #[serde(default)]
+    discount_codes: Vec<String>,
+    discount_total: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -266,7 +269,22 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
                 }
                 _ => None,
             };
-            Some(OrderInfo { order_id: text("order_id", raw.order_id, 255)?, total })
+            let discount_total = match (raw.discount_total, total) {
+                (Some(d), Some(t)) => {
+                    Some(Money::parse(&d, t.currency()).map_err(|e| field("discount_total", e.to_string()))?)
+                }
+                (Some(_), None) => return Err(field("discount_total", "needs total and currency")),
+                (None, _) => None,
+            };
+            if raw.discount_codes.len() > 20 || raw.discount_codes.iter().any(|c| c.is_empty() || c.len() > 64) {
+                return Err(field("discount_codes", "at most 20 codes of 1 to 64 characters"));
+            }
+            Some(OrderInfo {
+                order_id: text("order_id", raw.order_id, 255)?,
+                total,
+                discount_codes: raw.discount_codes,
+                discount_total,
+            })
         }
         _ => {
             if cart_id.is_none() {

@@ -106,7 +106,15 @@ struct Order {
     phone: Option<String>,
     currency: Option<String>,
     total_price: Option<String>,
+    total_discounts: Option<String>,
+    #[serde(default)]
+    discount_codes: Vec<DiscountCode>,
     customer: Option<RawCustomer>,
+}
+
+#[derive(Deserialize)]
+struct DiscountCode {
+    code: String,
 }
 
 fn field(f: impl Into<String>, m: impl Into<String>) -> PayloadError {
@@ -206,7 +214,12 @@ fn checkout(body: &[u8]) -> Result<ShopEvent, PayloadError> {
         cart_id: Some(id.clone()),
         cart: Some(CartSnapshot { id, total, items, restore_url, locale }),
         customer: Some(customer),
-        order: completed.then_some(OrderInfo { order_id: None, total: Some(total) }),
+        order: completed.then_some(OrderInfo {
+            order_id: None,
+            total: Some(total),
+            discount_codes: Vec::new(),
+            discount_total: None,
+        }),
         stage: Some("checkout".into()),
         reason: None,
         reason_detail: None,
@@ -243,7 +256,15 @@ fn order(body: &[u8]) -> Result<ShopEvent, PayloadError> {
         cart_id,
         cart: None,
         customer: Some(customer),
-        order: Some(OrderInfo { order_id: customer_id(&o.id), total }),
+        order: Some(OrderInfo {
+            order_id: customer_id(&o.id),
+            total,
+            discount_codes: o.discount_codes.into_iter().map(|d| d.code).collect(),
+            discount_total: total
+                .zip(o.total_discounts.as_deref())
+                .and_then(|(t, d)| Money::parse(d, t.currency()).ok())
+                .filter(|d| d.minor() > 0),
+        }),
         stage: None,
         reason: None,
         reason_detail: None,

@@ -241,14 +241,48 @@ pub struct CampaignStats {
     pub holdout_recovered: i64,
     /// Recovered revenue of treatment carts, per currency (decimal).
     pub revenue: BTreeMap<String, String>,
-    /// Estimated discount given on recovered treatment carts, per currency (decimal).
+    /// Discount given through Cartback's codes on recovered treatment carts, per currency
+    /// (decimal): the shop's `discount_total` where the order reports it, else what the offer
+    /// gives on that order. Only codes actually used on the order count.
     pub incentive_cost: BTreeMap<String, String>,
-    /// Free-shipping offers on recovered carts (their cost is the shop's shipping price).
+    /// Recoveries that used a free-shipping code (their cost is the shop's shipping price).
     pub free_shipping_recoveries: i64,
+    /// Recovered revenue net of incentive cost, per currency (decimal).
+    pub net_revenue: BTreeMap<String, String>,
+    /// Per incentive tier.
+    pub tiers: Vec<TierStats>,
+    /// Recoveries by the last step whose link was clicked before the order.
+    pub attributed_steps: Vec<AttributedStep>,
     /// Treatment minus holdout recovery rate, with a 95 % confidence interval.
     pub lift: Option<Lift>,
     /// Per step and channel.
     pub steps: Vec<StepStats>,
+}
+
+/// One incentive tier of a campaign.
+#[derive(Debug, Default, Serialize)]
+pub struct TierStats {
+    /// Tier name.
+    pub tier: String,
+    /// Codes issued.
+    pub issued: i64,
+    /// Codes used on an order.
+    pub redeemed: i64,
+    /// Revenue of the orders that used them, per currency (decimal).
+    pub revenue: BTreeMap<String, String>,
+    /// Their discount, per currency (decimal).
+    pub cost: BTreeMap<String, String>,
+}
+
+/// Recoveries credited to a step: its link was the last clicked before the order.
+#[derive(Debug, Default, Serialize)]
+pub struct AttributedStep {
+    /// Step id, or `(no click)` for orders placed without clicking any message.
+    pub step: String,
+    /// Recovered carts.
+    pub recovered: i64,
+    /// Their revenue, per currency (decimal).
+    pub revenue: BTreeMap<String, String>,
 }
 
 /// Recovery-rate difference between arms.
@@ -296,15 +330,6 @@ fn decimal(minor: i64, currency: &str) -> String {
     Currency::parse(currency).map_or_else(|_| minor.to_string(), |c| Money::from_minor(minor, c).decimal())
 }
 
-/// Estimated discount of an offer on a cart total (minor units); `None` for free shipping.
-pub fn offer_cost(offer: &ChosenOffer, total_minor: i64) -> Option<i64> {
-    if let Some(p) = offer.percent_off_permille {
-        let raw = total_minor.saturating_mul(i64::from(p)) / 1000;
-        return Some(offer.max_discount_minor.map_or(raw, |m| raw.min(m)));
-    }
-    offer.amount_off_minor.map(|a| a.min(total_minor))
-}
-
 /// Lift of treatment over holdout, or `None` when an arm is empty.
 pub fn lift(treated: i64, treated_recovered: i64, holdout: i64, holdout_recovered: i64) -> Option<Lift> {
     if treated == 0 || holdout == 0 {
@@ -317,6 +342,71 @@ pub fn lift(treated: i64, treated_recovered: i64, holdout: i64, holdout_recovere
     Some(Lift { treatment_rate: pt, holdout_rate: pc, difference: d, ci95: (d - 1.96 * se, d + 1.96 * se) })
 }
 
+type Sums = BTreeMap<String, i64>;
+
+fn decimals(m: &Sums) -> BTreeMap<String, String> {
+    m.iter().filter(|(_, v)| **v != 0).map(|(c, v)| (c.clone(), decimal(*v, c))).collect()
+}
+
+/// Fold codes issued and recoveries into the campaigns: per tier, per last clicked step, and
+/// the campaign's incentive cost and net revenue.
+fn attribute(
+    by: &mut BTreeMap<String, CampaignStats>,
+    issued: Vec<(Option<String>, String, i64, i64)>,
+    recoveries: Vec<crate::store::ops::RecoveryRow>,
+) {
+    // (campaign, tier) → (issued, redeemed, revenue, cost); campaign → (cost, revenue) ; (campaign, step) → (n, revenue)
+    let mut tiers: BTreeMap<(String, String), (i64, i64, Sums, Sums)> = BTreeMap::new();
+    let mut cost: BTreeMap<String, (Sums, Sums)> = BTreeMap::new();
+    let mut steps: BTreeMap<(String, String), (i64, Sums)> = BTreeMap::new();
+    for (campaign, tier, n, redeemed) in issued {
+        let Some(campaign) = campaign else { continue };
+        let t = tiers.entry((campaign, tier)).or_default();
+        t.0 += n;
+        t.1 += redeemed;
+    }
+    for r in recoveries {
+        let Some(campaign) = r.campaign else { continue };
+        let currency = r.currency.unwrap_or_default();
+        let c = cost.entry(campaign.clone()).or_default();
+        *c.1.entry(currency.clone()).or_default() += r.revenue;
+        if let Some(tier) = r.tier {
+            *c.0.entry(currency.clone()).or_default() += r.discount;
+            let t = tiers.entry((campaign.clone(), tier)).or_default();
+            *t.2.entry(currency.clone()).or_default() += r.revenue;
+            *t.3.entry(currency.clone()).or_default() += r.discount;
+            let free = r
+                .offer
+                .as_deref()
+                .and_then(|o| serde_json::from_str::<ChosenOffer>(o).ok())
+                .is_some_and(|o| o.free_shipping);
+            if free && let Some(e) = by.get_mut(&campaign) {
+                e.free_shipping_recoveries += r.carts;
+            }
+        }
+        let s = steps.entry((campaign, r.recovered_step.unwrap_or_else(|| "(no click)".into()))).or_default();
+        s.0 += r.carts;
+        *s.1.entry(currency).or_default() += r.revenue;
+    }
+    for ((campaign, tier), (issued, redeemed, revenue, c)) in tiers {
+        if let Some(e) = by.get_mut(&campaign) {
+            e.tiers.push(TierStats { tier, issued, redeemed, revenue: decimals(&revenue), cost: decimals(&c) });
+        }
+    }
+    for (campaign, (c, revenue)) in cost {
+        if let Some(e) = by.get_mut(&campaign) {
+            e.incentive_cost = decimals(&c);
+            let net: Sums = revenue.iter().map(|(k, v)| (k.clone(), v - c.get(k).copied().unwrap_or(0))).collect();
+            e.net_revenue = decimals(&net);
+        }
+    }
+    for ((campaign, step), (recovered, revenue)) in steps {
+        if let Some(e) = by.get_mut(&campaign) {
+            e.attributed_steps.push(AttributedStep { step, recovered, revenue: decimals(&revenue) });
+        }
+    }
+}
+
 /// The funnel per campaign and step for carts created since `since`.
 pub async fn stats(app: &App, since: DateTime<Utc>, shop: Option<&str>) -> Result<Stats, OpsError> {
     let since_ms = since.timestamp_millis();
@@ -324,6 +414,7 @@ pub async fn stats(app: &App, since: DateTime<Utc>, shop: Option<&str>) -> Resul
     let carts = tx.funnel_carts(since_ms, shop).await?;
     let sends = tx.funnel_sends(since_ms, shop).await?;
     let incentives = tx.funnel_incentives(since_ms, shop).await?;
+    let recoveries = tx.funnel_recoveries(since_ms, shop).await?;
     tx.commit().await?;
     let mut by: BTreeMap<String, CampaignStats> = BTreeMap::new();
     let mut revenue: BTreeMap<(String, String), i64> = BTreeMap::new();
@@ -356,23 +447,7 @@ pub async fn stats(app: &App, since: DateTime<Utc>, shop: Option<&str>) -> Resul
             e.revenue.insert(currency.clone(), decimal(minor, &currency));
         }
     }
-    let mut cost: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for (campaign, currency, total, offer) in incentives {
-        let (Some(campaign), Ok(offer)) = (campaign, serde_json::from_str::<ChosenOffer>(&offer)) else { continue };
-        match offer_cost(&offer, total.unwrap_or(0)) {
-            Some(c) => *cost.entry((campaign, currency.unwrap_or_default())).or_default() += c,
-            None => {
-                if let Some(e) = by.get_mut(&campaign) {
-                    e.free_shipping_recoveries += 1;
-                }
-            }
-        }
-    }
-    for ((campaign, currency), minor) in cost {
-        if let Some(e) = by.get_mut(&campaign) {
-            e.incentive_cost.insert(currency.clone(), decimal(minor, &currency));
-        }
-    }
+    attribute(&mut by, incentives, recoveries);
     for (campaign, step, channel, status, n, clicks) in sends {
         let Some(e) = campaign.and_then(|c| by.get_mut(&c)) else { continue };
         let idx = match e.steps.iter().position(|s| s.step == step && s.channel == channel) {
@@ -400,6 +475,14 @@ pub async fn stats(app: &App, since: DateTime<Utc>, shop: Option<&str>) -> Resul
         c.steps.sort_by_key(|s| {
             (order.iter().position(|o| *o == s.step).unwrap_or(usize::MAX), s.step.clone(), s.channel.clone())
         });
+        c.attributed_steps
+            .sort_by_key(|s| (order.iter().position(|o| *o == s.step).unwrap_or(usize::MAX), s.step.clone()));
+        let tiers: Vec<String> = set
+            .get(&c.campaign)
+            .and_then(|k| k.incentives.as_ref())
+            .map(|i| i.tiers.iter().map(|t| t.name.value.clone()).collect())
+            .unwrap_or_default();
+        c.tiers.sort_by_key(|t| (tiers.iter().position(|n| *n == t.tier).unwrap_or(usize::MAX), t.tier.clone()));
     }
     Ok(Stats { since, campaigns, not_entered })
 }
@@ -407,29 +490,6 @@ pub async fn stats(app: &App, since: DateTime<Utc>, shop: Option<&str>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn offer_costs_respect_caps() {
-        let o = ChosenOffer {
-            tier: "vip".into(),
-            percent_off_permille: Some(150),
-            max_discount_minor: Some(6000),
-            amount_off_minor: None,
-            free_shipping: false,
-            summary: String::new(),
-        };
-        assert_eq!(offer_cost(&o, 20_000), Some(3000));
-        assert_eq!(offer_cost(&o, 100_000), Some(6000));
-        let a = ChosenOffer {
-            percent_off_permille: None,
-            max_discount_minor: None,
-            amount_off_minor: Some(500),
-            ..o.clone()
-        };
-        assert_eq!(offer_cost(&a, 300), Some(300));
-        let f = ChosenOffer { percent_off_permille: None, max_discount_minor: None, free_shipping: true, ..o };
-        assert_eq!(offer_cost(&f, 300), None);
-    }
 
     #[test]
     fn lift_has_an_interval_around_the_difference() {

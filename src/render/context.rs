@@ -19,19 +19,28 @@ pub struct IncentiveView<'a> {
 
 impl IncentiveView<'_> {
     pub(crate) fn to_json(&self) -> Value {
-        let o = self.offer;
-        // `12.5`, `15`: templates put the sign where their language puts it (`15 %`, `15%`).
-        let percent = o
-            .percent_off_permille
-            .map(|p| if p % 10 == 0 { Value::from(p / 10) } else { Value::String(format!("{}.{}", p / 10, p % 10)) });
-        json!({
-            "tier": o.tier, "code": self.code, "summary": o.summary, "expires_at": self.expires_at_ms,
-            "percent_off": percent, "amount_off_minor": o.amount_off_minor,
-            "max_discount_minor": o.max_discount_minor, "free_shipping": o.free_shipping,
-            // Filled by the renderer from `templates/<locale>/offer.txt.hbs`; English until then.
-            "text": o.summary,
-        })
+        let mut v = offer_json(self.offer);
+        v["code"] = json!(self.code);
+        v["expires_at"] = json!(self.expires_at_ms);
+        v["next"] = self.offer.next.as_deref().map_or(Value::Null, offer_json);
+        v
     }
+}
+
+/// An offer's fields as templates see them.
+fn offer_json(o: &ChosenOffer) -> Value {
+    // `12.5`, `15`: templates put the sign where their language puts it (`15 %`, `15%`).
+    let percent = o
+        .percent_off_permille
+        .map(|p| if p % 10 == 0 { Value::from(p / 10) } else { Value::String(format!("{}.{}", p / 10, p % 10)) });
+    json!({
+        "tier": o.tier, "summary": o.summary,
+        "percent_off": percent, "amount_off_minor": o.amount_off_minor,
+        "max_discount_minor": o.max_discount_minor, "free_shipping": o.free_shipping,
+        "min_order_minor": o.min_order_minor, "gap_minor": o.gap_minor,
+        // Filled by the renderer from `templates/<locale>/offer.txt.hbs`; English until then.
+        "text": o.summary,
+    })
 }
 
 /// Everything one message is rendered from.

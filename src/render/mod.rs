@@ -224,6 +224,15 @@ impl Renderer {
                 obj.insert("text".into(), if text.is_empty() { Value::Null } else { Value::String(text) });
             }
         }
+        // The better tier a gap offer points to is worded by the same template.
+        if ctx.pointer("/incentive/next/tier").is_some_and(|t| !t.is_null())
+            && let Ok(key) = self.pick(chain, OFFER_TEMPLATE, "txt")
+        {
+            let mut sub = ctx.clone();
+            sub["incentive"] = ctx["incentive"]["next"].clone();
+            let text = self.render(&key, &sub)?.trim().to_owned();
+            ctx["incentive"]["next"]["text"] = Value::String(text);
+        }
         Ok(ctx)
     }
 

@@ -103,7 +103,10 @@ pub async fn accept(
         EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied => {
             cart_event(&mut tx, shop, ev, abandon_after_ms, ms(now)).await?
         }
-        EventKind::OrderPlaced | EventKind::OrderPaid => order_event(&mut tx, shop, ev, ms(now)).await?,
+        EventKind::OrderPlaced | EventKind::OrderPaid => {
+            let window = i64::try_from(app.settings.attribution_window.as_millis()).unwrap_or(i64::MAX / 2);
+            order_event(&mut tx, shop, ev, window, ms(now)).await?
+        }
         EventKind::OrderUnpaid => (None, "recorded (unpaid-order sequences are not supported yet)".to_owned()),
     };
     tx.set_event_outcome(shop.id.as_str(), webhook_id.as_str(), cart_id, &outcome).await?;
@@ -270,38 +273,110 @@ async fn resolve_zone(tx: &mut Tx, cart: &mut CartRow, shop: &Shop, ev: &ShopEve
     Ok(())
 }
 
-async fn order_event(tx: &mut Tx, shop: &Shop, ev: &ShopEvent, now: i64) -> Result<(Option<i64>, String), StoreError> {
-    let mut carts = Vec::new();
+async fn order_event(
+    tx: &mut Tx,
+    shop: &Shop,
+    ev: &ShopEvent,
+    window_ms: i64,
+    now: i64,
+) -> Result<(Option<i64>, String), StoreError> {
+    let occurred = ms(ev.occurred_at);
+    let order = ev.order.as_ref();
+    let codes: Vec<String> =
+        order.map(|o| o.discount_codes.iter().map(|c| c.trim().to_uppercase()).collect()).unwrap_or_default();
+    // Attribution, strongest evidence first: the cart the order names; the cart an issued code
+    // on the order was sent for; then the customer's open carts active within the window.
+    let mut carts: Vec<CartRow> = Vec::new();
     if let Some(id) = &ev.cart_id
         && let Some(c) = tx.cart_by_external(shop.id.as_str(), id.as_str()).await?
     {
         carts.push(c);
     }
-    if carts.is_empty()
-        && let Some(c) = &ev.customer
-    {
+    let mut issued = Vec::new();
+    for code in &codes {
+        if let Some(i) = tx.incentive_by_code(code).await?
+            && let Some(c) = tx.cart_by_id(i.cart_id).await?
+            && c.shop == shop.id.as_str()
+        {
+            if !carts.iter().any(|x| x.id == c.id) {
+                carts.push(c);
+            }
+            issued.push(i);
+        }
+    }
+    let mut outside_window = Vec::new();
+    if let Some(c) = &ev.customer {
         let email = c.email.as_ref().map(|e| e.as_str());
         let phone = c.phone.as_ref().map(|p| p.as_str());
-        carts = tx.open_carts_by_contact(shop.id.as_str(), email, phone).await?;
+        for cart in tx.open_carts_by_contact(shop.id.as_str(), email, phone).await? {
+            if carts.iter().any(|x| x.id == cart.id) {
+                continue;
+            }
+            if cart.last_activity_at >= occurred - window_ms {
+                carts.push(cart);
+            } else {
+                outside_window.push(cart);
+            }
+        }
     }
-    if carts.is_empty() {
+    if carts.is_empty() && outside_window.is_empty() {
         return Ok((None, "no matching cart".into()));
     }
-    let first = carts[0].id;
-    let order = ev.order.as_ref();
+    let order_id = order.and_then(|o| o.order_id.clone());
+    let label = order_id.clone().unwrap_or_else(|| "(no id)".into());
+    let mut first = None;
     for mut cart in carts {
+        first.get_or_insert(cart.id);
         if cart.status()? == CartStatus::Recovered {
             continue;
         }
         cart.set_status(CartStatus::Recovered);
         cart.exit_reason = Some("order_placed".into());
-        cart.recovered_at = Some(ms(ev.occurred_at));
-        cart.order_id = order.and_then(|o| o.order_id.clone());
+        cart.recovered_at = Some(occurred);
+        cart.order_id.clone_from(&order_id);
         cart.order_total_minor = order.and_then(|o| o.total).map(|t| t.minor());
+        cart.recovered_step = tx.last_clicked_step(cart.id, occurred).await?;
+        let mut used = String::new();
+        if let Some(i) = issued.iter().find(|i| i.cart_id == cart.id) {
+            if tx.redeem_incentive(i.id, &label, occurred).await? {
+                let offer: Option<crate::incentive::ChosenOffer> = serde_json::from_str(&i.offer).ok();
+                let base = cart.order_total_minor.or(cart.total_minor).unwrap_or(0);
+                // The shop's own figure when it sends one, else what the offer gives on this order.
+                cart.discount_minor = order
+                    .and_then(|o| o.discount_total)
+                    .map(|d| d.minor())
+                    .or_else(|| offer.map(|o| o.discount_for(base)));
+                cart.incentive_code_used = Some(i.code.clone());
+                used = format!(", with incentive code {} (tier {})", i.code, i.tier);
+            } else {
+                used = format!(
+                    ", code {} was already used by order {}",
+                    i.code,
+                    i.redeemed_order.as_deref().unwrap_or("?")
+                );
+            }
+        }
         cart.updated_at = now;
         tx.save_cart(&cart).await?;
-        let order_id = cart.order_id.clone().unwrap_or_else(|| "(no id)".into());
-        tx.log(cart.id, now, "recovered", &format!("{} {order_id}: sequence stops", ev.kind.as_str())).await?;
+        let step = cart.recovered_step.as_deref().map(|s| format!(", last clicked step {s}")).unwrap_or_default();
+        tx.log(cart.id, now, "recovered", &format!("{} {label}: sequence stops{step}{used}", ev.kind.as_str())).await?;
     }
-    Ok((Some(first), "recovered".into()))
+    // Carts of the same customer idle for longer than the window: the customer bought, so the
+    // sequence stops, but the order is not credited to them.
+    for mut cart in outside_window {
+        first.get_or_insert(cart.id);
+        cart.set_status(CartStatus::Completed);
+        cart.exit_reason = Some("ordered_elsewhere".into());
+        cart.next_run_at = None;
+        cart.updated_at = now;
+        tx.save_cart(&cart).await?;
+        tx.log(
+            cart.id,
+            now,
+            "exit",
+            &format!("the customer placed order {label}; this cart was idle longer than the attribution window, so the order is not credited to it"),
+        )
+        .await?;
+    }
+    Ok((first, "recovered".into()))
 }

@@ -5,6 +5,7 @@
 //! `seq` and does nothing. Nothing is ever cancelled in the queue.
 
 pub mod accept;
+pub mod outbound;
 pub mod queue;
 mod recovery;
 

@@ -30,22 +30,46 @@ pub struct RecoveryJob {
 /// failures never reach this: they are retried by the recovery logic with backoff.
 const MAX_JOB_ATTEMPTS: usize = 5;
 
+/// The queue of outbound webhooks (`incentive.issued`, `order.expire`).
+pub const OUTBOUND_QUEUE: &str = "cartback.outbound";
+
+/// An outbound webhook delivery attempt: the row id; the row holds the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundJob {
+    /// `outbound_webhooks` row id.
+    pub id: i64,
+    /// Attempt number this job makes (1-based).
+    pub attempt: i64,
+}
+
 /// Enqueue `job` to run at `run_at`, inside `tx`: it exists exactly when the transaction commits.
 pub async fn push(tx: &mut Tx, job: RecoveryJob, run_at: DateTime<Utc>) -> Result<(), StoreError> {
+    push_to(tx, QUEUE, &job, run_at, format!("{}:{}", job.cart, job.seq)).await
+}
+
+/// Enqueue an outbound delivery attempt inside `tx`.
+pub async fn push_outbound(tx: &mut Tx, job: OutboundJob, run_at: DateTime<Utc>) -> Result<(), StoreError> {
+    push_to(tx, OUTBOUND_QUEUE, &job, run_at, format!("out:{}:{}", job.id, job.attempt)).await
+}
+
+async fn push_to(
+    tx: &mut Tx,
+    queue: &str,
+    job: &impl Serialize,
+    run_at: DateTime<Utc>,
+    key: String,
+) -> Result<(), StoreError> {
     // The queue stores whole seconds; round up so a job never runs before its time.
     let ms = run_at.timestamp_millis().max(0);
     let secs = u64::try_from((ms + 999) / 1000).unwrap_or(0);
-    let args = serde_json::to_vec(&job).map_err(|e| StoreError::Queue(e.to_string()))?;
-    let task = TaskBuilder::new(args)
-        .run_at_timestamp(secs)
-        .max_attempts(MAX_JOB_ATTEMPTS)
-        .idempotency_key(format!("{}:{}", job.cart, job.seq))
-        .build();
+    let args = serde_json::to_vec(job).map_err(|e| StoreError::Queue(e.to_string()))?;
+    let task =
+        TaskBuilder::new(args).run_at_timestamp(secs).max_attempts(MAX_JOB_ATTEMPTS).idempotency_key(key).build();
     match tx {
-        Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, QUEUE, &[task])
+        Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
             .await
             .map_err(|e| StoreError::Queue(e.to_string())),
-        Tx::Postgres(t) => apalis_postgres::queries::push_tasks(&mut **t, QUEUE, vec![task])
+        Tx::Postgres(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
             .await
             .map_err(|e| StoreError::Queue(e.to_string())),
     }
@@ -66,57 +90,99 @@ async fn handle(job: RecoveryJob, app: Data<Arc<App>>, attempt: Attempt) -> Resu
     }
 }
 
+async fn handle_outbound(job: OutboundJob, app: Data<Arc<App>>, attempt: Attempt) -> Result<(), BoxDynError> {
+    let span = info_span!("outbound_job", id = job.id, attempt = job.attempt);
+    match super::outbound::run(&app, job).instrument(span).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let pause = Duration::from_secs(1 << attempt.current().min(5)).min(Duration::from_secs(30));
+            error!(id = job.id, error = %e, ?pause, "outbound job failed; will retry");
+            tokio::time::sleep(pause).await;
+            Err(Box::new(e) as BoxDynError)
+        }
+    }
+}
+
 fn worker_name() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
     format!("cartback-{host}-{}-{}", std::process::id(), &crate::store::public_id()[..8])
 }
 
-/// Run workers until `shutdown` flips to `true`. A worker whose backend fails (database
-/// unreachable) is restarted after a pause, under a new name.
-pub async fn run_worker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let ws = app.settings.worker.clone();
+/// Build and run one apalis worker for `$job` on `$queue` until `$signal` resolves.
+macro_rules! run_apalis {
+    ($app:expr, $name:expr, $signal:expr, $queue:expr, $job:ty, $handler:expr, $concurrency:expr) => {{
+        let ws = &$app.settings.worker;
+        match &$app.db {
+            Db::Sqlite(pool) => {
+                let config = apalis_sqlite::Config::default()
+                    .queue($queue)
+                    .batch_size($concurrency)
+                    .heartbeat_interval(ws.heartbeat);
+                let backend = SqliteStorage::<$job>::new(pool).with_config(config).poll_with_interval(ws.poll_interval);
+                WorkerBuilder::new($name)
+                    .backend(backend)
+                    .data($app.clone())
+                    .concurrency($concurrency)
+                    .build($handler)
+                    .run_until($signal)
+                    .await
+            }
+            Db::Postgres(pool) => {
+                let config = apalis_postgres::Config::default()
+                    .queue($queue)
+                    .batch_size($concurrency)
+                    .heartbeat_interval(ws.heartbeat);
+                let backend =
+                    PostgresStorage::<$job>::new(pool).with_config(config).poll_with_interval(ws.poll_interval);
+                WorkerBuilder::new($name)
+                    .backend(backend)
+                    .data($app.clone())
+                    .concurrency($concurrency)
+                    .build($handler)
+                    .run_until($signal)
+                    .await
+            }
+        }
+    }};
+}
+
+/// Which queue a worker loop serves.
+#[derive(Debug, Clone, Copy)]
+enum Lane {
+    Recovery,
+    Outbound,
+}
+
+/// Run workers until `shutdown` flips to `true`: the recovery queue and the outbound-webhook
+/// queue, each restarted after a pause, under a new name, when its backend fails.
+pub async fn run_worker(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let maintenance = tokio::spawn(maintain(app.clone(), shutdown.clone()));
+    let outbound = tokio::spawn(lane(app.clone(), shutdown.clone(), Lane::Outbound));
+    lane(app, shutdown, Lane::Recovery).await;
+    let _ = outbound.await;
+    maintenance.abort();
+    info!("worker stopped");
+    Ok(())
+}
+
+async fn lane(app: Arc<App>, mut shutdown: watch::Receiver<bool>, lane: Lane) {
+    let concurrency = app.settings.worker.concurrency.max(1);
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let name = worker_name();
-        info!(worker = %name, backend = app.db.backend(), concurrency = ws.concurrency, "worker starting");
+        let name = format!("{}-{}", worker_name(), if matches!(lane, Lane::Recovery) { "r" } else { "o" });
+        info!(worker = %name, backend = app.db.backend(), ?lane, concurrency, "worker starting");
         let mut rx = shutdown.clone();
         let signal = async move {
             let _ = rx.wait_for(|stop| *stop).await;
             Ok::<(), std::io::Error>(())
         };
-        let result = match &app.db {
-            Db::Sqlite(pool) => {
-                let config = apalis_sqlite::Config::default()
-                    .queue(QUEUE)
-                    .batch_size(ws.concurrency.max(1))
-                    .heartbeat_interval(ws.heartbeat);
-                let backend =
-                    SqliteStorage::<RecoveryJob>::new(pool).with_config(config).poll_with_interval(ws.poll_interval);
-                WorkerBuilder::new(name.clone())
-                    .backend(backend)
-                    .data(app.clone())
-                    .concurrency(ws.concurrency.max(1))
-                    .build(handle)
-                    .run_until(signal)
-                    .await
-            }
-            Db::Postgres(pool) => {
-                let config = apalis_postgres::Config::default()
-                    .queue(QUEUE)
-                    .batch_size(ws.concurrency.max(1))
-                    .heartbeat_interval(ws.heartbeat);
-                let backend =
-                    PostgresStorage::<RecoveryJob>::new(pool).with_config(config).poll_with_interval(ws.poll_interval);
-                WorkerBuilder::new(name.clone())
-                    .backend(backend)
-                    .data(app.clone())
-                    .concurrency(ws.concurrency.max(1))
-                    .build(handle)
-                    .run_until(signal)
-                    .await
+        let result = match lane {
+            Lane::Recovery => run_apalis!(app, name.clone(), signal, QUEUE, RecoveryJob, handle, concurrency),
+            // Shops' endpoints are few and slow at worst: a handful at a time is enough.
+            Lane::Outbound => {
+                run_apalis!(app, name.clone(), signal, OUTBOUND_QUEUE, OutboundJob, handle_outbound, concurrency.min(4))
             }
         };
         match result {
@@ -129,9 +195,6 @@ pub async fn run_worker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> a
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
     }
-    maintenance.abort();
-    info!("worker stopped");
-    Ok(())
 }
 
 /// Periodically delete finished jobs so the queue stays as large as the number of live carts.
@@ -139,10 +202,12 @@ async fn maintain(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let keep = app.settings.worker.keep_done_jobs;
     loop {
         let before = Utc::now().timestamp() - i64::try_from(keep.as_secs()).unwrap_or(i64::MAX / 2);
-        match app.db.vacuum_jobs(QUEUE, before).await {
-            Ok(0) => {}
-            Ok(n) => info!(deleted = n, "vacuumed finished jobs"),
-            Err(e) => warn!(error = %e, "vacuuming finished jobs failed"),
+        for queue in [QUEUE, OUTBOUND_QUEUE] {
+            match app.db.vacuum_jobs(queue, before).await {
+                Ok(0) => {}
+                Ok(n) => info!(queue, deleted = n, "vacuumed finished jobs"),
+                Err(e) => warn!(queue, error = %e, "vacuuming finished jobs failed"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(300)) => {}

@@ -13,7 +13,7 @@ use crate::campaign::{Campaign, Channel, ExitCondition, Step};
 use crate::config::Shop;
 use crate::deliver::{DeliveryError, OutgoingEmail, OutgoingSms};
 use crate::domain::{CartItem, Currency, Email, Locale, Money, Phone, from_millis, mask_email, mask_phone};
-use crate::incentive::{self, ChosenOffer, Facts};
+use crate::incentive::{self, ChosenOffer};
 use crate::links::Purpose;
 use crate::store::{CartRow, CartStatus, Claim, SendRow, SendStatus, StoreError};
 
@@ -579,25 +579,13 @@ async fn issue_incentive(
     step: &str,
     now: i64,
 ) -> Result<Option<(ChosenOffer, String, i64)>, StoreError> {
+    // Idempotent: a retried step gets the code it was given, never a second one.
     if let Some((_, code, offer, expires)) = tx.incentive_for(cart.id, step).await? {
         return Ok(serde_json::from_str::<ChosenOffer>(&offer).ok().map(|o| (o, code, expires)));
     }
     let Some(inc) = &campaign.incentives else {
         return Ok(None);
     };
-    if let (Some(cooldown), Some(who)) = (&inc.cooldown, &cart.customer_ref)
-        && let Some(last) = tx.last_incentive_of(who).await?
-        && now - last < cooldown.get().num_milliseconds()
-    {
-        tx.log(
-            cart.id,
-            now,
-            "incentive",
-            &format!("{step}: none (customer received one within the {cooldown} cooldown)"),
-        )
-        .await?;
-        return Ok(None);
-    }
     let Some(total) = cart
         .currency
         .as_deref()
@@ -607,18 +595,89 @@ async fn issue_incentive(
     else {
         return Ok(None);
     };
-    let facts =
-        Facts { total, orders_count: u32::try_from(cart.orders_count).unwrap_or(0), shop_currency: shop.currency };
-    let Some(offer) = incentive::choose(inc, &facts) else {
-        tx.log(cart.id, now, "incentive", &format!("{step}: no tier matches")).await?;
-        return Ok(None);
+    let lookback = inc.history.map_or(incentive::DEFAULT_HISTORY_DAYS * 86_400_000, |h| h.get().num_milliseconds());
+    let history = match &cart.customer_ref {
+        Some(who) => {
+            let h = tx.incentive_history(who, now - lookback).await?;
+            let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+            incentive::History {
+                last_issued_at: h.last_issued_at,
+                received: n(h.received),
+                recoveries: n(h.recoveries),
+                recoveries_with_code: n(h.recoveries_with_code),
+            }
+        }
+        None => incentive::History::default(),
     };
-    let code = incentive::new_code(inc.code_prefix.as_deref());
+    let facts = incentive::Facts {
+        total,
+        orders_count: u32::try_from(cart.orders_count).unwrap_or(0),
+        total_spent: cart.total_spent_minor.map(|m| Money::from_minor(m, total.currency())),
+        shop_currency: shop.currency,
+        history,
+    };
+    let offer = match incentive::decide(inc, &facts, now) {
+        incentive::Decision::Offer(o) => o,
+        incentive::Decision::Cooldown { last_issued_at } => {
+            let cooldown = inc.cooldown.map(|c| c.to_string()).unwrap_or_default();
+            let when = crate::domain::from_millis(last_issued_at).format("%Y-%m-%d");
+            tx.log(
+                cart.id,
+                now,
+                "incentive",
+                &format!("{step}: none (received one on {when}, within the {cooldown} cooldown)"),
+            )
+            .await?;
+            return Ok(None);
+        }
+        incentive::Decision::Nothing { tier } => {
+            let hunter = if incentive::is_discount_hunter(inc, &facts.history) {
+                format!(" (discount hunter: {} recoveries, all through a code)", facts.history.recoveries)
+            } else {
+                String::new()
+            };
+            tx.log(cart.id, now, "incentive", &format!("{step}: tier {tier} offers nothing{hunter}")).await?;
+            return Ok(None);
+        }
+        incentive::Decision::NoTier => {
+            tx.log(cart.id, now, "incentive", &format!("{step}: no tier matches")).await?;
+            return Ok(None);
+        }
+    };
+    let code = incentive::new_code(inc.code_prefix.as_deref(), inc.code_format.as_deref());
     let expires = now + inc.code_ttl.get().num_milliseconds();
     let offer_json = serde_json::to_string(&offer).unwrap_or_default();
     tx.insert_incentive(cart.id, step, cart.customer_ref.as_deref(), &offer.tier, &code, &offer_json, now, expires)
         .await?;
-    tx.log(cart.id, now, "incentive", &format!("{step}: tier {} → {}", offer.tier, offer.summary)).await?;
+    // The shop learns of the code in the same transaction, so it can create the discount.
+    let announced = super::outbound::enqueue(
+        tx,
+        shop,
+        "incentive.issued",
+        serde_json::json!({
+            "code": code,
+            "offer": {
+                "tier": offer.tier,
+                "percent_off": offer.percent_off_permille.map(|p| f64::from(p) / 10.0),
+                "max_discount": offer.max_discount_minor.map(|m| Money::from_minor(m, total.currency()).decimal()),
+                "amount_off": offer.amount_off_minor.map(|m| Money::from_minor(m, total.currency()).decimal()),
+                "free_shipping": offer.free_shipping,
+                "min_order": offer.min_order_minor.map(|m| Money::from_minor(m, total.currency()).decimal()),
+                "currency": total.currency().code(),
+                "single_use": true,
+            },
+            "expires_at": crate::domain::from_millis(expires).to_rfc3339(),
+            "cart_id": cart.external_id,
+            "campaign": campaign.name.value,
+            "step": step,
+            // The shop's own customer id (not our email:/phone: keys) and address, to bind the code.
+            "customer": { "id": cart.customer_ref.as_deref().filter(|r| !r.contains(':')), "email": cart.email },
+        }),
+        now,
+    )
+    .await?;
+    let note = if announced { "; incentive.issued queued for the shop" } else { "" };
+    tx.log(cart.id, now, "incentive", &format!("{step}: tier {} → {}{note}", offer.tier, offer.summary)).await?;
     Ok(Some((offer, code, expires)))
 }
 

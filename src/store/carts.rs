@@ -101,6 +101,12 @@ pub struct CartRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub arm: Option<String>,
+    /// The last step whose link was clicked before the order (attribution).
+    pub recovered_step: Option<String>,
+    /// The incentive code the recovering order used.
+    pub incentive_code_used: Option<String>,
+    /// The discount the order got through that code, minor units.
+    pub discount_minor: Option<i64>,
 }
 
 impl CartRow {
@@ -210,7 +216,7 @@ impl Tx {
                  accepts_email = $18, accepts_sms = $19, stage = $20, reason = $21, reason_detail = $22,
                  last_activity_at = $23, campaign = $24, abandoned_at = $25, next_step = $26, seq = $27,
                  next_run_at = $28, exit_reason = $29, recovered_at = $30, order_id = $31, order_total_minor = $32,
-                 updated_at = $33, arm = $34
+                 updated_at = $33, arm = $34, recovered_step = $35, incentive_code_used = $36, discount_minor = $37
                  WHERE id = $1",
             )
             .bind(row.id)
@@ -247,6 +253,9 @@ impl Tx {
             .bind(row.order_total_minor)
             .bind(row.updated_at)
             .bind(&row.arm)
+            .bind(&row.recovered_step)
+            .bind(&row.incentive_code_used)
+            .bind(row.discount_minor)
             .execute(&mut *c)
             .await?
             .rows_affected()

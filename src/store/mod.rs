@@ -6,8 +6,10 @@
 
 mod carts;
 mod events;
+pub mod incentives;
 mod keys;
 pub mod ops;
+pub mod outbound;
 mod privacy;
 pub mod queue;
 pub mod sends;

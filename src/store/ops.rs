@@ -218,21 +218,60 @@ impl Tx {
         .await?))
     }
 
-    /// `(campaign, currency, cart total, offer JSON)` of incentives on recovered carts since `since_ms`.
+    /// Codes issued per `(campaign, tier)`: `(campaign, tier, issued, redeemed)`.
     pub async fn funnel_incentives(
         &mut self,
         since_ms: i64,
         shop: Option<&str>,
-    ) -> Result<Vec<(Option<String>, Option<String>, Option<i64>, String)>, StoreError> {
-        Ok(on_tx!(self, |c| sqlx::query_as::<_, (Option<String>, Option<String>, Option<i64>, String)>(
-            "SELECT c.campaign, c.currency, c.total_minor, i.offer FROM incentives i JOIN carts c ON c.id = i.cart_id
-             WHERE c.recovered_at IS NOT NULL AND c.created_at >= $1 AND (CAST($2 AS TEXT) IS NULL OR c.shop = $2)"
+    ) -> Result<Vec<(Option<String>, String, i64, i64)>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, (Option<String>, String, i64, i64)>(
+            "SELECT c.campaign, i.tier, COUNT(*),
+                    CAST(SUM(CASE WHEN i.redeemed_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT)
+             FROM incentives i JOIN carts c ON c.id = i.cart_id
+             WHERE c.created_at >= $1 AND (CAST($2 AS TEXT) IS NULL OR c.shop = $2)
+             GROUP BY c.campaign, i.tier"
         )
         .bind(since_ms)
         .bind(shop)
         .fetch_all(&mut *c)
         .await?))
     }
+
+    /// Recovered treatment carts by what recovered them.
+    pub async fn funnel_recoveries(
+        &mut self,
+        since_ms: i64,
+        shop: Option<&str>,
+    ) -> Result<Vec<RecoveryRow>, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, RecoveryRow>(
+            "SELECT c.campaign, c.currency, c.recovered_step, i.tier, i.offer, COUNT(*) AS carts,
+                    CAST(SUM(COALESCE(c.order_total_minor, 0)) AS BIGINT) AS revenue,
+                    CAST(SUM(COALESCE(c.discount_minor, 0)) AS BIGINT) AS discount
+             FROM carts c LEFT JOIN incentives i ON i.code = c.incentive_code_used
+             WHERE c.recovered_at IS NOT NULL AND (c.arm IS NULL OR c.arm <> 'holdout')
+               AND c.created_at >= $1 AND (CAST($2 AS TEXT) IS NULL OR c.shop = $2)
+             GROUP BY c.campaign, c.currency, c.recovered_step, i.tier, i.offer"
+        )
+        .bind(since_ms)
+        .bind(shop)
+        .fetch_all(&mut *c)
+        .await?))
+    }
+}
+
+/// Recovered treatment carts grouped by campaign, currency, last clicked step and the tier of
+/// the code used (if any).
+#[derive(Debug, Clone, sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct RecoveryRow {
+    pub campaign: Option<String>,
+    pub currency: Option<String>,
+    pub recovered_step: Option<String>,
+    pub tier: Option<String>,
+    pub offer: Option<String>,
+    pub carts: i64,
+    pub revenue: i64,
+    pub discount: i64,
 }
 
 /// A cart with a job due soon: `(shop, cart, campaign, next_step, next_run_at, timezone, status)`.

@@ -105,6 +105,7 @@ pub fn settings(dir: &Path, database_url: &str, campaign_yaml: &str) -> Settings
             from: Some("Test Shop <shop@example.com>".into()),
             reply_to: None,
             unsubscribe_mailto: None,
+            events_url: None,
             restore_code_param: None,
             transactional_first_reminder: false,
             sms_opt_out_line: None,
@@ -122,7 +123,7 @@ pub struct TestApp {
     stop: watch::Sender<bool>,
     worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pg_url: Option<String>,
-    key: Vec<u8>,
+    pub key: Vec<u8>,
     n: std::sync::atomic::AtomicU32,
 }
 

@@ -1,0 +1,23 @@
+-- Events Cartback sends to shops (incentive.issued, order.expire), retried until acknowledged.
+CREATE TABLE outbound_webhooks (
+    id           INTEGER PRIMARY KEY,
+    public_id    TEXT NOT NULL UNIQUE,   -- webhook-id: the receiver deduplicates on it
+    shop         TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    delivered_at INTEGER,
+    dead_at      INTEGER
+);
+CREATE INDEX outbound_webhooks_pending ON outbound_webhooks (delivered_at, dead_at, created_at);
+
+-- A code is single-use: the order that redeemed it.
+ALTER TABLE incentives ADD COLUMN redeemed_at INTEGER;
+ALTER TABLE incentives ADD COLUMN redeemed_order TEXT;
+
+-- What recovered a cart: the last step clicked before the order, the code used, the discount given.
+ALTER TABLE carts ADD COLUMN recovered_step TEXT;
+ALTER TABLE carts ADD COLUMN incentive_code_used TEXT;
+ALTER TABLE carts ADD COLUMN discount_minor INTEGER;
