@@ -146,3 +146,56 @@ async fn sqlite_incentive_click_order_stats() {
 async fn postgres_incentive_click_order_stats() {
     incentive_click_order_stats(Backend::Postgres).await;
 }
+
+/// A shop endpoint that keeps failing: the event is given up after `outbound_give_up`, shown
+/// to operators with the shop's answer, and delivered when an operator retries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_event_goes_dead_and_an_operator_can_retry_it() {
+    #[derive(Clone, Default)]
+    struct Flaky {
+        up: Arc<Mutex<bool>>,
+        seen: Arc<Mutex<usize>>,
+    }
+    async fn answer(axum::extract::State(f): axum::extract::State<Flaky>) -> StatusCode {
+        *f.seen.lock().expect("lock") += 1;
+        if *f.up.lock().expect("lock") { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR }
+    }
+    let flaky = Flaky::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/events", listener.local_addr().expect("addr"));
+    let router = axum::Router::new().route("/events", axum::routing::post(answer)).with_state(flaky.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let t = spawn_app_with(Backend::Sqlite, &quick_campaign(1, &[("incentive", 1, "incentive")]), true, |s| {
+        s.shops.get_mut(common::SHOP).expect("shop").events_url = Some(url.clone());
+        // The first retry would come 10 s later: past this, so the first failure is final.
+        s.worker.outbound_give_up = Duration::from_secs(1);
+    })
+    .await;
+    let ev = cart_event("cart.updated", "c_9", "bo@example.com", Utc::now() - chrono::Duration::hours(1));
+    assert_eq!(t.post(&ev).await.status(), 202);
+    let dead = t
+        .wait_for("the event to go dead", Duration::from_secs(30), || async {
+            let rows = cartback::ops::outbound::list(&t.app, Some(cartback::store::outbound::OutboundState::Dead), 10)
+                .await
+                .expect("list");
+            (rows.len() == 1).then_some(rows)
+        })
+        .await;
+    assert_eq!(dead[0].kind, "incentive.issued");
+    assert_eq!(dead[0].last_error.as_deref(), Some("the shop answered 500 Internal Server Error"));
+    assert_eq!(*flaky.seen.lock().expect("lock"), 1);
+
+    *flaky.up.lock().expect("lock") = true;
+    let note = cartback::ops::outbound::retry(&t.app, dead[0].id).await.expect("retry");
+    assert!(note.contains("queued again"), "{note}");
+    assert!(cartback::ops::outbound::retry(&t.app, dead[0].id).await.is_err(), "not dead any more: 409");
+    t.wait_for("the retried event to be acknowledged", Duration::from_secs(30), || async {
+        (t.scalar("SELECT COUNT(*) FROM outbound_webhooks WHERE delivered_at IS NOT NULL AND dead_at IS NULL AND attempts = 2")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    t.shutdown().await;
+}

@@ -51,6 +51,9 @@ pub enum Command {
     /// Erase or export a person's data.
     #[command(subcommand)]
     Customers(ops::CustomersCommand),
+    /// Events sent to shops (incentive.issued, order.expire): list, retry the dead.
+    #[command(subcommand)]
+    Outbound(ops::OutboundCommand),
 }
 
 /// A failure, split by whose it is: exit 1 for the user's (bad input or configuration), 2 for ours.
@@ -89,6 +92,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Carts(cmd) => ops::carts(&cli, cmd).await,
         Command::Stats(a) => ops::stats(&cli, a).await,
         Command::Customers(cmd) => ops::customers(&cli, cmd).await,
+        Command::Outbound(cmd) => ops::outbound(&cli, cmd).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

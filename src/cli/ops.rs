@@ -34,6 +34,28 @@ pub enum JobsCommand {
     },
 }
 
+/// `cartback outbound …`.
+#[derive(Debug, Subcommand)]
+pub enum OutboundCommand {
+    /// Events sent to shops, newest first.
+    List {
+        /// pending, delivered or dead.
+        #[arg(long, value_parser = ["pending", "delivered", "dead"])]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a dead event again, now.
+    Retry {
+        /// Its id (from `outbound list`).
+        id: i64,
+    },
+}
+
 /// Filters for `jobs list`.
 #[derive(Debug, Args)]
 pub struct JobsList {
@@ -411,6 +433,46 @@ pub async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), Failure> {
         println!("\n{} carts entered no campaign (see `cartback carts show ID` for why)", st.not_entered);
     }
     Ok(())
+}
+
+pub async fn outbound(cli: &Cli, cmd: &OutboundCommand) -> Result<(), Failure> {
+    let app = app(cli).await?;
+    match cmd {
+        OutboundCommand::List { state, limit, json: as_json } => {
+            let state = state.as_deref().and_then(crate::store::outbound::OutboundState::parse);
+            let rows = ops::outbound::list(&app, state, *limit).await?;
+            if *as_json {
+                return json(&rows);
+            }
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let state = if r.delivered_at.is_some() {
+                        "delivered"
+                    } else if r.dead_at.is_some() {
+                        "dead"
+                    } else {
+                        "pending"
+                    };
+                    vec![
+                        r.id.to_string(),
+                        r.shop.clone(),
+                        r.kind.clone(),
+                        state.to_owned(),
+                        r.attempts.to_string(),
+                        from_millis(r.created_at).format("%Y-%m-%d %H:%M:%S").to_string(),
+                        r.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            println!("{}", table(&["ID", "SHOP", "KIND", "STATE", "ATTEMPTS", "CREATED (UTC)", "LAST ERROR"], &cells));
+            Ok(())
+        }
+        OutboundCommand::Retry { id } => {
+            println!("{}", ops::outbound::retry(&app, *id).await?);
+            Ok(())
+        }
+    }
 }
 
 pub async fn customers(cli: &Cli, cmd: &CustomersCommand) -> Result<(), Failure> {

@@ -33,6 +33,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ops/jobs/{id}/cancel", post(ops::cancel_job))
         .route("/ops/carts/{id}", get(ops::show_cart))
         .route("/ops/stats", get(ops::stats))
+        .route("/ops/outbound", get(ops::list_outbound))
+        .route("/ops/outbound/{id}/retry", post(ops::retry_outbound))
         .route("/ops/campaigns/{name}/{action}", post(ops::pause))
         .route("/metrics", get(ops::metrics))
         .route_layer(from_fn_with_state(app.clone(), ops::require_token));
@@ -77,6 +79,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/ops/jobs/{id}/cancel"),
     ("get", "/ops/carts/{id}"),
     ("get", "/ops/stats"),
+    ("get", "/ops/outbound"),
+    ("post", "/ops/outbound/{id}/retry"),
     ("post", "/ops/campaigns/{name}/{action}"),
     ("get", "/metrics"),
     ("get", "/ops/"),

@@ -121,6 +121,30 @@ pub async fn cancel_job(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
     Ok(Json(json!({ "status": "cancelled", "detail": ops::cancel_job(&app, &id).await? })).into_response())
 }
 
+/// Query of `GET /ops/outbound`.
+#[derive(Debug, Deserialize)]
+pub struct OutboundQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /ops/outbound`: events sent to shops, newest first.
+pub async fn list_outbound(State(app): State<Arc<App>>, Query(q): Query<OutboundQuery>) -> Result<Response, Problem> {
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(crate::store::outbound::OutboundState::parse(s).ok_or_else(|| {
+            Problem::new(StatusCode::BAD_REQUEST, "Invalid query", "state must be one of pending, delivered, dead")
+                .field("state")
+        })?),
+    };
+    Ok(Json(ops::outbound::list(&app, state, q.limit.unwrap_or(100)).await?).into_response())
+}
+
+/// `POST /ops/outbound/{id}/retry`
+pub async fn retry_outbound(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Result<Response, Problem> {
+    Ok(Json(json!({ "status": "queued", "detail": ops::outbound::retry(&app, id).await? })).into_response())
+}
+
 /// Query with an optional shop.
 #[derive(Debug, Deserialize)]
 pub struct ShopQuery {

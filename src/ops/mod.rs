@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod outbound;
 pub mod privacy;
 
 use chrono::{DateTime, Utc};

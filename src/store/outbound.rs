@@ -75,3 +75,61 @@ impl Tx {
         Ok(())
     }
 }
+
+/// Which outbound webhooks to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundState {
+    /// Not acknowledged yet, still being retried.
+    Pending,
+    /// Acknowledged by the shop.
+    Delivered,
+    /// Given up on.
+    Dead,
+}
+
+impl OutboundState {
+    /// Parse `pending`, `delivered`, `dead`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "dead" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+}
+
+impl Tx {
+    /// Newest first, at most `limit`.
+    pub async fn list_outbound(
+        &mut self,
+        state: Option<OutboundState>,
+        limit: i64,
+    ) -> Result<Vec<OutboundRow>, StoreError> {
+        let filter = match state {
+            None => "",
+            Some(OutboundState::Pending) => "WHERE delivered_at IS NULL AND dead_at IS NULL",
+            Some(OutboundState::Delivered) => "WHERE delivered_at IS NOT NULL",
+            Some(OutboundState::Dead) => "WHERE dead_at IS NOT NULL",
+        };
+        let sql = format!("SELECT * FROM outbound_webhooks {filter} ORDER BY id DESC LIMIT $1");
+        Ok(on_tx!(self, |c| sqlx::query_as::<_, OutboundRow>(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?))
+    }
+
+    /// Bring a dead webhook back to pending; false if it is not dead.
+    pub async fn revive_outbound(&mut self, id: i64) -> Result<bool, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query(
+            "UPDATE outbound_webhooks SET dead_at = NULL, created_at = $2 WHERE id = $1 AND dead_at IS NOT NULL"
+        )
+        .bind(id)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(&mut *c)
+        .await?
+        .rows_affected())
+            == 1)
+    }
+}
