@@ -37,6 +37,12 @@ async fn german_customer_gets_german_email_with_one_click_unsubscribe(backend: B
     let url = list.trim_start_matches('<').split('>').next().expect("URL").to_owned();
     assert!(url.starts_with(&format!("{}/u/", t.base)), "{url}");
     assert_eq!(header(raw, "List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
+    // Following the link in a browser only asks (mail scanners follow links): in German.
+    let confirm = t.client.get(&url).send().await.expect("page");
+    assert_eq!(confirm.status(), 200);
+    let confirm = confirm.text().await.expect("html");
+    assert!(confirm.contains("<html lang=\"de\">") && confirm.contains("<h1>Abmelden?</h1>"), "{confirm}");
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM suppressions").await, 0, "a GET changes nothing");
     let resp = t
         .client
         .post(&url)
@@ -46,6 +52,7 @@ async fn german_customer_gets_german_email_with_one_click_unsubscribe(backend: B
         .await
         .expect("unsubscribe");
     assert!(resp.status().is_success(), "{}", resp.status());
+    assert!(resp.text().await.expect("html").contains("Sie sind abgemeldet"));
     // It takes effect before the response: the address is suppressed and the FAQ never goes.
     assert_eq!(t.scalar("SELECT COUNT(*) FROM suppressions WHERE channel = 'email'").await, 1);
     t.wait_for("the sequence to stop", Duration::from_secs(45), || async {
@@ -65,4 +72,27 @@ async fn sqlite_german_customer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_german_customer() {
     german_customer_gets_german_email_with_one_click_unsubscribe(Backend::Postgres).await;
+}
+
+/// Links whose token says nothing about the customer (expired, forged) answer in the
+/// browser's language; never a server error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_links_answer_in_the_browsers_language() {
+    let t = spawn_app(Backend::Sqlite, &quick_campaign(1, &[("reminder", 60, "reminder")])).await;
+    let expired = t.app.keys.sign(cartback::links::Purpose::Restore, "0123456789abcdef", Utc::now().timestamp() - 60);
+    let cases = [
+        (format!("{}/r/{expired}", t.base), "de-AT,de;q=0.9,en;q=0.5", 410, "Dieser Link ist abgelaufen"),
+        (format!("{}/r/{expired}", t.base), "fr-FR,fr;q=0.9", 410, "Ce lien a expiré"),
+        (format!("{}/r/not-a-token", t.base), "ja", 404, "このリンクはご利用いただけません"),
+        (format!("{}/u/not-a-token", t.base), "zh-CN,zh;q=0.9", 404, "此链接无法使用"),
+        (format!("{}/u/not-a-token", t.base), "sv-SE", 404, "This link doesn't work"),
+    ];
+    for (url, lang, status, want) in cases {
+        let resp = t.client.get(&url).header("accept-language", lang).send().await.expect("get");
+        assert_eq!(resp.status().as_u16(), status, "{url} {lang}");
+        assert_eq!(resp.headers().get("vary").and_then(|v| v.to_str().ok()), Some("Accept-Language"));
+        let html = resp.text().await.expect("html");
+        assert!(html.contains(want), "{lang}: {html}");
+    }
+    t.shutdown().await;
 }

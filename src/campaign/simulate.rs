@@ -25,6 +25,8 @@ pub struct SimulatedStep {
     pub notes: Vec<String>,
     /// For incentive steps with a sample cart: the tier and offer.
     pub incentive: Option<String>,
+    /// … and why: one line per tier considered.
+    pub incentive_why: Vec<String>,
 }
 
 /// A sample cart for tier selection.
@@ -34,6 +36,8 @@ pub struct SampleCart {
     pub total: Money,
     /// Customer's earlier orders.
     pub orders_count: u32,
+    /// Customer's lifetime spend, when known.
+    pub total_spent: Option<Money>,
 }
 
 /// Simulate the sequence of `campaign` for a cart abandoned at `abandoned_at` in `tz`.
@@ -80,14 +84,16 @@ pub fn simulate(
             ));
         }
         sent.push(at);
-        let incentive = match (&step.incentive, &campaign.incentives, cart) {
+        let (incentive, incentive_why) = match (&step.incentive, &campaign.incentives, cart) {
             (Some(_), Some(inc), Some(c)) => {
-                Some(incentive::choose(inc, &Facts::new(c.total, c.orders_count, shop_currency)).map_or_else(
+                let facts = Facts { total_spent: c.total_spent, ..Facts::new(c.total, c.orders_count, shop_currency) };
+                let chosen = incentive::choose(inc, &facts).map_or_else(
                     || "no tier matches this cart".to_owned(),
                     |o| format!("tier {}: {}", o.tier, o.summary),
-                ))
+                );
+                (Some(chosen), incentive::explain(inc, &facts, 0))
             }
-            _ => None,
+            _ => (None, Vec::new()),
         };
         out.push(SimulatedStep {
             step: step.id.value.clone(),
@@ -97,6 +103,7 @@ pub fn simulate(
             send_local: at.with_timezone(&tz).format("%a %Y-%m-%d %H:%M:%S %Z").to_string(),
             notes,
             incentive,
+            incentive_why,
         });
     }
     out
@@ -151,7 +158,7 @@ mod tests {
     #[test]
     fn shows_the_tier_for_a_sample_cart() {
         let eur = Currency::parse("EUR").expect("EUR");
-        let cart = SampleCart { total: Money::parse("250", eur).expect("amount"), orders_count: 4 };
+        let cart = SampleCart { total: Money::parse("250", eur).expect("amount"), orders_count: 4, total_spent: None };
         let steps = simulate(&default_campaign(), utc("2026-06-01T10:00:00Z"), chrono_tz::UTC, Some(cart), eur);
         assert_eq!(steps[2].incentive.as_deref(), Some("tier vip: 15% off (up to 60.00 EUR)"));
     }

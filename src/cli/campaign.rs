@@ -99,7 +99,13 @@ fn sample_cart(path: &std::path::Path) -> Result<SampleCart, Failure> {
         .ok_or_else(|| user(format!("{}: cart.total is required (a string like \"129.90\")", path.display())))?;
     let total = Money::parse(total, currency).map_err(|e| user(format!("{}: cart.total: {e}", path.display())))?;
     let orders_count = v["customer"]["orders_count"].as_u64().unwrap_or(0);
-    Ok(SampleCart { total, orders_count: u32::try_from(orders_count).unwrap_or(u32::MAX) })
+    let total_spent = match v["customer"]["total_spent"].as_str() {
+        Some(t) => Some(
+            Money::parse(t, currency).map_err(|e| user(format!("{}: customer.total_spent: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    Ok(SampleCart { total, orders_count: u32::try_from(orders_count).unwrap_or(u32::MAX), total_spent })
 }
 
 pub async fn run(cli: &Cli, cmd: &CampaignCommand) -> Result<(), Failure> {
@@ -188,6 +194,9 @@ pub async fn run(cli: &Cli, cmd: &CampaignCommand) -> Result<(), Failure> {
                 }
                 if let Some(i) = &st.incentive {
                     println!("{:<12} ↳ incentive: {i}", "");
+                    for why in &st.incentive_why {
+                        println!("{:<12}     {why}", "");
+                    }
                 }
             }
             Ok(())

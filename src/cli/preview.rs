@@ -171,11 +171,16 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
     let shop = preview_shop(s, a.shop)?;
     let (restore_url, unsubscribe_url) = sample_links(s);
 
-    let offer = match (&step.incentive, &campaign.incentives) {
-        (Some(_), Some(inc)) => {
-            incentive::choose(inc, &Facts::new(sample.cart.total, sample.customer.orders_count, shop.currency))
-        }
-        _ => None,
+    let facts = Facts {
+        total_spent: sample
+            .customer
+            .total_spent_minor
+            .map(|m| crate::domain::Money::from_minor(m, sample.cart.total.currency())),
+        ..Facts::new(sample.cart.total, sample.customer.orders_count, shop.currency)
+    };
+    let (offer, why) = match (&step.incentive, &campaign.incentives) {
+        (Some(_), Some(inc)) => (incentive::choose(inc, &facts), incentive::explain(inc, &facts, 0)),
+        _ => (None, Vec::new()),
     };
     let expires =
         Utc::now().timestamp_millis() + campaign.incentives.as_ref().map_or(0, |i| i.code_ttl.get().num_milliseconds());
@@ -205,7 +210,7 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
             std::fs::write(&path, &html).map_err(|e| user(format!("{}: {e}", path.display())))?;
             if a.json {
                 let v = json!({ "headers": headers, "subject": out.subject, "text": out.text, "html_path": path,
-                                "template_locale": template_locale, "incentive": tier });
+                                "template_locale": template_locale, "incentive": tier, "incentive_why": why });
                 println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Failure::Internal(e.into()))?);
             } else {
                 println!(
@@ -213,8 +218,11 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
                     out.text.trim_end(),
                     path.display()
                 );
-                if let Some(t) = tier {
+                if let Some(t) = &tier {
                     println!("incentive: {t}");
+                    for w in &why {
+                        println!("  {w}");
+                    }
                 }
             }
             Ok(Some(path))
@@ -225,7 +233,7 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
             let seg = sms.cost;
             if a.json {
                 let v = json!({ "text": sms.text, "encoding": seg.encoding, "units": seg.units, "segments": seg.segments,
-                                "incentive": tier, "send_error": over });
+                                "incentive": tier, "incentive_why": why, "send_error": over });
                 println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Failure::Internal(e.into()))?);
             } else {
                 let unit = if seg.encoding == crate::render::sms::Encoding::Gsm7 { "septets" } else { "UTF-16 units" };
@@ -237,8 +245,11 @@ pub fn run(s: &Settings, a: &PreviewArgs<'_>) -> Result<Option<PathBuf>, Failure
                     seg.units,
                     seg.segments
                 );
-                if let Some(t) = tier {
+                if let Some(t) = &tier {
                     println!("incentive: {t}");
+                    for w in &why {
+                        println!("  {w}");
+                    }
                 }
                 if let Some(e) = over {
                     println!("warning: would not be sent: {e}");

@@ -6,70 +6,164 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 
 use crate::app::App;
+use crate::domain::Locale;
 use crate::links::{Purpose, TokenError};
-use crate::store::{CartStatus, SendRow};
+use crate::store::{CartRow, CartStatus, SendRow};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
+/// Which page a customer sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Expired,
+    Invalid,
+    Trouble,
+    Recovered,
+    NoRestore,
+    UnsubscribeConfirm,
+    Unsubscribed,
+}
+
+impl Page {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Invalid => "invalid",
+            Self::Trouble => "trouble",
+            Self::Recovered => "recovered",
+            Self::NoRestore => "no_restore",
+            Self::UnsubscribeConfirm => "unsubscribe_confirm",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+    fn status(self) -> StatusCode {
+        match self {
+            Self::Expired => StatusCode::GONE,
+            Self::Invalid => StatusCode::NOT_FOUND,
+            Self::Trouble => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::OK,
+        }
+    }
+    /// The last resort when the templates cannot render: plain English.
+    fn fallback(self) -> &'static str {
+        match self {
+            Self::Expired => "<h1>This link has expired</h1><p>Your items may still be in your cart at the shop.</p>",
+            Self::Invalid => "<h1>This link doesn't work</h1><p>Please use the button in the message you received.</p>",
+            Self::Trouble => "<h1>Something went wrong on our side</h1><p>Please try the link again in a minute.</p>",
+            Self::Recovered => "<h1>You've already completed this order</h1><p>Thank you!</p>",
+            Self::NoRestore => {
+                "<h1>Your cart is waiting at the shop</h1><p>Sign in at the shop to find your saved items.</p>"
+            }
+            Self::UnsubscribeConfirm => {
+                "<h1>Unsubscribe?</h1><form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>"
+            }
+            Self::Unsubscribed => "<h1>You're unsubscribed</h1>",
+        }
+    }
+}
+
+/// Who is looking: the cart's locale and shop when the link identifies a cart, else the
+/// browser's preferred language.
+struct Viewer {
+    locale: Locale,
+    shop: Option<String>,
+}
+
+impl Viewer {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        // `Accept-Language: de-AT,de;q=0.9,en;q=0.8`: the first tag that parses (browsers list by preference).
+        let locale = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').find_map(|tag| Locale::parse(tag.split(';').next().unwrap_or_default()).ok()))
+            .unwrap_or_else(Locale::en);
+        Self { locale, shop: None }
+    }
+
+    fn of_cart(app: &App, cart: &CartRow) -> Self {
+        let shop_locale = app.shop(&cart.shop).map_or_else(Locale::en, |s| s.locale.clone());
+        let locale = cart
+            .locale
+            .as_deref()
+            .or(cart.cart_locale.as_deref())
+            .and_then(|l| Locale::parse(l).ok())
+            .unwrap_or(shop_locale);
+        Self { locale, shop: Some(cart.shop.clone()) }
+    }
+}
+
+fn page(app: &App, viewer: &Viewer, kind: Page) -> Response {
+    let shop = viewer.shop.as_deref().and_then(|s| app.shop(s));
+    let chain = viewer.locale.fallback_chain(&shop.map_or_else(Locale::en, |s| s.locale.clone()));
+    let body =
+        app.renderer.page(&chain, kind.name(), shop.map(|s| s.name.as_str()), shop.and_then(|s| s.url.as_deref()));
+    let (lang, body) = match body {
+        Ok(b) => (
+            chain.iter().find(|l| app.renderer.locales().contains(l.as_str())).map_or("en".into(), |l| l.to_string()),
+            b,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, page = kind.name(), "page template failed; showing the built-in English page");
+            ("en".to_owned(), kind.fallback().to_owned())
+        }
+    };
+    let title = shop.map_or_else(String::new, |s| escape(&s.name));
     let html = format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t}</title><style>body{{font-family:-apple-system,Segoe UI,Roboto,sans-serif;max-width:32rem;margin:4rem auto;\
+        "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>body{{font-family:-apple-system,Segoe UI,Roboto,'Hiragino Sans','Microsoft YaHei',sans-serif;max-width:32rem;margin:4rem auto;\
          padding:0 1rem;color:#18181b;line-height:1.5}}a,button{{color:#fff;background:#18181b;padding:.6rem 1rem;border-radius:6px;\
-         text-decoration:none;border:0;font-size:1rem;cursor:pointer}}</style></head><body><h1>{t}</h1>{body_html}</body></html>",
-        t = escape(title)
+         text-decoration:none;border:0;font-size:1rem;cursor:pointer;display:inline-block}}</style></head><body>{body}</body></html>"
     );
-    let mut resp = (status, Html(html)).into_response();
+    let mut resp = (kind.status(), Html(html)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Accept-Language"));
     resp
 }
 
-fn shop_link(app: &App, shop: &str) -> String {
-    match app.shop(shop).and_then(|s| s.url.clone()) {
-        Some(url) => format!("<p><a href=\"{}\">Go to the shop</a></p>", escape(&url)),
-        None => String::new(),
-    }
-}
-
-fn token_page(e: TokenError) -> Response {
+fn token_page(app: &App, viewer: &Viewer, e: TokenError) -> Response {
     match e {
-        TokenError::Expired => page(
-            StatusCode::GONE,
-            "This link has expired",
-            "<p>Links in our emails stay valid for a while, and this one has run out. Your items may still be in your cart at the shop.</p>",
-        ),
-        TokenError::Invalid => page(
-            StatusCode::NOT_FOUND,
-            "This link doesn't work",
-            "<p>The link may have been cut short when it was copied. Please use the button in the message you received.</p>",
-        ),
+        TokenError::Expired => page(app, viewer, Page::Expired),
+        TokenError::Invalid => page(app, viewer, Page::Invalid),
     }
 }
 
-fn trouble() -> Response {
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Something went wrong on our side",
-        "<p>Please try the link again in a minute.</p>",
-    )
-}
-
-async fn send_for(app: &App, purpose: Purpose, token: &str) -> Result<SendRow, Response> {
-    let claims = app.keys.verify(purpose, token, Utc::now().timestamp()).map_err(token_page)?;
-    let mut tx = app.db.begin().await.map_err(|e| {
-        tracing::error!(error = %e, "link lookup failed");
-        trouble()
-    })?;
-    let send = tx.send_by_public_id(&claims.send_public_id).await.map_err(|_| trouble())?;
-    tx.commit().await.map_err(|_| trouble())?;
-    send.ok_or_else(|| token_page(TokenError::Invalid))
+async fn send_for(
+    app: &App,
+    headers: &HeaderMap,
+    purpose: Purpose,
+    token: &str,
+) -> Result<(SendRow, Viewer), Response> {
+    let anonymous = Viewer::from_headers(headers);
+    let claims = app.keys.verify(purpose, token, Utc::now().timestamp()).map_err(|e| token_page(app, &anonymous, e))?;
+    let found: Result<_, crate::store::StoreError> = async {
+        let mut tx = app.db.begin().await?;
+        let send = tx.send_by_public_id(&claims.send_public_id).await?;
+        let cart = match &send {
+            Some(s) => tx.cart_by_id(s.cart_id).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        Ok((send, cart))
+    }
+    .await;
+    match found {
+        Ok((Some(send), Some(cart))) => {
+            let viewer = Viewer::of_cart(app, &cart);
+            Ok((send, viewer))
+        }
+        Ok(_) => Err(token_page(app, &anonymous, TokenError::Invalid)),
+        Err(e) => {
+            tracing::error!(error = %e, "link lookup failed");
+            Err(page(app, &anonymous, Page::Trouble))
+        }
+    }
 }
 
 /// The shop's restore URL with the incentive code applied (when the shop names a parameter
@@ -99,8 +193,8 @@ pub fn restore_target(
 
 /// Record the click and send the customer back to their cart.
 #[tracing::instrument(skip_all)]
-pub async fn restore(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let send = match send_for(&app, Purpose::Restore, &token).await {
+pub async fn restore(State(app): State<Arc<App>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    let (send, viewer) = match send_for(&app, &headers, Purpose::Restore, &token).await {
         Ok(s) => s,
         Err(page) => return page,
     };
@@ -111,17 +205,13 @@ pub async fn restore(State(app): State<Arc<App>>, Path(token): Path<String>) -> 
         let cart = tx.cart_by_id(send.cart_id).await?;
         let Some(cart) = cart else {
             tx.commit().await?;
-            return Ok(token_page(TokenError::Invalid));
+            return Ok(token_page(&app, &viewer, TokenError::Invalid));
         };
         tx.log(cart.id, now, "click", &format!("restore link of {}/{}", send.step, send.channel)).await?;
         tx.commit().await?;
         tracing::info!(cart = cart.id, step = %send.step, channel = %send.channel, "restore click");
         if cart.status()? == CartStatus::Recovered {
-            return Ok(page(
-                StatusCode::OK,
-                "You've already completed this order",
-                &format!("<p>Thank you! There's nothing left to do for this cart.</p>{}", shop_link(&app, &cart.shop)),
-            ));
+            return Ok(page(&app, &viewer, Page::Recovered));
         }
         let code = match app.shop(&cart.shop).and_then(|s| s.restore_code_param.clone()) {
             Some(param) => {
@@ -141,36 +231,28 @@ pub async fn restore(State(app): State<Arc<App>>, Path(token): Path<String>) -> 
                 let target = restore_target(url, code.as_ref(), utm.as_ref(), &send.channel, &send.step);
                 (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response()
             }
-            None => page(
-                StatusCode::OK,
-                "Your cart is waiting at the shop",
-                &format!("<p>Sign in at the shop to find your saved items.</p>{}", shop_link(&app, &cart.shop)),
-            ),
+            None => page(&app, &viewer, Page::NoRestore),
         })
     }
     .await;
     result.unwrap_or_else(|e| {
         tracing::error!(error = %e, "restore failed");
-        trouble()
+        page(&app, &viewer, Page::Trouble)
     })
 }
 
 /// Show the unsubscribe confirmation (a GET must not change anything: mail scanners follow links).
-pub async fn unsubscribe_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    match send_for(&app, Purpose::Unsubscribe, &token).await {
-        Ok(_) => page(
-            StatusCode::OK,
-            "Unsubscribe?",
-            "<p>You'll no longer receive reminders about carts from this shop.</p><form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>",
-        ),
+pub async fn unsubscribe_page(State(app): State<Arc<App>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    match send_for(&app, &headers, Purpose::Unsubscribe, &token).await {
+        Ok((_, viewer)) => page(&app, &viewer, Page::UnsubscribeConfirm),
         Err(page) => page,
     }
 }
 
 /// RFC 8058 one-click unsubscribe; takes effect before the response.
 #[tracing::instrument(skip_all)]
-pub async fn unsubscribe(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
-    let send = match send_for(&app, Purpose::Unsubscribe, &token).await {
+pub async fn unsubscribe(State(app): State<Arc<App>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    let (send, viewer) = match send_for(&app, &headers, Purpose::Unsubscribe, &token).await {
         Ok(s) => s,
         Err(page) => return page,
     };
@@ -193,14 +275,10 @@ pub async fn unsubscribe(State(app): State<Arc<App>>, Path(token): Path<String>)
     }
     .await;
     match result {
-        Ok(()) => page(
-            StatusCode::OK,
-            "You're unsubscribed",
-            "<p>You won't receive any more cart reminders from this shop.</p>",
-        ),
+        Ok(()) => page(&app, &viewer, Page::Unsubscribed),
         Err(e) => {
             tracing::error!(error = %e, "unsubscribe failed");
-            trouble()
+            page(&app, &viewer, Page::Trouble)
         }
     }
 }

@@ -125,32 +125,88 @@ pub fn is_discount_hunter(inc: &Incentives, h: &History) -> bool {
 }
 
 fn holds(inc: &Incentives, t: &Tier, f: &Facts) -> bool {
+    why_not(inc, t, f).is_none()
+}
+
+/// The first condition of `t` that the facts do not meet, in words; `None` when all hold.
+pub fn why_not(inc: &Incentives, t: &Tier, f: &Facts) -> Option<String> {
     let w = &t.when;
     let cur = f.total.currency();
-    // A bound with no value in this currency cannot be judged, so the tier does not apply.
-    let at_least = |bound: &Option<Amount>, v: Option<Money>| match amount_in(bound, cur, f.shop_currency) {
-        None => true,
-        Some(None) => false,
-        Some(Some(m)) => v.is_some_and(|v| v.minor() >= m.minor()),
-    };
-    let at_most = |bound: &Option<Amount>, v: Option<Money>| match amount_in(bound, cur, f.shop_currency) {
-        None => true,
-        Some(None) => false,
-        Some(Some(m)) => v.is_some_and(|v| v.minor() <= m.minor()),
-    };
     // Lifetime spend in another currency than the cart's is unknown here.
     let spent = f.total_spent.filter(|s| s.currency() == cur).or_else(|| {
         (f.orders_count == 0).then(|| Money::from_minor(0, cur)) // nobody spent anything before a first order
     });
-    at_least(&w.min_total, Some(f.total))
-        && at_most(&w.max_total, Some(f.total))
-        && w.min_orders.is_none_or(|n| f.orders_count >= n)
-        && w.max_orders.is_none_or(|n| f.orders_count <= n)
-        && at_least(&w.min_spent, spent)
-        && at_most(&w.max_spent, spent)
-        && w.first_order.is_none_or(|first| (f.orders_count == 0) == first)
-        && w.max_received.is_none_or(|n| f.history.received <= n)
-        && w.discount_hunter.is_none_or(|h| is_discount_hunter(inc, &f.history) == h)
+    // A bound with no value in this currency cannot be judged, so the tier does not apply.
+    let bound = |name: &str, b: &Option<Amount>, v: Option<Money>, at_least: bool| -> Option<String> {
+        match amount_in(b, cur, f.shop_currency) {
+            None => None,
+            Some(None) => Some(format!("{name} has no value in {cur}")),
+            Some(Some(m)) => match v {
+                None => Some(format!("{name}: the customer's lifetime spend in {cur} is unknown")),
+                Some(v) if at_least && v.minor() < m.minor() => Some(format!("{name}: {v} is below {m}")),
+                Some(v) if !at_least && v.minor() > m.minor() => Some(format!("{name}: {v} is above {m}")),
+                Some(_) => None,
+            },
+        }
+    };
+    let count = |name: &str, want: Option<u32>, have: u32, at_least: bool| -> Option<String> {
+        match want {
+            Some(n) if at_least && have < n => Some(format!("{name}: {have} is fewer than {n}")),
+            Some(n) if !at_least && have > n => Some(format!("{name}: {have} is more than {n}")),
+            _ => None,
+        }
+    };
+    let hunter = is_discount_hunter(inc, &f.history);
+    bound("min_total", &w.min_total, Some(f.total), true)
+        .or_else(|| bound("max_total", &w.max_total, Some(f.total), false))
+        .or_else(|| count("min_orders", w.min_orders, f.orders_count, true))
+        .or_else(|| count("max_orders", w.max_orders, f.orders_count, false))
+        .or_else(|| bound("min_spent", &w.min_spent, spent, true))
+        .or_else(|| bound("max_spent", &w.max_spent, spent, false))
+        .or_else(|| match w.first_order {
+            Some(true) if f.orders_count > 0 => {
+                Some(format!("first_order: the customer has {} order(s)", f.orders_count))
+            }
+            Some(false) if f.orders_count == 0 => Some("first_order: false, but the customer never ordered".into()),
+            _ => None,
+        })
+        .or_else(|| count("max_received", w.max_received, f.history.received, false))
+        .or_else(|| match w.discount_hunter {
+            Some(want) if want != hunter => Some(format!(
+                "discount_hunter: {want}, but the customer is {}a discount hunter ({} of {} recoveries through a code)",
+                if hunter { "" } else { "not " },
+                f.history.recoveries_with_code,
+                f.history.recoveries
+            )),
+            _ => None,
+        })
+}
+
+/// Why [`decide`] decides as it does, one line per tier considered: for marketers
+/// (`campaign simulate`, `campaign preview`) and the cart timeline.
+pub fn explain(inc: &Incentives, f: &Facts, now_ms: i64) -> Vec<String> {
+    if let (Some(cooldown), Some(last)) = (&inc.cooldown, f.history.last_issued_at)
+        && now_ms - last < cooldown.get().num_milliseconds()
+    {
+        return vec![format!("none: the customer received an incentive within the {cooldown} cooldown")];
+    }
+    let mut out = Vec::new();
+    for t in &inc.tiers {
+        match why_not(inc, t, f) {
+            Some(why) => out.push(format!("tier {}: no ({why})", t.name.value)),
+            None => {
+                let verdict = match decide(inc, f, now_ms) {
+                    Decision::Offer(o) => format!("tier {}: yes → {}", t.name.value, o.summary),
+                    Decision::Nothing { .. } => format!("tier {}: yes → nothing, by design", t.name.value),
+                    _ => format!("tier {}: yes, but its amount has no value in {}", t.name.value, f.total.currency()),
+                };
+                out.push(verdict);
+                return out;
+            }
+        }
+    }
+    out.push("no tier matches: no incentive".into());
+    out
 }
 
 /// The whole incentive policy for one cart at time `now_ms`.

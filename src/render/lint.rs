@@ -37,6 +37,10 @@ impl fmt::Display for Finding {
     }
 }
 
+/// Every page a customer link can show.
+pub const PAGES: [&str; 7] =
+    ["expired", "invalid", "trouble", "recovered", "no_restore", "unsubscribe_confirm", "unsubscribed"];
+
 /// The context variants each template is rendered with.
 fn variants(campaign: &Campaign, with_incentive: bool, base: &Value) -> Vec<(String, Value)> {
     let currency = base.pointer("/cart/currency").and_then(Value::as_str).and_then(|c| Currency::parse(c).ok());
@@ -113,6 +117,23 @@ pub fn lint<'a>(renderer: &Renderer, campaigns: impl IntoIterator<Item = &'a Cam
     let mut findings = Vec::new();
     let base = &sample();
     let en = Locale::en();
+    // The pages behind customer links, in every locale that has its own.
+    for locale in renderer.locales() {
+        let Ok(loc) = Locale::parse(locale) else { continue };
+        if !renderer.has_page(locale) {
+            continue;
+        }
+        for page in PAGES {
+            if let Err(e) =
+                renderer.page(&loc.fallback_chain(&en), page, Some("Sample Shop"), Some("https://shop.example"))
+            {
+                findings.push(Finding {
+                    severity: Severity::Error,
+                    message: format!("templates/{locale}/page.html (page {page}): {e}"),
+                });
+            }
+        }
+    }
     for campaign in campaigns {
         for step in &campaign.steps {
             for locale in renderer.locales() {

@@ -187,6 +187,11 @@ impl Renderer {
         }
     }
 
+    /// Whether `locale` has its own link-page template.
+    pub fn has_page(&self, locale: &str) -> bool {
+        self.keys.contains(&format!("{locale}/{PAGE_TEMPLATE}.html"))
+    }
+
     /// Whether `locale` has at least one part of `template` for `channel`.
     pub fn has_any(&self, locale: &str, template: &str, channel: Channel) -> bool {
         let prefix = format!("{locale}/{template}.{}.", channel.as_str());
@@ -260,6 +265,21 @@ impl Renderer {
         Ok(self.render(&self.pick(chain, template, "sms.txt")?, ctx)?.trim().to_owned())
     }
 
+    /// The body of a page customers see after clicking a link (`templates/<locale>/page.html.hbs`):
+    /// `page` names which one, `shop.name`/`shop.url` the shop when known.
+    pub fn page(
+        &self,
+        chain: &[Locale],
+        page: &str,
+        shop_name: Option<&str>,
+        shop_url: Option<&str>,
+    ) -> Result<String, RenderError> {
+        let key = self.pick(chain, PAGE_TEMPLATE, "html")?;
+        let lang = key.split('/').next().unwrap_or("en");
+        let ctx = serde_json::json!({ "page": page, "shop": { "name": shop_name, "url": shop_url }, "lang": lang });
+        self.render(&key, &ctx)
+    }
+
     /// Render an SMS exactly as it goes out: the body, the opt-out line unless the body already
     /// mentions STOP, and the carrier cost.
     pub fn sms_message(
@@ -289,6 +309,9 @@ impl Renderer {
 
 /// The template explaining an abandonment reason (`templates/<locale>/reason.txt.hbs`).
 pub const REASON_TEMPLATE: &str = "reason";
+
+/// The template of the pages behind customer links (`templates/<locale>/page.html.hbs`).
+pub const PAGE_TEMPLATE: &str = "page";
 
 /// The template wording an incentive offer (`templates/<locale>/offer.txt.hbs`).
 pub const OFFER_TEMPLATE: &str = "offer";

@@ -640,7 +640,8 @@ async fn issue_incentive(
             return Ok(None);
         }
         incentive::Decision::NoTier => {
-            tx.log(cart.id, now, "incentive", &format!("{step}: no tier matches")).await?;
+            let why = incentive::explain(inc, &facts, now).join("; ");
+            tx.log(cart.id, now, "incentive", &format!("{step}: none ({why})")).await?;
             return Ok(None);
         }
     };
