@@ -92,6 +92,8 @@ fn render(r: &Renderer, locale: &str, currency: &str, tz: &str, template: &str, 
         stage: reason.map(|_| "payment"),
         reason,
         reason_detail: reason.map(|_| "card_declined"),
+        order_id: None,
+        order_expires_at_ms: None,
     }
     .to_json();
     let loc = Locale::parse(locale).expect("locale");
@@ -206,6 +208,8 @@ fn gap_offers_say_what_is_missing_in_the_customers_language() {
         stage: None,
         reason: None,
         reason_detail: None,
+        order_id: None,
+        order_expires_at_ms: None,
     }
     .to_json();
     let chain = Locale::parse("de-DE").expect("de").fallback_chain(&Locale::en());

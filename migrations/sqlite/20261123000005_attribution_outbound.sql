@@ -21,3 +21,16 @@ ALTER TABLE incentives ADD COLUMN redeemed_order TEXT;
 ALTER TABLE carts ADD COLUMN recovered_step TEXT;
 ALTER TABLE carts ADD COLUMN incentive_code_used TEXT;
 ALTER TABLE carts ADD COLUMN discount_minor INTEGER;
+
+-- What kind of sequence a cart runs: an abandoned cart, or an order placed but not paid.
+ALTER TABLE carts ADD COLUMN kind TEXT NOT NULL DEFAULT 'cart';
+
+-- "What stopped you?" answers from /f/{token}; the cart keeps the latest credible one.
+CREATE TABLE feedback (
+    id      INTEGER PRIMARY KEY,
+    send_id INTEGER NOT NULL REFERENCES sends (id),
+    reason  TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+CREATE INDEX feedback_send ON feedback (send_id, at);
+ALTER TABLE carts ADD COLUMN reported_reason TEXT;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{Span, SpanError};
 pub use model::{
-    Amount, Audience, CampaignFile as Campaign, Channel, DiscountHunter, ExitCondition, FrequencyCap, Incentives,
-    LocalTime, Offer, Percent, SendWindow, SmsRules, Step, StepWhen, Tier, TierWhen, Utm, WeekdayName,
+    Amount, Audience, CampaignFile as Campaign, CampaignKind, Channel, DiscountHunter, ExitCondition, FrequencyCap,
+    Incentives, LocalTime, Offer, Percent, SendWindow, SmsRules, Step, StepWhen, Tier, TierWhen, Utm, WeekdayName,
 };
 use serde_saphyr::Location;
 
@@ -204,6 +204,21 @@ pub fn parse_campaign(
             }
         }
     }
+    if let Some(exp) = &campaign.expire_after {
+        if campaign.kind != CampaignKind::UnpaidOrder {
+            err(exp.referenced, "expire_after only applies to `kind: unpaid_order` campaigns".into());
+        } else if let Some(last) = campaign.steps.last()
+            && exp.value.get() < last.after.value.get()
+        {
+            err(
+                exp.referenced,
+                format!(
+                    "expire_after ({}) comes before the last step ({} after the order)",
+                    exp.value, last.after.value
+                ),
+            );
+        }
+    }
     for required in [ExitCondition::OrderPlaced, ExitCondition::Unsubscribed] {
         if !campaign.exit_when.value.contains(&required) {
             err(
@@ -297,11 +312,21 @@ impl CampaignSet {
     /// The campaigns a shop's carts may run, in the order they are tried: the one the shop
     /// names and every campaign whose `audience.shops` lists the shop, by `priority`.
     pub fn for_shop(&self, shop: &str, default: &str) -> Vec<&Campaign> {
+        self.for_shop_kind(shop, default, CampaignKind::Cart)
+    }
+
+    /// The campaigns of `kind` for a shop's carts, in the order they are tried. Cart
+    /// campaigns as in [`Self::for_shop`]; `unpaid_order` campaigns run for every shop unless
+    /// their `audience.shops` lists some.
+    pub fn for_shop_kind(&self, shop: &str, default: &str, kind: CampaignKind) -> Vec<&Campaign> {
+        let lists = |c: &Campaign| c.audience.shops.as_ref().is_some_and(|s| s.iter().any(|x| x == shop));
         let mut out: Vec<&Campaign> = self
             .by_name
             .values()
-            .filter(|c| {
-                c.name.value == default || c.audience.shops.as_ref().is_some_and(|s| s.iter().any(|x| x == shop))
+            .filter(|c| c.kind == kind)
+            .filter(|c| match kind {
+                CampaignKind::Cart => c.name.value == default || lists(c),
+                CampaignKind::UnpaidOrder => c.audience.shops.is_none() || lists(c),
             })
             .collect();
         out.sort_by_key(|c| (c.priority, c.name.value.clone()));
@@ -313,11 +338,24 @@ impl CampaignSet {
     pub fn check_shops<'a>(&self, shops: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
         let mut problems = Vec::new();
         for (shop, default) in shops {
-            if self.get(default).is_none() {
-                problems.push(format!(
+            match self.get(default) {
+                None => problems.push(format!(
                     "shops.{shop}.campaign: no campaign named {default:?} (found: {})",
                     self.names().collect::<Vec<_>>().join(", ")
-                ));
+                )),
+                Some(c) if c.kind != CampaignKind::Cart => problems.push(format!(
+                    "shops.{shop}.campaign: {default:?} is an unpaid_order campaign; name a cart campaign (unpaid_order campaigns apply on their own)"
+                )),
+                Some(_) => {}
+            }
+            let unpaid = self.for_shop_kind(shop, default, CampaignKind::UnpaidOrder);
+            for w in unpaid.windows(2) {
+                if w[0].priority == w[1].priority {
+                    problems.push(format!(
+                        "shop {shop}: unpaid_order campaigns {:?} and {:?} share priority {}; give them different priorities",
+                        w[0].name.value, w[1].name.value, w[0].priority
+                    ));
+                }
             }
             let candidates = self.for_shop(shop, default);
             for w in candidates.windows(2) {

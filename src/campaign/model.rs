@@ -413,6 +413,27 @@ fn default_min_recoveries() -> u32 {
     2
 }
 
+/// What a campaign recovers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignKind {
+    /// Abandoned carts (`cart.*` events, Shopify checkouts).
+    #[default]
+    Cart,
+    /// Orders placed but not paid (`order.unpaid`), stopped by `order.paid`.
+    UnpaidOrder,
+}
+
+impl CampaignKind {
+    /// Stored name (`carts.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cart => "cart",
+            Self::UnpaidOrder => "unpaid_order",
+        }
+    }
+}
+
 /// `sms:` rules for a campaign's text messages.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -438,6 +459,10 @@ pub struct CampaignFile {
     pub name: Spanned<String>,
     /// Free text.
     pub description: Option<String>,
+    /// `cart` (default): abandoned carts. `unpaid_order`: orders placed but not paid
+    /// (`order.unpaid` events), usually with minute delays and `expire_after`.
+    #[serde(default)]
+    pub kind: CampaignKind,
     /// When several campaigns could take a shop's cart, the lowest priority whose audience
     /// matches wins. Two candidates of one shop may not share a priority.
     #[serde(default)]
@@ -462,6 +487,11 @@ pub struct CampaignFile {
     pub utm: Option<Utm>,
     /// SMS limits.
     pub sms: Option<SmsRules>,
+    /// `unpaid_order` campaigns: this long after the order without payment, Cartback sends
+    /// the shop a signed `order.expire` event (so it cancels the order and releases the stock)
+    /// and the sequence ends.
+    #[schemars(with = "Option<Span>")]
+    pub expire_after: Option<Spanned<Span>>,
     /// What ends a sequence.
     #[serde(default = "default_exits")]
     #[schemars(with = "Vec<ExitCondition>")]

@@ -138,6 +138,8 @@ impl Sample {
             stage: self.ev.stage.as_deref(),
             reason: self.ev.reason.as_deref(),
             reason_detail: self.ev.reason_detail.as_deref(),
+            order_id: Some("1001"),
+            order_expires_at_ms: Some(Utc::now().timestamp_millis() + 2 * 3_600_000),
         }
         .to_json()
     }

@@ -259,6 +259,9 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
             if cart_id.is_none() && !has_contact {
                 return Err(field("cart_id", "order events need cart_id or the customer's email or phone"));
             }
+            if kind == EventKind::OrderUnpaid && cart_id.is_none() && raw.order_id.is_none() {
+                return Err(field("order_id", "order.unpaid needs order_id (or cart_id) so order.paid can stop it"));
+            }
             let total = match (raw.total, raw.currency) {
                 (Some(t), Some(c)) => {
                     let cur = Currency::parse(&c).map_err(|e| field("currency", e.to_string()))?;

@@ -76,6 +76,10 @@ pub struct MessageContext<'a> {
     pub reason: Option<&'a str>,
     /// Detail of the reason (`insufficient_funds`, …).
     pub reason_detail: Option<&'a str>,
+    /// For unpaid orders: the shop's order id.
+    pub order_id: Option<&'a str>,
+    /// For unpaid orders: when the order is cancelled unless paid (Unix ms).
+    pub order_expires_at_ms: Option<i64>,
 }
 
 impl MessageContext<'_> {
@@ -98,6 +102,7 @@ impl MessageContext<'_> {
             "unsubscribe_url": self.unsubscribe_url,
             "incentive": self.incentive.as_ref().map(IncentiveView::to_json),
             "timezone": self.timezone.name(),
+            "order": { "id": self.order_id, "expires_at": self.order_expires_at_ms },
             "locale": self.locale,
             "lang": self.locale.split('-').next().unwrap_or("en"),
             "step": self.step,

@@ -108,6 +108,8 @@ fn sample() -> Value {
         stage: None,
         reason: None,
         reason_detail: None,
+        order_id: Some("1001"),
+        order_expires_at_ms: Some(1_800_000_000_000),
     }
     .to_json()
 }

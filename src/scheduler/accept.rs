@@ -10,6 +10,7 @@ use tracing::{debug, info};
 
 use super::queue::{RecoveryJob, push};
 use crate::app::App;
+use crate::campaign::CampaignKind;
 use crate::config::Shop;
 use crate::domain::{EventKind, ShopEvent, WebhookId, mask_email};
 use crate::store::{CartRow, CartStatus, EventInsert, StoreError, Tx};
@@ -92,22 +93,26 @@ pub async fn accept(
     }
     // The idle check runs after the shortest `abandon_after` of the shop's campaigns; the
     // job then picks the campaign whose audience matches and waits for its own delay.
+    let kind = if ev.kind == EventKind::OrderUnpaid { CampaignKind::UnpaidOrder } else { CampaignKind::Cart };
     let abandon_after_ms = app
         .campaigns()
-        .for_shop(shop.id.as_str(), &shop.campaign)
+        .for_shop_kind(shop.id.as_str(), &shop.campaign, kind)
         .iter()
         .map(|c| c.abandon_after.get().num_milliseconds())
-        .min()
-        .ok_or_else(|| AcceptError::NoCampaign(shop.campaign.clone()))?;
-    let (cart_id, outcome) = match ev.kind {
-        EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied => {
-            cart_event(&mut tx, shop, ev, abandon_after_ms, ms(now)).await?
+        .min();
+    let (cart_id, outcome) = match (ev.kind, abandon_after_ms) {
+        (EventKind::OrderUnpaid, None) => (None, "recorded: no unpaid_order campaign runs for this shop".to_owned()),
+        (
+            EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied | EventKind::OrderUnpaid,
+            Some(a),
+        ) => cart_event(&mut tx, shop, ev, a, ms(now)).await?,
+        (EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied, None) => {
+            return Err(AcceptError::NoCampaign(shop.campaign.clone()));
         }
-        EventKind::OrderPlaced | EventKind::OrderPaid => {
+        (EventKind::OrderPlaced | EventKind::OrderPaid, _) => {
             let window = i64::try_from(app.settings.attribution_window.as_millis()).unwrap_or(i64::MAX / 2);
             order_event(&mut tx, shop, ev, window, ms(now)).await?
         }
-        EventKind::OrderUnpaid => (None, "recorded (unpaid-order sequences are not supported yet)".to_owned()),
     };
     tx.set_event_outcome(shop.id.as_str(), webhook_id.as_str(), cart_id, &outcome).await?;
     tx.commit().await?;
@@ -122,10 +127,14 @@ async fn cart_event(
     abandon_after_ms: i64,
     now: i64,
 ) -> Result<(Option<i64>, String), StoreError> {
-    let Some(external) = ev.cart_id.as_ref() else {
-        return Ok((None, "ignored: no cart id".into()));
+    // An unpaid order without a cart id is tracked under its order id.
+    let order_id = ev.order.as_ref().and_then(|o| o.order_id.clone());
+    let external = match (&ev.cart_id, &order_id) {
+        (Some(c), _) => c.as_str().to_owned(),
+        (None, Some(o)) if ev.kind == EventKind::OrderUnpaid => format!("order:{o}"),
+        _ => return Ok((None, "ignored: no cart id".into())),
     };
-    let (mut cart, created) = tx.ensure_cart(shop.id.as_str(), external.as_str(), now).await?;
+    let (mut cart, created) = tx.ensure_cart(shop.id.as_str(), &external, now).await?;
     let occurred = ms(ev.occurred_at);
     let status = cart.status()?;
     if status.is_final() {
@@ -158,6 +167,23 @@ async fn cart_event(
             cart.abandoned_at = Some(occurred);
             ensure_job(tx, &mut cart, now).await?;
             "abandoned (declared by the shop)".to_owned()
+        }
+        EventKind::OrderUnpaid => {
+            // Runs an unpaid_order campaign; order.paid (matched by order id) stops it.
+            CampaignKind::UnpaidOrder.as_str().clone_into(&mut cart.kind);
+            cart.order_id.clone_from(&order_id);
+            if let Some(total) = ev.order.as_ref().and_then(|o| o.total)
+                && ev.cart.is_none()
+            {
+                cart.currency = Some(total.currency().code().to_owned());
+                cart.total_minor = Some(total.minor());
+            }
+            cart.set_status(CartStatus::Active);
+            ensure_job(tx, &mut cart, occurred + abandon_after_ms).await?;
+            format!(
+                "unpaid order {}: payment reminders start if it stays unpaid",
+                order_id.as_deref().unwrap_or("(no id)")
+            )
         }
         _ => {
             cart.set_status(CartStatus::Emptied);
@@ -289,6 +315,13 @@ async fn order_event(
     let mut carts: Vec<CartRow> = Vec::new();
     if let Some(id) = &ev.cart_id
         && let Some(c) = tx.cart_by_external(shop.id.as_str(), id.as_str()).await?
+    {
+        carts.push(c);
+    }
+    // An unpaid order tracked under its order id (order.paid names the order, not a cart).
+    if let Some(o) = order.and_then(|o| o.order_id.as_deref())
+        && let Some(c) = tx.cart_by_external(shop.id.as_str(), &format!("order:{o}")).await?
+        && !carts.iter().any(|x| x.id == c.id)
     {
         carts.push(c);
     }

@@ -9,7 +9,7 @@ use super::accept::reschedule;
 use super::queue::RecoveryJob;
 use crate::app::App;
 use crate::campaign::schedule::step_time;
-use crate::campaign::{Campaign, Channel, ExitCondition, Step};
+use crate::campaign::{Campaign, CampaignKind, Channel, ExitCondition, Step};
 use crate::config::Shop;
 use crate::deliver::{DeliveryError, OutgoingEmail, OutgoingSms};
 use crate::domain::{CartItem, Currency, Email, Locale, Money, Phone, from_millis, mask_email, mask_phone};
@@ -195,7 +195,12 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             }
         },
         None if matches!(status, CartStatus::Active | CartStatus::Abandoned) => {
-            let candidates = set.for_shop(shop.id.as_str(), &shop.campaign);
+            let kind = if cart.kind == CampaignKind::UnpaidOrder.as_str() {
+                CampaignKind::UnpaidOrder
+            } else {
+                CampaignKind::Cart
+            };
+            let candidates = set.for_shop_kind(shop.id.as_str(), &shop.campaign, kind);
             let first_idle = candidates.iter().map(|c| c.abandon_after.get().num_milliseconds()).min().unwrap_or(0);
             let idle_at = cart.last_activity_at + first_idle;
             if status == CartStatus::Active && now < idle_at {
@@ -295,10 +300,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     }
     cart.next_step = i64::try_from(step_index).unwrap_or(i64::MAX);
     let Some(step) = campaign.steps.get(step_index) else {
-        cart.set_status(CartStatus::Completed);
-        cart.next_run_at = None;
-        tx.save_cart(&cart).await?;
-        tx.log(cart.id, now, "completed", "every step has been dealt with").await?;
+        finish(&mut tx, shop, campaign, &mut cart, now).await?;
         tx.commit().await?;
         return Ok(());
     };
@@ -419,15 +421,70 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             reschedule(&mut tx, &mut cart, at.max(now_ms())).await?;
             // reschedule wrote next_run_at = at; keep the planned time for "changed?" checks.
         }
-        None => {
-            cart.set_status(CartStatus::Completed);
-            cart.next_run_at = None;
-            tx.save_cart(&cart).await?;
-            tx.log(cart.id, now_ms(), "completed", "every step has been dealt with").await?;
-        }
+        None => finish(&mut tx, shop, campaign, &mut cart, now_ms()).await?,
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// After the last step: an unpaid order still unpaid at `expire_after` is expired (the shop
+/// gets a signed `order.expire` so it cancels the order and releases the stock); every other
+/// sequence is complete.
+async fn finish(
+    tx: &mut crate::store::Tx,
+    shop: &Shop,
+    campaign: &Campaign,
+    cart: &mut CartRow,
+    now: i64,
+) -> Result<(), StoreError> {
+    let tz = cart_tz(cart, shop);
+    let expiry = campaign.expire_after.as_ref().filter(|_| cart.kind == CampaignKind::UnpaidOrder.as_str());
+    let Some(expire_after) = expiry else {
+        cart.set_status(CartStatus::Completed);
+        cart.next_run_at = None;
+        tx.save_cart(cart).await?;
+        return tx.log(cart.id, now, "completed", "every step has been dealt with").await;
+    };
+    // The order's time: the `order.unpaid` event.
+    let expire_at = cart.last_activity_at + expire_after.value.get().num_milliseconds();
+    if now < expire_at {
+        if cart.next_run_at != Some(expire_at) {
+            tx.log(cart.id, now, "scheduled", &format!("order expires {} unless it is paid", fmt_local(expire_at, tz)))
+                .await?;
+        }
+        return reschedule(tx, cart, expire_at).await;
+    }
+    let order = cart.order_id.clone();
+    let announced = super::outbound::enqueue(
+        tx,
+        shop,
+        "order.expire",
+        serde_json::json!({
+            "order_id": order,
+            "cart_id": (!cart.external_id.starts_with("order:")).then_some(&cart.external_id),
+            "campaign": campaign.name.value,
+            "unpaid_since": from_millis(cart.last_activity_at).to_rfc3339(),
+            "reason": format!("not paid within {}", expire_after.value),
+        }),
+        now,
+    )
+    .await?;
+    cart.set_status(CartStatus::Completed);
+    cart.exit_reason = Some("order_expired".into());
+    cart.next_run_at = None;
+    tx.save_cart(cart).await?;
+    let note = if announced {
+        "order.expire sent to the shop, which cancels the order and releases the stock"
+    } else {
+        "the shop has no events_url: it was not told (set shops.<id>.events_url)"
+    };
+    tx.log(
+        cart.id,
+        now,
+        "expired",
+        &format!("order {} not paid within {}; {note}", order.as_deref().unwrap_or("(no id)"), expire_after.value),
+    )
+    .await
 }
 
 enum Outcome {
@@ -727,6 +784,12 @@ async fn deliver(
         stage: cart.stage.as_deref(),
         reason: cart.reason.as_deref(),
         reason_detail: cart.reason_detail.as_deref(),
+        order_id: cart.order_id.as_deref().filter(|_| cart.kind == CampaignKind::UnpaidOrder.as_str()),
+        order_expires_at_ms: campaign
+            .expire_after
+            .as_ref()
+            .filter(|_| cart.kind == CampaignKind::UnpaidOrder.as_str())
+            .map(|e| cart.last_activity_at + e.value.get().num_milliseconds()),
     };
     let ctx = view.to_json();
     let template = step.template.value.as_str();

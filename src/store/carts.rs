@@ -107,6 +107,10 @@ pub struct CartRow {
     pub incentive_code_used: Option<String>,
     /// The discount the order got through that code, minor units.
     pub discount_minor: Option<i64>,
+    /// `cart` (an abandoned cart) or `unpaid_order` (an order placed but not paid).
+    pub kind: String,
+    /// What the customer said stopped them (`/f/{token}`).
+    pub reported_reason: Option<String>,
 }
 
 impl CartRow {
@@ -216,7 +220,8 @@ impl Tx {
                  accepts_email = $18, accepts_sms = $19, stage = $20, reason = $21, reason_detail = $22,
                  last_activity_at = $23, campaign = $24, abandoned_at = $25, next_step = $26, seq = $27,
                  next_run_at = $28, exit_reason = $29, recovered_at = $30, order_id = $31, order_total_minor = $32,
-                 updated_at = $33, arm = $34, recovered_step = $35, incentive_code_used = $36, discount_minor = $37
+                 updated_at = $33, arm = $34, recovered_step = $35, incentive_code_used = $36, discount_minor = $37,
+                 kind = $38, reported_reason = $39
                  WHERE id = $1",
             )
             .bind(row.id)
@@ -256,6 +261,8 @@ impl Tx {
             .bind(&row.recovered_step)
             .bind(&row.incentive_code_used)
             .bind(row.discount_minor)
+            .bind(&row.kind)
+            .bind(&row.reported_reason)
             .execute(&mut *c)
             .await?
             .rows_affected()
