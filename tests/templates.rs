@@ -22,7 +22,7 @@ const CUSTOMERS: [(&str, &str, &str); 6] = [
     ("zh-CN", "CNY", "Asia/Shanghai"),
 ];
 
-const TEMPLATES: [&str; 3] = ["reminder", "faq", "incentive"];
+const TEMPLATES: [&str; 4] = ["reminder", "faq", "incentive", "unpaid"];
 
 fn items(currency: &str) -> Vec<CartItem> {
     // Yen has no minor unit: the same goods cost 4,990 and 3,500 yen.
@@ -92,8 +92,8 @@ fn render(r: &Renderer, locale: &str, currency: &str, tz: &str, template: &str, 
         stage: reason.map(|_| "payment"),
         reason,
         reason_detail: reason.map(|_| "card_declined"),
-        order_id: None,
-        order_expires_at_ms: None,
+        order_id: (template == "unpaid").then_some("1001"),
+        order_expires_at_ms: (template == "unpaid").then_some(1_796_029_500_000),
     }
     .to_json();
     let loc = Locale::parse(locale).expect("locale");
