@@ -80,6 +80,7 @@ fn render(r: &Renderer, locale: &str, currency: &str, tz: &str, template: &str, 
         items: &items,
         restore_url: "https://recover.example/r/TOKEN",
         unsubscribe_url: "https://recover.example/u/TOKEN",
+        feedback_url: "https://recover.example/f/TOKEN",
         // 2026-11-30T09:05:00Z
         incentive: (template == "incentive").then_some(IncentiveView {
             offer: &offer,
@@ -201,6 +202,7 @@ fn gap_offers_say_what_is_missing_in_the_customers_language() {
         items: &items,
         restore_url: "https://recover.example/r/TOKEN",
         unsubscribe_url: "https://recover.example/u/TOKEN",
+        feedback_url: "https://recover.example/f/TOKEN",
         incentive: Some(IncentiveView { offer: &first, code: "SAVE-7KQ2M9XPRT", expires_at_ms: 1_796_029_500_000 }),
         timezone: "Europe/Berlin".parse().expect("zone"),
         locale: "de-DE",

@@ -131,6 +131,10 @@ pub struct StatsArgs {
     /// Only this shop.
     #[arg(long)]
     shop: Option<String>,
+    /// `campaign`: the funnel per campaign, step and tier; `reason`: where carts are lost and
+    /// which abandonment reasons recover (as shops and customers reported them).
+    #[arg(long, default_value = "campaign", value_parser = ["campaign", "reason"])]
+    by: String,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -345,6 +349,39 @@ pub async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), Failure> {
     let since =
         Utc::now() - chrono::Duration::from_std(period).map_err(|e| Failure::User(anyhow::anyhow!("--since: {e}")))?;
     let app = app(cli).await?;
+    if a.by == "reason" {
+        let r = ops::reasons::by_reason(&app, since, a.shop.as_deref()).await?;
+        if a.json {
+            return json(&r);
+        }
+        let money = |m: &std::collections::BTreeMap<String, String>| {
+            if m.is_empty() {
+                "0".to_owned()
+            } else {
+                m.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+            }
+        };
+        for (title, rows) in
+            [("as the shop reported it", &r.reported_by_shop), ("as customers told us", &r.reported_by_customers)]
+        {
+            println!("\nabandoned carts created since {} UTC, by reason {title}:", since.format("%Y-%m-%d %H:%M"));
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.reason.clone(),
+                        x.carts.to_string(),
+                        x.recovered.to_string(),
+                        format!("{:.1}%", x.recovery_rate * 100.0),
+                        money(&x.revenue),
+                        money(&x.lost),
+                    ]
+                })
+                .collect();
+            println!("{}", table(&["REASON", "CARTS", "RECOVERED", "RATE", "REVENUE", "STILL LOST"], &cells));
+        }
+        return Ok(());
+    }
     let st = ops::stats(&app, since, a.shop.as_deref()).await?;
     if a.json {
         return json(&st);

@@ -131,6 +131,7 @@ impl Sample {
             items: &self.cart.items,
             restore_url,
             unsubscribe_url,
+            feedback_url: &unsubscribe_url.replace("/u/", "/f/"),
             incentive,
             timezone: self.customer.timezone.unwrap_or(shop.timezone),
             locale: locale.as_str(),

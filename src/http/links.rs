@@ -12,6 +12,7 @@ use chrono::Utc;
 
 use crate::app::App;
 use crate::domain::Locale;
+use crate::links::feedback::{Reported, SCANNER_BURST_MS};
 use crate::links::{Purpose, TokenError};
 use crate::store::{CartRow, CartStatus, SendRow};
 
@@ -29,6 +30,7 @@ enum Page {
     NoRestore,
     UnsubscribeConfirm,
     Unsubscribed,
+    Thanks(Reported),
 }
 
 impl Page {
@@ -41,6 +43,13 @@ impl Page {
             Self::NoRestore => "no_restore",
             Self::UnsubscribeConfirm => "unsubscribe_confirm",
             Self::Unsubscribed => "unsubscribed",
+            Self::Thanks(r) => match r {
+                Reported::ShippingCost => "thanks_shipping_cost",
+                Reported::Price => "thanks_price",
+                Reported::Payment => "thanks_payment",
+                Reported::DeliveryTime => "thanks_delivery_time",
+                Reported::JustBrowsing => "thanks_just_browsing",
+            },
         }
     }
     fn status(self) -> StatusCode {
@@ -65,6 +74,7 @@ impl Page {
                 "<h1>Unsubscribe?</h1><form method=\"post\"><button type=\"submit\">Unsubscribe</button></form>"
             }
             Self::Unsubscribed => "<h1>You're unsubscribed</h1>",
+            Self::Thanks(_) => "<h1>Thanks for telling us</h1>",
         }
     }
 }
@@ -100,10 +110,19 @@ impl Viewer {
 }
 
 fn page(app: &App, viewer: &Viewer, kind: Page) -> Response {
+    page_with(app, viewer, kind, None)
+}
+
+fn page_with(app: &App, viewer: &Viewer, kind: Page, restore_url: Option<&str>) -> Response {
     let shop = viewer.shop.as_deref().and_then(|s| app.shop(s));
     let chain = viewer.locale.fallback_chain(&shop.map_or_else(Locale::en, |s| s.locale.clone()));
-    let body =
-        app.renderer.page(&chain, kind.name(), shop.map(|s| s.name.as_str()), shop.and_then(|s| s.url.as_deref()));
+    let body = app.renderer.page(
+        &chain,
+        kind.name(),
+        shop.map(|s| s.name.as_str()),
+        shop.and_then(|s| s.url.as_deref()),
+        restore_url,
+    );
     let (lang, body) = match body {
         Ok(b) => (
             chain.iter().find(|l| app.renderer.locales().contains(l.as_str())).map_or("en".into(), |l| l.to_string()),
@@ -281,4 +300,59 @@ pub async fn unsubscribe(State(app): State<Arc<App>>, Path(token): Path<String>,
             page(&app, &viewer, Page::Trouble)
         }
     }
+}
+
+/// `?reason=` of a feedback link.
+#[derive(Debug, serde::Deserialize)]
+pub struct FeedbackQuery {
+    reason: Option<String>,
+}
+
+/// "What stopped you?": record the tapped answer and answer with the fitting help and a way
+/// back to the cart. A person taps one answer; a mail scanner that opens every link within
+/// seconds is recognised by its several different answers, and none of them counts.
+#[tracing::instrument(skip_all)]
+pub async fn feedback(
+    State(app): State<Arc<App>>,
+    Path(token): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<FeedbackQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (send, viewer) = match send_for(&app, &headers, Purpose::Feedback, &token).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    let Some(reason) = q.reason.as_deref().and_then(Reported::parse) else {
+        return page(&app, &viewer, Page::Invalid);
+    };
+    let result: Result<(), crate::store::StoreError> = async {
+        let mut tx = app.db.begin().await?;
+        let now = Utc::now().timestamp_millis();
+        let distinct = tx.record_feedback(send.id, reason.as_str(), now, SCANNER_BURST_MS).await?;
+        if let Some(mut cart) = tx.cart_by_id(send.cart_id).await? {
+            if distinct > 1 {
+                cart.reported_reason = None;
+                tx.log(cart.id, now, "feedback", "several answers within seconds: a link scanner, not counted").await?;
+            } else {
+                cart.reported_reason = Some(reason.as_str().to_owned());
+                tx.log(
+                    cart.id,
+                    now,
+                    "feedback",
+                    &format!("the customer says: {} (via {})", reason.as_str(), send.step),
+                )
+                .await?;
+            }
+            tx.save_cart(&cart).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "recording feedback failed");
+        return page(&app, &viewer, Page::Trouble);
+    }
+    let exp = Utc::now().timestamp() + i64::try_from(app.settings.link_ttl.as_secs()).unwrap_or(0);
+    let restore = format!("{}/r/{}", app.public_base, app.keys.sign(Purpose::Restore, &send.public_id, exp));
+    page_with(&app, &viewer, Page::Thanks(reason), Some(&restore))
 }

@@ -51,6 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/shops/{shop}/customers/{id}", axum::routing::delete(ops::erase_customer))
         .route("/r/{token}", get(links::restore))
         .route("/u/{token}", get(links::unsubscribe_page).post(links::unsubscribe))
+        .route("/f/{token}", get(links::feedback))
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(openapi))
         .route("/readyz", get(health::readyz))
@@ -94,6 +95,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/r/{token}"),
     ("get", "/u/{token}"),
     ("post", "/u/{token}"),
+    ("get", "/f/{token}"),
     ("get", "/healthz"),
     ("get", "/openapi.json"),
     ("get", "/readyz"),

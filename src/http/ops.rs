@@ -165,6 +165,7 @@ pub async fn show_cart(
 pub struct StatsQuery {
     since: Option<String>,
     shop: Option<String>,
+    by: Option<String>,
 }
 
 /// `GET /ops/stats?since=7d`
@@ -175,7 +176,20 @@ pub async fn stats(State(app): State<Arc<App>>, Query(q): Query<StatsQuery>) -> 
             Problem::new(StatusCode::BAD_REQUEST, "Invalid query", format!("since {since:?} is not a duration like 7d"))
                 .field("since")
         })?;
-    Ok(Json(ops::stats(&app, Utc::now() - period, q.shop.as_deref()).await?).into_response())
+    match q.by.as_deref() {
+        None | Some("campaign") => {
+            Ok(Json(ops::stats(&app, Utc::now() - period, q.shop.as_deref()).await?).into_response())
+        }
+        Some("reason") => {
+            Ok(Json(ops::reasons::by_reason(&app, Utc::now() - period, q.shop.as_deref()).await?).into_response())
+        }
+        Some(other) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid query",
+            format!("by {other:?}: campaign (default) or reason"),
+        )
+        .field("by")),
+    }
 }
 
 /// `POST /ops/campaigns/{name}/pause` and `/resume`

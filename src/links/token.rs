@@ -28,6 +28,8 @@ pub enum Purpose {
     Restore = 1,
     /// Stop messages.
     Unsubscribe = 2,
+    /// Answer "what stopped you?".
+    Feedback = 3,
 }
 
 /// Why a token was refused.
@@ -181,6 +183,7 @@ mod tests {
         let t = r.sign(Purpose::Restore, ID, 2_000);
         assert_eq!(r.verify(Purpose::Restore, &t, 2_001), Err(TokenError::Expired));
         assert_eq!(r.verify(Purpose::Unsubscribe, &t, 1_000), Err(TokenError::Invalid));
+        assert_eq!(r.verify(Purpose::Feedback, &t, 1_000), Err(TokenError::Invalid));
         assert_eq!(ring(2).verify(Purpose::Restore, &t, 1_000), Err(TokenError::Invalid));
         for i in KID_LEN..t.len() {
             let mut b = t.clone().into_bytes();

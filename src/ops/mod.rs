@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 pub mod outbound;
 pub mod privacy;
+pub mod reasons;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

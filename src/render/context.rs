@@ -62,6 +62,8 @@ pub struct MessageContext<'a> {
     pub restore_url: &'a str,
     /// Signed unsubscribe link.
     pub unsubscribe_url: &'a str,
+    /// Signed "what stopped you?" link; templates append `?reason=<answer>`.
+    pub feedback_url: &'a str,
     /// The incentive, if the step issues one.
     pub incentive: Option<IncentiveView<'a>>,
     /// Customer's zone (for `date`).
@@ -100,6 +102,7 @@ impl MessageContext<'_> {
             },
             "restore_url": self.restore_url,
             "unsubscribe_url": self.unsubscribe_url,
+            "feedback_url": self.feedback_url,
             "incentive": self.incentive.as_ref().map(IncentiveView::to_json),
             "timezone": self.timezone.name(),
             "order": { "id": self.order_id, "expires_at": self.order_expires_at_ms },

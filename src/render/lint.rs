@@ -38,8 +38,20 @@ impl fmt::Display for Finding {
 }
 
 /// Every page a customer link can show.
-pub const PAGES: [&str; 7] =
-    ["expired", "invalid", "trouble", "recovered", "no_restore", "unsubscribe_confirm", "unsubscribed"];
+pub const PAGES: [&str; 12] = [
+    "expired",
+    "invalid",
+    "trouble",
+    "recovered",
+    "no_restore",
+    "unsubscribe_confirm",
+    "unsubscribed",
+    "thanks_shipping_cost",
+    "thanks_price",
+    "thanks_payment",
+    "thanks_delivery_time",
+    "thanks_just_browsing",
+];
 
 /// The context variants each template is rendered with.
 fn variants(campaign: &Campaign, with_incentive: bool, base: &Value) -> Vec<(String, Value)> {
@@ -101,6 +113,7 @@ fn sample() -> Value {
         items: &items,
         restore_url: "https://recover.example/r/SAMPLE",
         unsubscribe_url: "https://recover.example/u/SAMPLE",
+        feedback_url: "https://recover.example/f/SAMPLE",
         incentive: None,
         timezone: chrono_tz::Europe::Berlin,
         locale: "en",
@@ -126,9 +139,13 @@ pub fn lint<'a>(renderer: &Renderer, campaigns: impl IntoIterator<Item = &'a Cam
             continue;
         }
         for page in PAGES {
-            if let Err(e) =
-                renderer.page(&loc.fallback_chain(&en), page, Some("Sample Shop"), Some("https://shop.example"))
-            {
+            if let Err(e) = renderer.page(
+                &loc.fallback_chain(&en),
+                page,
+                Some("Sample Shop"),
+                Some("https://shop.example"),
+                Some("https://recover.example/r/SAMPLE"),
+            ) {
                 findings.push(Finding {
                     severity: Severity::Error,
                     message: format!("templates/{locale}/page.html (page {page}): {e}"),

@@ -266,17 +266,20 @@ impl Renderer {
     }
 
     /// The body of a page customers see after clicking a link (`templates/<locale>/page.html.hbs`):
-    /// `page` names which one, `shop.name`/`shop.url` the shop when known.
+    /// `page` names which one, `shop.name`/`shop.url` the shop when known, `restore_url` a way
+    /// back to the cart where the page offers one.
     pub fn page(
         &self,
         chain: &[Locale],
         page: &str,
         shop_name: Option<&str>,
         shop_url: Option<&str>,
+        restore_url: Option<&str>,
     ) -> Result<String, RenderError> {
         let key = self.pick(chain, PAGE_TEMPLATE, "html")?;
         let lang = key.split('/').next().unwrap_or("en");
-        let ctx = serde_json::json!({ "page": page, "shop": { "name": shop_name, "url": shop_url }, "lang": lang });
+        let ctx = serde_json::json!({ "page": page, "shop": { "name": shop_name, "url": shop_url }, "lang": lang,
+                                      "restore_url": restore_url });
         self.render(&key, &ctx)
     }
 
@@ -336,6 +339,8 @@ mod tests {
                                 "image_url": null, "url": null}]},
             "restore_url": "https://r.example/r/abc",
             "unsubscribe_url": "https://r.example/u/abc",
+            "feedback_url": "https://r.example/f/abc",
+            "order": {"id": null, "expires_at": null},
             "incentive": {"tier": "default", "code": "SAVE-1234", "summary": "5.00 EUR off", "expires_at": 1_800_000_000_000_i64},
             "timezone": "Europe/Berlin", "step": "reminder", "campaign": "default", "locale": "en",
             "reason": {"stage": null, "code": null, "detail": null, "text": null}

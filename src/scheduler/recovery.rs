@@ -755,6 +755,7 @@ async fn deliver(
     let restore_url = format!("{}/r/{}", app.public_base, app.keys.sign(Purpose::Restore, &send.public_id, exp));
     let unsubscribe_url =
         format!("{}/u/{}", app.public_base, app.keys.sign(Purpose::Unsubscribe, &send.public_id, exp));
+    let feedback_url = format!("{}/f/{}", app.public_base, app.keys.sign(Purpose::Feedback, &send.public_id, exp));
     let locale = cart
         .locale
         .as_deref()
@@ -773,6 +774,7 @@ async fn deliver(
         items: &items,
         restore_url: &restore_url,
         unsubscribe_url: &unsubscribe_url,
+        feedback_url: &feedback_url,
         incentive: incentive.map(|(o, code, expires)| crate::render::context::IncentiveView {
             offer: o,
             code,

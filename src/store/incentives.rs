@@ -94,3 +94,30 @@ impl Tx {
         .await?))
     }
 }
+
+impl Tx {
+    /// Record a "what stopped you?" answer; returns how many different answers this message
+    /// got within `burst_ms` before `at_ms` (more than one: a link scanner, not a person).
+    pub async fn record_feedback(
+        &mut self,
+        send_id: i64,
+        reason: &str,
+        at_ms: i64,
+        burst_ms: i64,
+    ) -> Result<i64, StoreError> {
+        on_tx!(self, |c| sqlx::query("INSERT INTO feedback (send_id, reason, at) VALUES ($1, $2, $3)")
+            .bind(send_id)
+            .bind(reason)
+            .bind(at_ms)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(DISTINCT reason) FROM feedback WHERE send_id = $1 AND at >= $2"
+        )
+        .bind(send_id)
+        .bind(at_ms - burst_ms)
+        .fetch_one(&mut *c)
+        .await?))
+    }
+}

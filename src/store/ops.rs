@@ -305,3 +305,29 @@ impl Tx {
         .await?))
     }
 }
+
+/// Abandoned carts grouped by why: `(stage, reason, reason_detail, reported_reason, currency,
+/// carts, recovered, recovered revenue, value not recovered)`.
+pub type ReasonRow =
+    (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, i64, i64, i64, i64);
+
+impl Tx {
+    /// Abandoned carts (created since `since_ms`) by stage, reason and reported reason.
+    pub async fn funnel_reasons(&mut self, since_ms: i64, shop: Option<&str>) -> Result<Vec<ReasonRow>, StoreError> {
+        Ok(on_tx!(self, |c| {
+            sqlx::query_as::<_, ReasonRow>(
+            "SELECT stage, reason, reason_detail, reported_reason, currency, COUNT(*),
+                    CAST(SUM(CASE WHEN recovered_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN recovered_at IS NOT NULL THEN COALESCE(order_total_minor, 0) ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN recovered_at IS NULL THEN COALESCE(total_minor, 0) ELSE 0 END) AS BIGINT)
+             FROM carts
+             WHERE abandoned_at IS NOT NULL AND created_at >= $1 AND (CAST($2 AS TEXT) IS NULL OR shop = $2)
+             GROUP BY stage, reason, reason_detail, reported_reason, currency"
+        )
+        .bind(since_ms)
+        .bind(shop)
+        .fetch_all(&mut *c)
+        .await?
+        }))
+    }
+}
