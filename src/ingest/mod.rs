@@ -3,3 +3,6 @@
 pub mod generic;
 pub mod shopify;
 pub mod signature;
+
+#[cfg(test)]
+mod fuzz;
