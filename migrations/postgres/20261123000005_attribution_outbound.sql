@@ -34,3 +34,22 @@ CREATE TABLE feedback (
 );
 CREATE INDEX feedback_send ON feedback (send_id, at);
 ALTER TABLE carts ADD COLUMN reported_reason TEXT;
+
+-- A customer's orders, imported (`cartback import orders`) or seen as events, so
+-- behaviour-based incentives know history from day one. One row per shop order.
+CREATE TABLE customer_orders (
+    id          BIGSERIAL PRIMARY KEY,
+    shop        TEXT NOT NULL,
+    order_id    TEXT NOT NULL,
+    customer_id TEXT,
+    email       TEXT,
+    phone       TEXT,
+    currency    TEXT NOT NULL,
+    total_minor BIGINT NOT NULL,
+    placed_at   BIGINT NOT NULL,
+    source      TEXT NOT NULL,   -- import | event
+    UNIQUE (shop, order_id)
+);
+CREATE INDEX customer_orders_email ON customer_orders (shop, email);
+CREATE INDEX customer_orders_phone ON customer_orders (shop, phone);
+CREATE INDEX customer_orders_customer ON customer_orders (shop, customer_id);

@@ -2,6 +2,7 @@
 
 mod campaign;
 mod demo;
+mod import;
 mod migrate;
 mod ops;
 mod preview;
@@ -54,6 +55,9 @@ pub enum Command {
     /// Events sent to shops (incentive.issued, order.expire): list, retry the dead.
     #[command(subcommand)]
     Outbound(ops::OutboundCommand),
+    /// Import a shop's order history (JSON Lines or CSV) for behaviour-based incentives.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 /// A failure, split by whose it is: exit 1 for the user's (bad input or configuration), 2 for ours.
@@ -93,6 +97,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Stats(a) => ops::stats(&cli, a).await,
         Command::Customers(cmd) => ops::customers(&cli, cmd).await,
         Command::Outbound(cmd) => ops::outbound(&cli, cmd).await,
+        Command::Import(cmd) => import::run(&cli, cmd).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

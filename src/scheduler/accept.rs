@@ -154,6 +154,7 @@ async fn cart_event(
     cart.last_activity_at = occurred;
     cart.updated_at = now;
     apply_snapshot(&mut cart, ev);
+    enrich_history(tx, &mut cart).await?;
     resolve_zone(tx, &mut cart, shop, ev).await?;
     let outcome = match ev.kind {
         EventKind::CartUpdated => {
@@ -205,6 +206,21 @@ async fn cart_event(
     )
     .await?;
     Ok((Some(cart.id), outcome))
+}
+
+/// Raise the cart's order count and lifetime spend to what Cartback knows of the customer:
+/// imported order history and orders seen as events, by any of their identities.
+pub(crate) async fn enrich_history(tx: &mut Tx, cart: &mut CartRow) -> Result<(), StoreError> {
+    let Some(currency) = cart.currency.clone() else { return Ok(()) };
+    let id = cart.customer_ref.as_deref().and_then(|r| r.strip_prefix("id:")).map(str::to_owned);
+    let email = cart.email.as_deref().map(str::to_lowercase);
+    let (count, spent) =
+        tx.order_history(&cart.shop, id.as_deref(), email.as_deref(), cart.phone.as_deref(), &currency).await?;
+    cart.orders_count = cart.orders_count.max(count);
+    if spent > 0 {
+        cart.total_spent_minor = Some(cart.total_spent_minor.unwrap_or(0).max(spent));
+    }
+    Ok(())
 }
 
 fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
@@ -352,10 +368,29 @@ async fn order_event(
             }
         }
     }
+    let order_id = order.and_then(|o| o.order_id.clone());
+    // Every order is history for the customer's next incentive, matched cart or not.
+    if let (Some(id), Some(total)) = (order_id.as_deref(), order.and_then(|o| o.total)) {
+        let c = ev.customer.as_ref();
+        let email = c.and_then(|c| c.email.as_ref()).map(|e| e.as_str().to_lowercase());
+        tx.record_order(
+            shop.id.as_str(),
+            &crate::store::history::PastOrder {
+                order_id: id,
+                customer_id: c.and_then(|c| c.id.as_deref()),
+                email: email.as_deref(),
+                phone: c.and_then(|c| c.phone.as_ref()).map(|p| p.as_str()),
+                currency: total.currency().code(),
+                total_minor: total.minor(),
+                placed_at: occurred,
+                source: "event",
+            },
+        )
+        .await?;
+    }
     if carts.is_empty() && outside_window.is_empty() {
         return Ok((None, "no matching cart".into()));
     }
-    let order_id = order.and_then(|o| o.order_id.clone());
     let label = order_id.clone().unwrap_or_else(|| "(no id)".into());
     let mut first = None;
     for mut cart in carts {

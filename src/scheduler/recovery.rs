@@ -643,6 +643,10 @@ async fn issue_incentive(
     let Some(inc) = &campaign.incentives else {
         return Ok(None);
     };
+    // Orders imported or seen since the cart was last updated count too.
+    let mut cart = cart.clone();
+    super::accept::enrich_history(tx, &mut cart).await?;
+    let cart = &cart;
     let Some(total) = cart
         .currency
         .as_deref()

@@ -6,6 +6,7 @@
 
 mod carts;
 mod events;
+pub mod history;
 pub mod incentives;
 mod keys;
 pub mod ops;
