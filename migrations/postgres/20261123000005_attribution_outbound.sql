@@ -53,3 +53,14 @@ CREATE TABLE customer_orders (
 CREATE INDEX customer_orders_email ON customer_orders (shop, email);
 CREATE INDEX customer_orders_phone ON customer_orders (shop, phone);
 CREATE INDEX customer_orders_customer ON customer_orders (shop, customer_id);
+
+-- One person behind several identities (shop customer id, email, phone): carts, sends and
+-- incentives carry the person key in customer_ref; merging two persons re-points them.
+CREATE TABLE identities (
+    shop     TEXT NOT NULL,
+    identity TEXT NOT NULL,   -- id:<shop customer id> | email:<lower-case> | phone:<E.164>
+    person   TEXT NOT NULL,
+    PRIMARY KEY (shop, identity)
+);
+CREATE INDEX identities_person ON identities (shop, person);
+CREATE INDEX carts_shop_person ON carts (shop, customer_ref, status);

@@ -154,6 +154,7 @@ async fn cart_event(
     cart.last_activity_at = occurred;
     cart.updated_at = now;
     apply_snapshot(&mut cart, ev);
+    resolve_person(tx, &mut cart, ev).await?;
     enrich_history(tx, &mut cart).await?;
     resolve_zone(tx, &mut cart, shop, ev).await?;
     let outcome = match ev.kind {
@@ -206,6 +207,63 @@ async fn cart_event(
     )
     .await?;
     Ok((Some(cart.id), outcome))
+}
+
+/// The identities an event shows for its customer: `id:…`, `email:…` (lower case), `phone:…`.
+fn identities_of(customer_id: Option<&str>, email: Option<&str>, phone: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(id) = customer_id {
+        out.push(format!("id:{id}"));
+    }
+    if let Some(e) = email {
+        out.push(format!("email:{}", e.to_lowercase()));
+    }
+    if let Some(p) = phone {
+        out.push(format!("phone:{p}"));
+    }
+    out
+}
+
+/// One person behind every identity the cart shows: known persons met again are merged (their
+/// carts, sends and incentives follow), new identities join, and the cart carries the person.
+/// The person key is its first identity (a shop customer id wins), so it stays stable.
+async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, ev: &ShopEvent) -> Result<(), StoreError> {
+    let id = ev.customer.as_ref().and_then(|c| c.id.as_deref());
+    let ids = identities_of(id, cart.email.as_deref(), cart.phone.as_deref());
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut persons = tx.persons_of(&cart.shop, &ids).await?;
+    if let Some(current) = cart.customer_ref.clone()
+        && !persons.contains(&current)
+        && tx.persons_of(&cart.shop, std::slice::from_ref(&current)).await?.first().is_none_or(|p| *p == current)
+    {
+        persons.push(current);
+    }
+    // The event's own shop account wins; otherwise a known account, else the first identity.
+    let own = id.map(|i| format!("id:{i}"));
+    let canonical = own
+        .filter(|o| persons.contains(o) || !persons.iter().any(|p| p.starts_with("id:")))
+        .or_else(|| persons.iter().min_by_key(|p| (!p.starts_with("id:"), (*p).clone())).cloned())
+        .unwrap_or_else(|| ids[0].clone());
+    // Two different shop accounts stay two customers (a household may share a phone); persons
+    // known only by email or phone join the account.
+    let apart = |p: &str| p.starts_with("id:") && p != canonical;
+    for other in persons.iter().filter(|p| **p != canonical && !apart(p)) {
+        tx.merge_person(&cart.shop, other, &canonical).await?;
+        tx.log(cart.id, ms(Utc::now()), "identity", "the same customer as an earlier one: their histories are merged")
+            .await?;
+    }
+    let mut linkable = Vec::new();
+    for identity in &ids {
+        let owner = tx.persons_of(&cart.shop, std::slice::from_ref(identity)).await?;
+        if owner.first().is_none_or(|p| !apart(p)) {
+            linkable.push(identity.clone());
+        }
+    }
+    tx.link_identities(&cart.shop, &linkable, &canonical).await?;
+    cart.customer_ref = Some(canonical);
+    Ok(())
 }
 
 /// Raise the cart's order count and lifetime spend to what Cartback knows of the customer:
@@ -357,7 +415,16 @@ async fn order_event(
     if let Some(c) = &ev.customer {
         let email = c.email.as_ref().map(|e| e.as_str());
         let phone = c.phone.as_ref().map(|p| p.as_str());
-        for cart in tx.open_carts_by_contact(shop.id.as_str(), email, phone).await? {
+        // The person behind any identity on the order: their carts under other identities too.
+        let mut theirs = tx.open_carts_by_contact(shop.id.as_str(), email, phone).await?;
+        for person in tx.persons_of(shop.id.as_str(), &identities_of(c.id.as_deref(), email, phone)).await? {
+            for cart in tx.open_carts_of_person(shop.id.as_str(), &person).await? {
+                if !theirs.iter().any(|x| x.id == cart.id) {
+                    theirs.push(cart);
+                }
+            }
+        }
+        for cart in theirs {
             if carts.iter().any(|x| x.id == cart.id) {
                 continue;
             }

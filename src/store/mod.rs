@@ -7,6 +7,7 @@
 mod carts;
 mod events;
 pub mod history;
+mod identity;
 pub mod incentives;
 mod keys;
 pub mod ops;

@@ -1,0 +1,68 @@
+//! Identities: the same person reaching the shop by customer id, email or phone is one person.
+
+use super::{CartRow, StoreError, Tx, on_tx, on_tx_sql};
+
+impl Tx {
+    /// The persons these identities already belong to (distinct).
+    pub async fn persons_of(&mut self, shop: &str, identities: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = Vec::new();
+        for identity in identities {
+            let p = on_tx!(self, |c| sqlx::query_scalar::<_, String>(
+                "SELECT person FROM identities WHERE shop = $1 AND identity = $2"
+            )
+            .bind(shop)
+            .bind(identity)
+            .fetch_optional(&mut *c)
+            .await?);
+            if let Some(p) = p
+                && !out.contains(&p)
+            {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fold person `from` into `into`: identities, carts, sends and incentives follow, so the
+    /// frequency cap, cooldowns and history see one customer.
+    pub async fn merge_person(&mut self, shop: &str, from: &str, into: &str) -> Result<(), StoreError> {
+        for sql in [
+            "UPDATE identities SET person = $3 WHERE shop = $1 AND person = $2",
+            "UPDATE carts SET customer_ref = $3 WHERE shop = $1 AND customer_ref = $2",
+            "UPDATE sends SET customer_ref = $3 WHERE customer_ref = $2 AND cart_id IN (SELECT id FROM carts WHERE shop = $1)",
+            "UPDATE incentives SET customer_ref = $3 WHERE customer_ref = $2 AND cart_id IN (SELECT id FROM carts WHERE shop = $1)",
+        ] {
+            on_tx!(self, |c| sqlx::query(sql).bind(shop).bind(from).bind(into).execute(&mut *c).await?.rows_affected());
+        }
+        Ok(())
+    }
+
+    /// Point `identities` at `person` (new ones are added; known ones already point there).
+    pub async fn link_identities(&mut self, shop: &str, identities: &[String], person: &str) -> Result<(), StoreError> {
+        for identity in identities {
+            on_tx!(self, |c| sqlx::query(
+                "INSERT INTO identities (shop, identity, person) VALUES ($1, $2, $3)
+                 ON CONFLICT (shop, identity) DO UPDATE SET person = excluded.person"
+            )
+            .bind(shop)
+            .bind(identity)
+            .bind(person)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        }
+        Ok(())
+    }
+
+    /// A person's carts that are still open (locked for this transaction on PostgreSQL).
+    pub async fn open_carts_of_person(&mut self, shop: &str, person: &str) -> Result<Vec<CartRow>, StoreError> {
+        Ok(on_tx_sql!(
+            self,
+            sql = (
+                "SELECT * FROM carts WHERE shop = $1 AND customer_ref = $2 AND status NOT IN ('recovered', 'unsubscribed') ORDER BY id",
+                "SELECT * FROM carts WHERE shop = $1 AND customer_ref = $2 AND status NOT IN ('recovered', 'unsubscribed') ORDER BY id FOR UPDATE"
+            ),
+            |c| sqlx::query_as::<_, CartRow>(sql).bind(shop).bind(person).fetch_all(&mut *c).await?
+        ))
+    }
+}
