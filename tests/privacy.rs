@@ -88,3 +88,44 @@ async fn a_person_is_erased_but_stays_unsubscribed(backend: Backend) {
     .await;
     t.shutdown().await;
 }
+
+/// Erasure reaches what identities and order history hold: the person's identity links go,
+/// their orders stay only as anonymous amounts, and carts filed under the person by another
+/// identity are erased too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_covers_identities_and_order_history() {
+    let t =
+        common::spawn_app(common::Backend::Sqlite, &common::quick_campaign(60, &[("reminder", 60, "reminder")])).await;
+    let now = chrono::Utc::now();
+    let mut a = common::cart_event("cart.updated", "c_email", "eve@example.com", now);
+    a["customer"].as_object_mut().expect("customer").remove("id");
+    assert_eq!(t.post(&a).await.status(), 202);
+    // The same person by phone and customer id, linked through an event showing id and email.
+    let b = serde_json::json!({"type": "cart.updated", "occurred_at": now.to_rfc3339(),
+        "cart": {"id": "c_phone", "currency": "EUR", "total": "10.00", "items": []},
+        "customer": {"id": "cu_eve", "email": "eve@example.com", "phone": "+4915123456789"}});
+    assert_eq!(t.post(&b).await.status(), 202);
+    let order = serde_json::json!({"type": "order.placed", "occurred_at": now.to_rfc3339(), "order_id": "o_9",
+        "total": "10.00", "currency": "EUR", "customer": {"phone": "+4915123456789"}});
+    assert_eq!(t.post(&order).await.status(), 202);
+    assert!(t.scalar("SELECT COUNT(*) FROM identities").await >= 3);
+
+    // Erase by the phone number only.
+    let who = cartback::ops::privacy::Person {
+        shop: common::SHOP.into(),
+        email: None,
+        phone: Some("+4915123456789".into()),
+        customer_id: None,
+    };
+    let e = cartback::ops::privacy::erase(&t.app, &who).await.expect("erase");
+    assert_eq!(e.carts, 2, "both carts of the person, whichever identity they were filed under");
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM identities").await, 0);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM carts WHERE email IS NOT NULL OR phone IS NOT NULL").await, 0);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM customer_orders WHERE email IS NOT NULL OR phone IS NOT NULL OR customer_id IS NOT NULL").await, 0);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM customer_orders WHERE total_minor = 1000").await,
+        1,
+        "the amount stays, anonymous"
+    );
+    t.shutdown().await;
+}

@@ -61,7 +61,15 @@ pub async fn erase(app: &App, who: &Person) -> Result<Erasure, OpsError> {
         return Err(OpsError::NotFound(format!("no shop {:?} is configured", who.shop)));
     }
     let mut tx = app.db.begin().await?;
-    let carts = tx.carts_of_person(&who.shop, email.as_deref(), phone.as_deref(), who.customer_id.as_deref()).await?;
+    let mut carts =
+        tx.carts_of_person(&who.shop, email.as_deref(), phone.as_deref(), who.customer_id.as_deref()).await?;
+    // Carts filed under the same person by another of their identities.
+    let persons = persons_of(&mut tx, who, email.as_deref(), phone.as_deref()).await?;
+    for c in tx.carts_of_persons(&who.shop, &persons).await? {
+        if !carts.iter().any(|x| x.id == c.id) {
+            carts.push(c);
+        }
+    }
     let mut files = Vec::new();
     let mut addresses: Vec<(&str, String)> = Vec::new();
     for cart in &carts {
@@ -83,6 +91,7 @@ pub async fn erase(app: &App, who: &Person) -> Result<Erasure, OpsError> {
     addresses.extend(phone.iter().map(|p| ("sms", p.clone())));
     addresses.sort();
     addresses.dedup();
+    tx.erase_identities(&who.shop, &persons, email.as_deref(), phone.as_deref(), who.customer_id.as_deref()).await?;
     let mut hashed = 0;
     for (channel, address) in &addresses {
         if tx.suppression(&who.shop, channel, address).await?.is_some() {
@@ -99,6 +108,26 @@ pub async fn erase(app: &App, who: &Person) -> Result<Erasure, OpsError> {
     }
     tracing::info!(shop = %who.shop, carts = carts.len(), deleted, hashed, "person erased");
     Ok(Erasure { carts: carts.len(), messages_deleted: deleted, suppressions_hashed: hashed })
+}
+
+/// The person keys behind the given identities.
+async fn persons_of(
+    tx: &mut crate::store::Tx,
+    who: &Person,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> Result<Vec<String>, OpsError> {
+    let mut ids = Vec::new();
+    if let Some(i) = &who.customer_id {
+        ids.push(format!("id:{i}"));
+    }
+    if let Some(e) = email {
+        ids.push(format!("email:{}", e.to_lowercase()));
+    }
+    if let Some(p) = phone {
+        ids.push(format!("phone:{p}"));
+    }
+    Ok(tx.persons_of(&who.shop, &ids).await?)
 }
 
 /// Everything held about a person, as JSON.

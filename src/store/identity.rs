@@ -66,3 +66,65 @@ impl Tx {
         ))
     }
 }
+
+impl Tx {
+    /// Erasure of a person's identities, imported orders (kept as anonymous amounts) and their
+    /// address in events sent to the shop. `persons` are the person keys found for them.
+    pub async fn erase_identities(
+        &mut self,
+        shop: &str,
+        persons: &[String],
+        email: Option<&str>,
+        phone: Option<&str>,
+        customer_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        for p in persons {
+            on_tx!(self, |c| sqlx::query("DELETE FROM identities WHERE shop = $1 AND person = $2")
+                .bind(shop)
+                .bind(p)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
+        }
+        on_tx!(self, |c| sqlx::query(
+            "UPDATE customer_orders SET email = NULL, phone = NULL, customer_id = NULL
+             WHERE shop = $1 AND ((email IS NOT NULL AND email = $2) OR (phone IS NOT NULL AND phone = $3)
+                                  OR (customer_id IS NOT NULL AND customer_id = $4))"
+        )
+        .bind(shop)
+        .bind(email)
+        .bind(phone)
+        .bind(customer_id)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        if let Some(e) = email {
+            let quoted = serde_json::to_string(e).unwrap_or_default();
+            on_tx!(self, |c| sqlx::query(
+                "UPDATE outbound_webhooks SET payload = REPLACE(payload, $2, '\"email\":null') WHERE shop = $1"
+            )
+            .bind(shop)
+            .bind(format!("\"email\":{quoted}"))
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        }
+        Ok(())
+    }
+
+    /// Carts of these persons (any status).
+    pub async fn carts_of_persons(&mut self, shop: &str, persons: &[String]) -> Result<Vec<CartRow>, StoreError> {
+        let mut out = Vec::new();
+        for p in persons {
+            let mut rows = on_tx!(self, |c| sqlx::query_as::<_, CartRow>(
+                "SELECT * FROM carts WHERE shop = $1 AND customer_ref = $2 ORDER BY id"
+            )
+            .bind(shop)
+            .bind(p)
+            .fetch_all(&mut *c)
+            .await?);
+            out.append(&mut rows);
+        }
+        Ok(out)
+    }
+}
