@@ -60,6 +60,25 @@ async fn messages(
     }
 }
 
+/// The fake provider on a local port, and the service sending SMS through it.
+async fn with_fake_provider(campaign_yaml: &str) -> (Fake, common::TestApp) {
+    let fake = Fake::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let api = format!("http://{}", listener.local_addr().expect("addr"));
+    let router =
+        axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(messages)).with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let t = spawn_app_with(Backend::Sqlite, campaign_yaml, true, |s| {
+        s.sms.transport = cartback::config::SmsTransportKind::Twilio;
+        s.sms.api_base = api.clone();
+        s.sms.account_sid = Some(SID.into());
+        s.sms.auth_token = Some(cartback::config::Secret::new(TOKEN));
+        s.sms.from = "+15005550006".into();
+    })
+    .await;
+    (fake, t)
+}
+
 fn campaign() -> String {
     "name: quick\nabandon_after: 1s\nsteps:\n  - id: reminder\n    after: 1s\n    channels: [sms]\n    template: reminder\n".into()
 }
@@ -75,21 +94,7 @@ fn event(id: &str, phone: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sms_go_through_the_provider_and_its_errors_are_classified() {
-    let fake = Fake::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let api = format!("http://{}", listener.local_addr().expect("addr"));
-    let router =
-        axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(messages)).with_state(fake.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-
-    let t = spawn_app_with(Backend::Sqlite, &campaign(), true, |s| {
-        s.sms.transport = cartback::config::SmsTransportKind::Twilio;
-        s.sms.api_base = api.clone();
-        s.sms.account_sid = Some(SID.into());
-        s.sms.auth_token = Some(cartback::config::Secret::new(TOKEN));
-        s.sms.from = "+15005550006".into();
-    })
-    .await;
+    let (fake, t) = with_fake_provider(&campaign()).await;
     for (id, phone) in [("ok", "+4915123456789"), ("invalid", "+4915123456780"), ("optout", "+4915123456781")] {
         assert_eq!(t.post(&event(id, phone)).await.status(), 202);
     }
@@ -198,21 +203,7 @@ async fn sms_go_through_the_provider_and_its_errors_are_classified() {
 /// record; a shorter one in another language still goes out, in that language.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_over_the_campaigns_segment_limit_is_not_sent_and_says_why() {
-    let fake = Fake::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let api = format!("http://{}", listener.local_addr().expect("addr"));
-    let router =
-        axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(messages)).with_state(fake.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let yaml = format!("{}sms: {{ max_segments: 2 }}\n", campaign());
-    let t = spawn_app_with(Backend::Sqlite, &yaml, true, |s| {
-        s.sms.transport = cartback::config::SmsTransportKind::Twilio;
-        s.sms.api_base = api.clone();
-        s.sms.account_sid = Some(SID.into());
-        s.sms.auth_token = Some(cartback::config::Secret::new(TOKEN));
-        s.sms.from = "+15005550006".into();
-    })
-    .await;
+    let (fake, t) = with_fake_provider(&format!("{}sms: {{ max_segments: 2 }}\n", campaign())).await;
     // Japanese is UCS-2 (67 units a segment): text, link and opt-out line need 3 segments.
     // German fits GSM-7 in 2.
     for (id, phone, locale) in [("ja", "+819012345678", "ja-JP"), ("de", "+4915123456789", "de-DE")] {
