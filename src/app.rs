@@ -60,7 +60,7 @@ impl App {
                     .smtp_url
                     .as_ref()
                     .context("configuration: email.smtp_url is required for the smtp transport")?;
-                EmailTransport::smtp(url.expose(), settings.email.smtp_timeout)
+                EmailTransport::smtp(url.expose(), settings.email.smtp_timeout, settings.email.smtp_connections)
                     .context("configuration: email.smtp_url")?
             }
         };

@@ -62,6 +62,13 @@ pub struct EmailSettings {
     /// Timeout for one SMTP conversation.
     #[serde(with = "humantime_serde_compat")]
     pub smtp_timeout: Duration,
+    /// Pooled SMTP connections (messages go out on this many connections at once).
+    #[serde(default = "default_smtp_connections")]
+    pub smtp_connections: u32,
+}
+
+fn default_smtp_connections() -> u32 {
+    32
 }
 
 /// Where SMS go.
@@ -240,6 +247,7 @@ impl Default for Settings {
                 smtp_url: None,
                 from: "Cartback <cartback@localhost>".into(),
                 smtp_timeout: Duration::from_secs(30),
+                smtp_connections: default_smtp_connections(),
             },
             sms: SmsSettings {
                 transport: SmsTransportKind::File,
