@@ -40,15 +40,18 @@ struct Sink(std::process::Child);
 
 impl Sink {
     fn start(port: u16) -> Self {
-        let child = Command::new("smtp-sink")
-            .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "1000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink (apt-get install postfix)");
+        // Owned by `Sink` at once, so it is killed and reaped on every path (Drop).
+        let sink = Self(
+            Command::new("smtp-sink")
+                .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "1000"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("smtp-sink (apt-get install postfix)"),
+        );
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self(child);
+                return sink;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
