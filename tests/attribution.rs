@@ -5,29 +5,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::Utc;
-use common::{Backend, cart_event, quick_campaign, restore_link, spawn_app_with, unfold_qp};
+use common::{
+    Backend, cart_event, quick_campaign, restore_link, shop_endpoint, spawn_app_with, unfold_qp, verify_signed,
+};
 use serde_json::json;
-
-/// The shop's endpoint for Cartback's events: refuses the first delivery, then accepts.
-#[derive(Clone, Default)]
-struct ShopEndpoint {
-    seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
-}
-
-async fn receive(
-    axum::extract::State(s): axum::extract::State<ShopEndpoint>,
-    headers: HeaderMap,
-    body: String,
-) -> StatusCode {
-    let mut seen = s.seen.lock().expect("lock");
-    seen.push((headers, body));
-    if seen.len() == 1 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::NO_CONTENT }
-}
 
 fn code_in(raw: &str) -> Option<String> {
     let text = unfold_qp(raw);
@@ -36,12 +23,9 @@ fn code_in(raw: &str) -> Option<String> {
 }
 
 async fn incentive_click_order_stats(backend: Backend) {
-    let endpoint = ShopEndpoint::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/cartback-events", listener.local_addr().expect("addr"));
-    let router =
-        axum::Router::new().route("/cartback-events", axum::routing::post(receive)).with_state(endpoint.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // The shop refuses the first delivery, then accepts.
+    let (endpoint, url) =
+        shop_endpoint(|n| if n == 1 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::NO_CONTENT }).await;
 
     let campaign = quick_campaign(1, &[("reminder", 1, "reminder"), ("incentive", 2, "incentive")]);
     let t = spawn_app_with(backend, &campaign, true, |s| {
@@ -67,27 +51,14 @@ async fn incentive_click_order_stats(backend: Backend) {
     // The shop hears of the code: the first delivery is refused (503), the retry is taken.
     let seen = t
         .wait_for("incentive.issued acknowledged", Duration::from_secs(30), || async {
-            let seen = endpoint.seen.lock().expect("lock").clone();
+            let seen = endpoint.all();
             (seen.len() >= 2).then_some(seen)
         })
         .await;
     assert_eq!(seen.len(), 2, "retried once, not more");
     let (headers, body) = &seen[1];
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    assert_eq!(
-        h("webhook-id"),
-        seen[0].0.get("webhook-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
-        "same id on retry"
-    );
-    cartback::ingest::signature::verify(
-        &t.key,
-        h("webhook-id").as_deref(),
-        h("webhook-timestamp").as_deref(),
-        h("webhook-signature").as_deref(),
-        body.as_bytes(),
-        Utc::now().timestamp(),
-    )
-    .expect("signed with the shop's secret");
+    assert_eq!(headers.get("webhook-id"), seen[0].0.get("webhook-id"), "same id on retry");
+    verify_signed(&t.key, headers, body).expect("signed with the shop's secret");
     let payload: serde_json::Value = serde_json::from_str(body).expect("json");
     assert_eq!(payload["type"], "incentive.issued");
     assert_eq!(payload["data"]["code"], code.as_str());
@@ -151,21 +122,14 @@ async fn postgres_incentive_click_order_stats() {
 /// to operators with the shop's answer, and delivered when an operator retries it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unacknowledged_event_goes_dead_and_an_operator_can_retry_it() {
-    #[derive(Clone, Default)]
-    struct Flaky {
-        up: Arc<Mutex<bool>>,
-        seen: Arc<Mutex<usize>>,
-    }
-    async fn answer(axum::extract::State(f): axum::extract::State<Flaky>) -> StatusCode {
-        *f.seen.lock().expect("lock") += 1;
-        if *f.up.lock().expect("lock") { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR }
-    }
-    let flaky = Flaky::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/events", listener.local_addr().expect("addr"));
-    let router = axum::Router::new().route("/events", axum::routing::post(answer)).with_state(flaky.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-
+    let up = Arc::new(AtomicBool::new(false));
+    let (flaky, url) = {
+        let up = up.clone();
+        shop_endpoint(
+            move |_| if up.load(Ordering::SeqCst) { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR },
+        )
+        .await
+    };
     let t = spawn_app_with(Backend::Sqlite, &quick_campaign(1, &[("incentive", 1, "incentive")]), true, |s| {
         s.shops.get_mut(common::SHOP).expect("shop").events_url = Some(url.clone());
         // The first retry would come 10 s later: past this, so the first failure is final.
@@ -184,9 +148,9 @@ async fn an_unacknowledged_event_goes_dead_and_an_operator_can_retry_it() {
         .await;
     assert_eq!(dead[0].kind, "incentive.issued");
     assert_eq!(dead[0].last_error.as_deref(), Some("the shop answered 500 Internal Server Error"));
-    assert_eq!(*flaky.seen.lock().expect("lock"), 1);
+    assert_eq!(flaky.all().len(), 1);
 
-    *flaky.up.lock().expect("lock") = true;
+    up.store(true, Ordering::SeqCst);
     let note = cartback::ops::outbound::retry(&t.app, dead[0].id).await.expect("retry");
     assert!(note.contains("queued again"), "{note}");
     assert!(cartback::ops::outbound::retry(&t.app, dead[0].id).await.is_err(), "not dead any more: 409");

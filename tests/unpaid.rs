@@ -3,26 +3,14 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::Utc;
-use common::{Backend, header, spawn_app_with};
+use common::{Backend, header, shop_endpoint, spawn_app_with, verify_signed};
 use serde_json::json;
 
 const UNPAID: &str = "name: unpaid\nkind: unpaid_order\nabandon_after: 1s\nsteps:\n  - { id: pay_now, after: 1s, channels: [email], template: unpaid }\nexpire_after: 4s\nexit_when: [order_placed, unsubscribed]\n";
-
-#[derive(Clone, Default)]
-struct Shop {
-    seen: Arc<Mutex<Vec<(HeaderMap, String, serde_json::Value)>>>,
-}
-
-async fn receive(axum::extract::State(s): axum::extract::State<Shop>, headers: HeaderMap, body: String) -> StatusCode {
-    let v = serde_json::from_str(&body).unwrap_or_default();
-    s.seen.lock().expect("lock").push((headers, body, v));
-    StatusCode::OK
-}
 
 fn unpaid(order: &str, email: &str) -> serde_json::Value {
     json!({
@@ -33,11 +21,7 @@ fn unpaid(order: &str, email: &str) -> serde_json::Value {
 }
 
 async fn unpaid_orders_expire_unless_paid(backend: Backend) {
-    let shop = Shop::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/events", listener.local_addr().expect("addr"));
-    let router = axum::Router::new().route("/events", axum::routing::post(receive)).with_state(shop.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (shop, url) = shop_endpoint(|_| StatusCode::OK).await;
     let t = spawn_app_with(backend, &common::quick_campaign(60, &[("reminder", 60, "reminder")]), true, |s| {
         std::fs::write(s.campaigns_dir.join("unpaid.yaml"), UNPAID).expect("campaign");
         s.shops.get_mut(common::SHOP).expect("shop").events_url = Some(url.clone());
@@ -51,38 +35,16 @@ async fn unpaid_orders_expire_unless_paid(backend: Backend) {
                       "total": "49.00", "currency": "EUR", "customer": {"email": "leo@example.de"}});
     assert_eq!(t.post(&paid).await.status(), 202);
 
-    let expired = t
+    let (headers, raw) = t
         .wait_for("order.expire for o_1", Duration::from_secs(30), || async {
-            let seen = shop.seen.lock().expect("lock").clone();
-            seen.into_iter().find(|(_, _, v)| v["type"] == "order.expire")
+            shop.of_type("order.expire").into_iter().next()
         })
         .await;
-    let (headers, raw, body) = expired;
+    let body: serde_json::Value = serde_json::from_str(&raw).expect("json");
     assert_eq!(body["data"]["order_id"], "o_1");
     assert_eq!(body["data"]["reason"], "not paid within 4s");
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    cartback::ingest::signature::verify(
-        &t.key,
-        h("webhook-id").as_deref(),
-        h("webhook-timestamp").as_deref(),
-        h("webhook-signature").as_deref(),
-        raw.as_bytes(),
-        Utc::now().timestamp(),
-    )
-    .expect("signed with the shop's secret over the bytes sent");
-    let forged = raw.replace("o_1", "o_9");
-    assert!(
-        cartback::ingest::signature::verify(
-            &t.key,
-            h("webhook-id").as_deref(),
-            h("webhook-timestamp").as_deref(),
-            h("webhook-signature").as_deref(),
-            forged.as_bytes(),
-            Utc::now().timestamp(),
-        )
-        .is_err(),
-        "a changed body fails verification"
-    );
+    verify_signed(&t.key, &headers, &raw).expect("signed with the shop's secret over the bytes sent");
+    assert!(verify_signed(&t.key, &headers, &raw.replace("o_1", "o_9")).is_err(), "a changed body fails verification");
     assert_eq!(
         t.scalar("SELECT COUNT(*) FROM outbound_webhooks WHERE kind = 'order.expire' AND delivered_at IS NOT NULL")
             .await,
@@ -104,8 +66,7 @@ async fn unpaid_orders_expire_unless_paid(backend: Backend) {
     );
     // Wait past o_2's would-be expiry: still only o_1's order.expire.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let expires = shop.seen.lock().expect("lock").iter().filter(|(_, _, v)| v["type"] == "order.expire").count();
-    assert_eq!(expires, 1);
+    assert_eq!(shop.of_type("order.expire").len(), 1);
     t.shutdown().await;
 }
 

@@ -311,3 +311,66 @@ pub fn header(raw: &str, name: &str) -> Option<String> {
     }
     msg.header_raw(name).map(|v| v.replace("\r\n", "").replace('\n', "").trim().to_owned())
 }
+
+/// What a shop's endpoint for Cartback's events received: headers and raw body, in order.
+#[derive(Clone, Default)]
+pub struct Received {
+    pub seen: Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+impl Received {
+    pub fn all(&self) -> Vec<(axum::http::HeaderMap, String)> {
+        self.seen.lock().expect("lock").clone()
+    }
+    /// The bodies of a given `type`, parsed.
+    pub fn of_type(&self, kind: &str) -> Vec<(axum::http::HeaderMap, String)> {
+        self.all()
+            .into_iter()
+            .filter(|(_, b)| serde_json::from_str::<Value>(b).is_ok_and(|v| v["type"] == kind))
+            .collect()
+    }
+}
+
+/// A shop's endpoint for Cartback's events on a local port; `answer(n)` is the status for the
+/// n-th delivery (1-based). Returns what it receives and its URL.
+pub async fn shop_endpoint(
+    answer: impl Fn(usize) -> axum::http::StatusCode + Clone + Send + Sync + 'static,
+) -> (Received, String) {
+    let received = Received::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/events", listener.local_addr().expect("addr"));
+    let r = received.clone();
+    let router = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let (r, answer) = (r.clone(), answer.clone());
+            async move {
+                let n = {
+                    let mut seen = r.seen.lock().expect("lock");
+                    seen.push((headers, body));
+                    seen.len()
+                };
+                answer(n)
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (received, url)
+}
+
+/// Check the Standard Webhooks signature Cartback put on an event it sent.
+pub fn verify_signed(
+    key: &[u8],
+    headers: &axum::http::HeaderMap,
+    body: &str,
+) -> Result<(), cartback::ingest::signature::SignatureError> {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    cartback::ingest::signature::verify(
+        key,
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+        body.as_bytes(),
+        Utc::now().timestamp(),
+    )
+}
