@@ -233,17 +233,21 @@ async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, ev: &ShopEvent) -> Resu
     if ids.is_empty() {
         return Ok(());
     }
-    let mut persons = tx.persons_of(&cart.shop, &ids).await?;
-    if let Some(current) = cart.customer_ref.clone()
-        && !persons.contains(&current)
-        && tx.persons_of(&cart.shop, std::slice::from_ref(&current)).await?.first().is_none_or(|p| *p == current)
-    {
-        persons.push(current);
+    // One lookup: who owns each identity, and where the cart's own person key now points.
+    let mut lookup = ids.clone();
+    lookup.extend(cart.customer_ref.clone().filter(|c| !ids.contains(c)));
+    let owners = tx.identity_owners(&cart.shop, &lookup).await?;
+    let mut persons: Vec<String> = Vec::new();
+    let known = ids.iter().filter_map(|i| owners.get(i).cloned());
+    let current = cart.customer_ref.as_ref().map(|c| owners.get(c).cloned().unwrap_or_else(|| c.clone()));
+    for p in known.chain(current) {
+        if !persons.contains(&p) {
+            persons.push(p);
+        }
     }
     // The event's own shop account wins; otherwise a known account, else the first identity.
-    let own = id.map(|i| format!("id:{i}"));
-    let canonical = own
-        .filter(|o| persons.contains(o) || !persons.iter().any(|p| p.starts_with("id:")))
+    let canonical = id
+        .map(|i| format!("id:{i}"))
         .or_else(|| persons.iter().min_by_key(|p| (!p.starts_with("id:"), (*p).clone())).cloned())
         .unwrap_or_else(|| ids[0].clone());
     // Two different shop accounts stay two customers (a household may share a phone); persons
@@ -254,14 +258,9 @@ async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, ev: &ShopEvent) -> Resu
         tx.log(cart.id, ms(Utc::now()), "identity", "the same customer as an earlier one: their histories are merged")
             .await?;
     }
-    let mut linkable = Vec::new();
-    for identity in &ids {
-        let owner = tx.persons_of(&cart.shop, std::slice::from_ref(identity)).await?;
-        if owner.first().is_none_or(|p| !apart(p)) {
-            linkable.push(identity.clone());
-        }
-    }
-    tx.link_identities(&cart.shop, &linkable, &canonical).await?;
+    // Identities nobody owns yet join; merged ones already point at `canonical`.
+    let new: Vec<String> = ids.iter().filter(|i| !owners.contains_key(*i)).cloned().collect();
+    tx.link_identities(&cart.shop, &new, &canonical).await?;
     cart.customer_ref = Some(canonical);
     Ok(())
 }

@@ -3,21 +3,35 @@
 use super::{CartRow, StoreError, Tx, on_tx, on_tx_sql};
 
 impl Tx {
-    /// The persons these identities already belong to (distinct).
+    /// Who owns each of `identities` (those with an owner), in one query.
+    pub async fn identity_owners(
+        &mut self,
+        shop: &str,
+        identities: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        if identities.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let slots: Vec<String> = (2..identities.len() + 2).map(|i| format!("${i}")).collect();
+        let sql =
+            format!("SELECT identity, person FROM identities WHERE shop = $1 AND identity IN ({})", slots.join(", "));
+        let rows = on_tx!(self, |c| {
+            let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql.clone())).bind(shop);
+            for i in identities {
+                q = q.bind(i);
+            }
+            q.fetch_all(&mut *c).await?
+        });
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The persons these identities already belong to (distinct, in the identities' order).
     pub async fn persons_of(&mut self, shop: &str, identities: &[String]) -> Result<Vec<String>, StoreError> {
+        let owners = self.identity_owners(shop, identities).await?;
         let mut out: Vec<String> = Vec::new();
-        for identity in identities {
-            let p = on_tx!(self, |c| sqlx::query_scalar::<_, String>(
-                "SELECT person FROM identities WHERE shop = $1 AND identity = $2"
-            )
-            .bind(shop)
-            .bind(identity)
-            .fetch_optional(&mut *c)
-            .await?);
-            if let Some(p) = p
-                && !out.contains(&p)
-            {
-                out.push(p);
+        for p in identities.iter().filter_map(|i| owners.get(i)) {
+            if !out.contains(p) {
+                out.push(p.clone());
             }
         }
         Ok(out)
