@@ -124,10 +124,7 @@ fn page_with(app: &App, viewer: &Viewer, kind: Page, restore_url: Option<&str>) 
         restore_url,
     );
     let (lang, body) = match body {
-        Ok(b) => (
-            chain.iter().find(|l| app.renderer.locales().contains(l.as_str())).map_or("en".into(), |l| l.to_string()),
-            b,
-        ),
+        Ok(b) => (chain.iter().find(|l| app.renderer.has_page(l.as_str())).map_or("en".into(), |l| l.to_string()), b),
         Err(e) => {
             tracing::error!(error = %e, page = kind.name(), "page template failed; showing the built-in English page");
             ("en".to_owned(), kind.fallback().to_owned())

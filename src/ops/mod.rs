@@ -346,7 +346,8 @@ pub fn lift(treated: i64, treated_recovered: i64, holdout: i64, holdout_recovere
 
 type Sums = BTreeMap<String, i64>;
 
-fn decimals(m: &Sums) -> BTreeMap<String, String> {
+/// Minor-unit sums per currency as decimal strings, zero sums left out.
+pub(crate) fn decimals(m: &Sums) -> BTreeMap<String, String> {
     m.iter().filter(|(_, v)| **v != 0).map(|(c, v)| (c.clone(), decimal(*v, c))).collect()
 }
 

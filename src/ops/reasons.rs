@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::OpsError;
 use crate::app::App;
-use crate::domain::{Currency, Money};
 
 /// One reason.
 #[derive(Debug, Default, Serialize)]
@@ -40,17 +39,6 @@ pub struct Reasons {
 type Acc = (i64, i64, BTreeMap<String, i64>, BTreeMap<String, i64>);
 
 fn finish(acc: BTreeMap<String, Acc>) -> Vec<ReasonStats> {
-    let dec = |m: &BTreeMap<String, i64>| -> BTreeMap<String, String> {
-        m.iter()
-            .filter(|(_, v)| **v != 0)
-            .map(|(c, v)| {
-                (
-                    c.clone(),
-                    Currency::parse(c).map_or_else(|_| v.to_string(), |cur| Money::from_minor(*v, cur).decimal()),
-                )
-            })
-            .collect()
-    };
     let mut out: Vec<(i64, ReasonStats)> = acc
         .into_iter()
         .map(|(reason, (carts, recovered, revenue, lost))| {
@@ -58,7 +46,14 @@ fn finish(acc: BTreeMap<String, Acc>) -> Vec<ReasonStats> {
             let rate = if carts > 0 { recovered as f64 / carts as f64 } else { 0.0 };
             (
                 total_lost,
-                ReasonStats { reason, carts, recovered, recovery_rate: rate, revenue: dec(&revenue), lost: dec(&lost) },
+                ReasonStats {
+                    reason,
+                    carts,
+                    recovered,
+                    recovery_rate: rate,
+                    revenue: super::decimals(&revenue),
+                    lost: super::decimals(&lost),
+                },
             )
         })
         .collect();

@@ -294,7 +294,10 @@ impl Renderer {
     ) -> Result<RenderedSms, RenderError> {
         let mut text = self.sms(chain, template, ctx)?;
         let line = match opt_out {
-            OptOut::Localized => Some(self.sms(chain, OPT_OUT_TEMPLATE, ctx)?),
+            // A fixed line: no reason or offer snippets to fill in first.
+            OptOut::Localized => {
+                Some(self.render(&self.pick(chain, OPT_OUT_TEMPLATE, "sms.txt")?, ctx)?.trim().to_owned())
+            }
             OptOut::Line(l) => Some(l.to_owned()),
             OptOut::None => None,
         };

@@ -58,7 +58,7 @@ pub async fn run(app: &App, job: OutboundJob) -> Result<(), OutboundError> {
     if row.delivered_at.is_some() || row.dead_at.is_some() {
         return Ok(());
     }
-    let shop = app.shops.values().find(|s| s.id.as_str() == row.shop);
+    let shop = app.shop(&row.shop);
     let outcome = match shop.and_then(|s| s.events_url.clone().map(|u| (s, u))) {
         None => Err(format!("shop {:?} has no events_url any more", row.shop)),
         Some((shop, url)) => {
