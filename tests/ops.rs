@@ -50,7 +50,7 @@ async fn ops_endpoints_need_the_token(backend: Backend) {
     off.shutdown().await;
 
     let t = spawn_app_with(backend, &campaign, false, with_token).await;
-    for path in ["/ops/jobs", "/ops/stats", "/metrics", "/ops/carts/x"] {
+    for path in ["/ops/jobs", "/ops/stats", "/metrics", "/ops/carts/x", "/ops/outbound", "/ops/stats?by=reason"] {
         let none = t.client.get(format!("{}{path}", t.base)).send().await.expect("get");
         assert_eq!(none.status(), 401, "{path} without a token");
         assert_eq!(none.headers()["content-type"], "application/problem+json");
@@ -61,6 +61,16 @@ async fn ops_endpoints_need_the_token(backend: Backend) {
     assert_eq!(get(&t, "/ops/carts/nope").await.0, 404);
     let (s, p) = get(&t, "/ops/jobs?state=stuck").await;
     assert_eq!((s, p["field"].as_str()), (400, Some("state")));
+    assert_eq!(get(&t, "/ops/outbound?state=dead").await, (200, serde_json::json!([])));
+    let (s, p) = get(&t, "/ops/outbound?state=lost").await;
+    assert_eq!((s, p["field"].as_str()), (400, Some("state")));
+    let (s, p) = post(&t, "/ops/outbound/abc/retry").await;
+    assert_eq!((s, p["field"].as_str()), (400, Some("id")));
+    assert_eq!(post(&t, "/ops/outbound/999/retry").await.0, 404);
+    let (s, p) = get(&t, "/ops/stats?by=colour").await;
+    assert_eq!((s, p["field"].as_str()), (400, Some("by")));
+    let (s, p) = get(&t, "/ops/stats?by=reason").await;
+    assert!(s == 200 && p["reported_by_shop"].is_array() && p["reported_by_customers"].is_array(), "{p}");
     // Health stays open for load balancers.
     assert_eq!(t.client.get(format!("{}/readyz", t.base)).send().await.expect("get").status(), 200);
     t.shutdown().await;

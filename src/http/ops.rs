@@ -141,7 +141,11 @@ pub async fn list_outbound(State(app): State<Arc<App>>, Query(q): Query<Outbound
 }
 
 /// `POST /ops/outbound/{id}/retry`
-pub async fn retry_outbound(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Result<Response, Problem> {
+pub async fn retry_outbound(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let id: i64 = id.parse().map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, "Invalid path", format!("{id:?} is not an outbound event id (a number)"))
+            .field("id")
+    })?;
     Ok(Json(json!({ "status": "queued", "detail": ops::outbound::retry(&app, id).await? })).into_response())
 }
 
