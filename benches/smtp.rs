@@ -68,8 +68,17 @@ impl Drop for Sink {
 
 async fn cartback_rate(port: u16, n: usize, connections: u32) -> f64 {
     let t = Arc::new(
-        EmailTransport::smtp(&format!("smtp://127.0.0.1:{port}"), Duration::from_secs(30), connections)
-            .expect("transport"),
+        EmailTransport::smtp(
+            &format!("smtp://127.0.0.1:{port}"),
+            None,
+            &cartback::deliver::SmtpOptions {
+                timeout: Duration::from_secs(30),
+                connections,
+                breaker_failures: 3,
+                breaker_cooldown: Duration::from_secs(30),
+            },
+        )
+        .expect("transport"),
     );
     // Warm the pool.
     t.send(&sample(0)).await.expect("first send");

@@ -46,6 +46,7 @@ impl App {
         // One TLS crypto provider for the whole process (sqlx and lettre use ring too).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shops = settings.shops()?;
+        settings.check_delivery()?;
         let renderer = Renderer::load(&settings.templates_dir)
             .with_context(|| format!("loading templates from {}", settings.templates_dir.display()))?;
         let campaigns = load_campaigns(&settings, &renderer, &shops)?;
@@ -60,8 +61,15 @@ impl App {
                     .smtp_url
                     .as_ref()
                     .context("configuration: email.smtp_url is required for the smtp transport")?;
-                EmailTransport::smtp(url.expose(), settings.email.smtp_timeout, settings.email.smtp_connections)
-                    .context("configuration: email.smtp_url")?
+                let e = &settings.email;
+                let options = crate::deliver::SmtpOptions {
+                    timeout: e.smtp_timeout,
+                    connections: e.smtp_connections,
+                    breaker_failures: e.breaker_failures,
+                    breaker_cooldown: e.breaker_cooldown,
+                };
+                EmailTransport::smtp(url.expose(), e.smtp_secondary_url.as_ref().map(|u| u.expose()), &options)
+                    .context("configuration: email.smtp_url or email.smtp_secondary_url")?
             }
         };
         let sms = match settings.sms.transport {
@@ -77,8 +85,22 @@ impl App {
                     .clone()
                     .context("configuration: sms.auth_token is required for the twilio transport")?;
                 let callback = s.status_callbacks.then(|| format!("{}/v1/sms/status", settings.public_base()));
-                SmsTransport::twilio(&s.api_base, sid, token, s.messaging_service_sid.clone(), callback, s.timeout)
-                    .context("building the SMS provider client")?
+                let idempotency = s
+                    .idempotency_header
+                    .as_deref()
+                    .map(|h| reqwest::header::HeaderName::from_bytes(h.as_bytes()))
+                    .transpose()
+                    .context("configuration: sms.idempotency_header")?;
+                SmsTransport::twilio(
+                    &s.api_base,
+                    sid,
+                    token,
+                    s.messaging_service_sid.clone(),
+                    callback,
+                    idempotency,
+                    s.timeout,
+                )
+                .context("building the SMS provider client")?
             }
         };
         let public_base = settings.public_base();

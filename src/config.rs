@@ -65,6 +65,28 @@ pub struct EmailSettings {
     /// Pooled SMTP connections (messages go out on this many connections at once).
     #[serde(default = "default_smtp_connections")]
     pub smtp_connections: u32,
+    /// A second relay used while the primary is down (behind a circuit breaker).
+    #[serde(default)]
+    pub smtp_secondary_url: Option<Secret>,
+    /// Consecutive "relay down" failures of the primary that open the circuit.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit skips the primary before one message probes it again.
+    #[serde(with = "humantime_serde_compat", default = "default_breaker_cooldown")]
+    pub breaker_cooldown: Duration,
+    /// Send again a message a crashed worker had handed to the relay without recording the
+    /// answer (at-least-once: it may arrive twice, with the same Message-ID). Off: such a
+    /// message is marked `unconfirmed` and not resent (at-most-once for that message).
+    #[serde(default)]
+    pub resend_unconfirmed: bool,
+}
+
+fn default_breaker_failures() -> u32 {
+    3
+}
+
+fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_smtp_connections() -> u32 {
@@ -104,6 +126,10 @@ pub struct SmsSettings {
     /// Timeout for one API call.
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
+    /// A request header the provider deduplicates on (e.g. `Idempotency-Key`); the send id
+    /// goes in it, so a message retried after a crash is not sent twice. Twilio itself has none.
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
 }
 
 /// `[shops.<id>]`.
@@ -171,6 +197,22 @@ pub struct WorkerSettings {
     /// to operators as dead, with the last error; `jobs retry` sends them again).
     #[serde(with = "humantime_serde_compat", default = "default_outbound_give_up")]
     pub outbound_give_up: Duration,
+    /// A message still failing transiently this long after it was due is given up (failed,
+    /// with the last reason), whatever its attempt count.
+    #[serde(with = "humantime_serde_compat", default = "default_send_give_up")]
+    pub send_give_up: Duration,
+    /// On SIGTERM, how long jobs in hand may take to finish; the rest are left to the
+    /// claim lease and the next worker.
+    #[serde(with = "humantime_serde_compat", default = "default_shutdown_grace")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_send_give_up() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_attribution_window() -> Duration {
@@ -248,6 +290,10 @@ impl Default for Settings {
                 from: "Cartback <cartback@localhost>".into(),
                 smtp_timeout: Duration::from_secs(30),
                 smtp_connections: default_smtp_connections(),
+                smtp_secondary_url: None,
+                breaker_failures: default_breaker_failures(),
+                breaker_cooldown: default_breaker_cooldown(),
+                resend_unconfirmed: false,
             },
             sms: SmsSettings {
                 transport: SmsTransportKind::File,
@@ -259,6 +305,7 @@ impl Default for Settings {
                 messaging_service_sid: None,
                 status_callbacks: true,
                 timeout: Duration::from_secs(10),
+                idempotency_header: None,
             },
             worker: WorkerSettings {
                 concurrency: 8,
@@ -267,6 +314,8 @@ impl Default for Settings {
                 claim_lease: Duration::from_secs(60),
                 keep_done_jobs: Duration::from_secs(86_400),
                 outbound_give_up: default_outbound_give_up(),
+                send_give_up: default_send_give_up(),
+                shutdown_grace: default_shutdown_grace(),
             },
             shops: BTreeMap::new(),
         }
@@ -354,7 +403,40 @@ impl Settings {
         fig = fig.merge(Env::prefixed("CARTBACK_").split("__"));
         let settings: Settings = fig.extract().map_err(Box::new)?;
         settings.shops()?;
+        settings.check_delivery()?;
         Ok(settings)
+    }
+
+    /// Delivery settings that would break the exactly-once rules.
+    pub fn check_delivery(&self) -> Result<(), ConfigError> {
+        // A claim must outlive the provider call it protects, or a slow send could be taken
+        // over while still in flight and go out twice.
+        let lease = self.worker.claim_lease;
+        let calls = [
+            (self.email.transport == EmailTransportKind::Smtp, "email.smtp_timeout", self.email.smtp_timeout),
+            (self.sms.transport == SmsTransportKind::Twilio, "sms.timeout", self.sms.timeout),
+        ];
+        for (used, key, timeout) in calls {
+            if used && lease <= timeout {
+                return Err(ConfigError::Invalid {
+                    key: "worker.claim_lease".into(),
+                    message: format!(
+                        "{} must be longer than {key} ({}), or a slow send could be taken over while still in flight",
+                        humantime::format_duration(lease),
+                        humantime::format_duration(timeout)
+                    ),
+                });
+            }
+        }
+        if let Some(h) = &self.sms.idempotency_header
+            && reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "sms.idempotency_header".into(),
+                message: format!("{h:?} is not a valid HTTP header name"),
+            });
+        }
+        Ok(())
     }
 
     /// Base URL for links, without a trailing slash.

@@ -22,7 +22,7 @@ pub struct EventLabels {
 pub struct SendLabels {
     /// email | sms
     pub channel: String,
-    /// sent | skipped | failed | retry
+    /// sent | skipped | failed | retry | unconfirmed
     pub outcome: String,
 }
 
@@ -61,6 +61,8 @@ pub struct Metrics {
     pub provider_latency: Family<ChannelLabels, Histogram>,
     /// Queue jobs by state (set at scrape).
     pub jobs: Family<StateLabels, Gauge>,
+    /// 1 while the primary SMTP relay is skipped (circuit open), set at scrape.
+    pub smtp_circuit_open: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,7 +89,13 @@ impl Default for Metrics {
             provider_latency.clone(),
         );
         registry.register("jobs", "Queue jobs by state", jobs.clone());
-        Self { registry, events, sends, lateness, provider_latency, jobs }
+        let smtp_circuit_open = Gauge::default();
+        registry.register(
+            "smtp_circuit_open",
+            "1 while the primary SMTP relay is skipped after repeated failures",
+            smtp_circuit_open.clone(),
+        );
+        Self { registry, events, sends, lateness, provider_latency, jobs, smtp_circuit_open }
     }
 }
 

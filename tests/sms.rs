@@ -23,6 +23,8 @@ type Call = (String, Vec<(String, String)>);
 #[derive(Clone, Default)]
 struct Fake {
     seen: Arc<Mutex<Vec<Call>>>,
+    /// `Idempotency-Key` of each call, where sent.
+    keys: Arc<Mutex<Vec<String>>>,
 }
 
 async fn messages(
@@ -42,6 +44,9 @@ async fn messages(
             .into_response();
     }
     fake.seen.lock().expect("lock").push((auth, form.clone()));
+    if let Some(k) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        fake.keys.lock().expect("lock").push(k.to_owned());
+    }
     let to = form.iter().find(|(k, _)| k == "To").map(|(_, v)| v.clone()).unwrap_or_default();
     match to.as_str() {
         "+4915123456780" => (
@@ -62,6 +67,13 @@ async fn messages(
 
 /// The fake provider on a local port, and the service sending SMS through it.
 async fn with_fake_provider(campaign_yaml: &str) -> (Fake, common::TestApp) {
+    with_fake_provider_and(campaign_yaml, |_| {}).await
+}
+
+async fn with_fake_provider_and(
+    campaign_yaml: &str,
+    tweak: impl FnOnce(&mut cartback::config::Settings),
+) -> (Fake, common::TestApp) {
     let fake = Fake::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let api = format!("http://{}", listener.local_addr().expect("addr"));
@@ -74,6 +86,7 @@ async fn with_fake_provider(campaign_yaml: &str) -> (Fake, common::TestApp) {
         s.sms.account_sid = Some(SID.into());
         s.sms.auth_token = Some(cartback::config::Secret::new(TOKEN));
         s.sms.from = "+15005550006".into();
+        tweak(s);
     })
     .await;
     (fake, t)
@@ -227,4 +240,58 @@ async fn an_sms_over_the_campaigns_segment_limit_is_not_sent_and_says_why() {
         "the Japanese send failed for good, with the reason"
     );
     t.shutdown().await;
+}
+
+/// A step that allows it falls back to email when its SMS fails for good, and every API call
+/// carries the send id in the configured idempotency header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sms_falls_back_to_email_and_calls_carry_the_send_id() {
+    let yaml = "name: quick\nabandon_after: 1s\nsteps:\n  - id: reminder\n    after: 1s\n    channels: [sms]\n    fallback: email\n    template: reminder\n";
+    let (fake, t) = with_fake_provider_and(yaml, |s| s.sms.idempotency_header = Some("Idempotency-Key".into())).await;
+    for (id, phone) in [("ok", "+4915123456789"), ("invalid", "+4915123456780")] {
+        let mut ev = event(id, phone);
+        ev["customer"]["email"] = json!(format!("{id}@example.org"));
+        ev["customer"]["accepts_email_marketing"] = json!(true);
+        assert_eq!(t.post(&ev).await.status(), 202);
+    }
+    t.wait_for("both carts to finish", Duration::from_secs(30), || async {
+        (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed'").await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE channel = 'sms' AND status = 'sent'").await, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE channel = 'sms' AND status = 'failed'").await, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE channel = 'email' AND status = 'sent'").await, 1);
+    let emails = t.emails();
+    assert_eq!(emails.len(), 1, "only the customer whose SMS failed gets the email");
+    assert_eq!(common::header(&emails[0].1, "To").as_deref(), Some("invalid@example.org"));
+
+    let keys = fake.keys.lock().expect("lock").clone();
+    assert_eq!(keys.len(), 2, "every call carries the key");
+    let ids: Vec<String> = match &t.app.db {
+        cartback::store::Db::Sqlite(p) => {
+            sqlx::query_scalar("SELECT public_id FROM sends WHERE channel = 'sms' ORDER BY id")
+                .fetch_all(p)
+                .await
+                .expect("ids")
+        }
+        cartback::store::Db::Postgres(_) => unreachable!(),
+    };
+    let mut sorted_keys = keys.clone();
+    sorted_keys.sort();
+    let mut sorted_ids = ids.clone();
+    sorted_ids.sort();
+    assert_eq!(sorted_keys, sorted_ids, "the key is the send id");
+    t.shutdown().await;
+}
+
+/// A step with a fallback refuses to load unless it sends SMS and not email.
+#[test]
+fn a_fallback_needs_an_sms_step_without_email() {
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = "name: quick\nabandon_after: 1s\nsteps:\n  - id: reminder\n    after: 1s\n    channels: [email]\n    fallback: email\n    template: reminder\n";
+    std::fs::write(dir.path().join("quick.yaml"), yaml).expect("write");
+    let err = cartback::campaign::CampaignSet::load_dir(dir.path(), &|_, _| true).expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("quick.yaml:7:"), "file and line: {text}");
+    assert!(text.contains("`fallback: email` is the only fallback"), "{text}");
 }

@@ -112,7 +112,19 @@ pub fn parse_campaign(
         if step.channels.value.is_empty() {
             err(step.channels.referenced, format!("step {:?} has no channels", step.id.value));
         }
-        for channel in &step.channels.value {
+        if let Some(f) = &step.fallback {
+            let has_sms = step.channels.value.contains(&Channel::Sms);
+            if f.value != Channel::Email || !has_sms || step.channels.value.contains(&Channel::Email) {
+                err(
+                    f.referenced,
+                    format!(
+                        "step {:?}: `fallback: email` is the only fallback, for a step that sends SMS and not email",
+                        step.id.value
+                    ),
+                );
+            }
+        }
+        for channel in &step.all_channels().collect::<Vec<_>>() {
             if !template_exists(&step.template.value, *channel) {
                 err(
                     step.template.referenced,

@@ -290,6 +290,17 @@ pub struct Step {
     pub incentive: Option<Spanned<String>>,
     /// Send this step only to carts abandoned at this stage / for this reason.
     pub when: Option<StepWhen>,
+    /// `email`: when this step's SMS fails for good (invalid or unreachable number,
+    /// unsubscribed at the provider), send its email instead, with the usual consent checks.
+    #[schemars(with = "Option<Channel>")]
+    pub fallback: Option<Spanned<Channel>>,
+}
+
+impl Step {
+    /// Every channel this step may use: its own, then its fallback.
+    pub fn all_channels(&self) -> impl Iterator<Item = Channel> + '_ {
+        self.channels.value.iter().copied().chain(self.fallback.as_ref().map(|f| f.value))
+    }
 }
 
 /// The tier conditions.

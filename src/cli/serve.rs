@@ -71,7 +71,16 @@ pub async fn serve(cli: &Cli, http: bool) -> Result<(), Failure> {
         info!("shutting down");
         let _ = stop_tx.send(true);
     }
-    worker.await.context("worker task")??;
+    // Jobs in hand get `worker.shutdown_grace` to finish; a send cut off after that is left
+    // to its claim lease and taken over by the next worker (docs/delivery.md).
+    let grace = app.settings.worker.shutdown_grace;
+    match tokio::time::timeout(grace, worker).await {
+        Ok(done) => done.context("worker task")??,
+        Err(_) => warn!(
+            grace = %humantime::format_duration(grace),
+            "jobs still in hand after the shutdown grace period; stopping anyway (their claims expire and another worker takes them over)"
+        ),
+    }
     app.db.close().await;
     Ok(())
 }

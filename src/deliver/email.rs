@@ -1,12 +1,14 @@
 //! Email composition (lettre's builder) and transports.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
+use super::relay::{Breaker, Relay, Relays};
 use super::{DeliveryError, write_atomically};
 use crate::domain::Email;
 
@@ -119,8 +121,8 @@ impl OutgoingEmail {
 pub enum EmailTransport {
     /// `<dir>/<id>.eml`, written atomically.
     File(PathBuf),
-    /// An SMTP relay (pooled connections).
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// SMTP relays (pooled connections; a secondary behind a circuit breaker).
+    Smtp(Arc<Relays>),
 }
 
 impl std::fmt::Debug for EmailTransport {
@@ -132,16 +134,54 @@ impl std::fmt::Debug for EmailTransport {
     }
 }
 
+/// How an SMTP transport is built.
+#[derive(Debug, Clone)]
+pub struct SmtpOptions {
+    /// Timeout for one SMTP conversation.
+    pub timeout: Duration,
+    /// Pooled connections per relay.
+    pub connections: u32,
+    /// Consecutive relay-down failures that open the circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit skips the primary.
+    pub breaker_cooldown: Duration,
+}
+
+fn relay(name: &'static str, url: &str, o: &SmtpOptions) -> Result<Relay, lettre::transport::smtp::Error> {
+    // lettre writes a message and its final "." separately without TCP_NODELAY, so each
+    // message on one connection waits ~40 ms for a delayed ACK: throughput comes from
+    // sending on many pooled connections at once.
+    let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
+        .timeout(Some(o.timeout))
+        .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(o.connections.max(1)));
+    Ok(Relay::new(name, o.timeout, Box::new(move || builder.clone().build())))
+}
+
 impl EmailTransport {
-    /// An SMTP transport from `smtp://`, `smtps://` or `smtp://…?tls=required` URLs.
-    pub fn smtp(url: &str, timeout: Duration, connections: u32) -> Result<Self, lettre::transport::smtp::Error> {
-        // lettre writes a message and its final "." separately without TCP_NODELAY, so each
-        // message on one connection waits ~40 ms for a delayed ACK: throughput comes from
-        // sending on many pooled connections at once.
-        let pool = lettre::transport::smtp::PoolConfig::new().max_size(connections.max(1));
-        Ok(Self::Smtp(
-            AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.timeout(Some(timeout)).pool_config(pool).build(),
-        ))
+    /// An SMTP transport from `smtp://`, `smtps://` or `smtp://…?tls=required` URLs, with an
+    /// optional secondary relay.
+    pub fn smtp(
+        primary: &str,
+        secondary: Option<&str>,
+        options: &SmtpOptions,
+    ) -> Result<Self, lettre::transport::smtp::Error> {
+        let secondary = secondary.map(|u| relay("secondary", u, options)).transpose()?;
+        Ok(Self::Smtp(Arc::new(Relays::new(
+            relay("primary", primary, options)?,
+            secondary,
+            Breaker::new(options.breaker_failures, options.breaker_cooldown),
+        ))))
+    }
+
+    /// Whether delivering the same message twice has one effect (the file outbox rewrites
+    /// the same file); SMTP has no such guarantee.
+    pub fn idempotent(&self) -> bool {
+        matches!(self, Self::File(_))
+    }
+
+    /// Whether the primary SMTP relay is currently skipped.
+    pub fn circuit_open(&self) -> bool {
+        matches!(self, Self::Smtp(r) if r.circuit_open())
     }
 
     /// Deliver; returns where it went (file path or SMTP reply).
@@ -152,11 +192,7 @@ impl EmailTransport {
                 let path = write_atomically(dir, &format!("{}.eml", email.id), &msg.formatted()).await?;
                 Ok(path.display().to_string())
             }
-            Self::Smtp(t) => match t.send(msg).await {
-                Ok(resp) => Ok(format!("smtp {}", resp.code())),
-                Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!("SMTP: {e}"))),
-                Err(e) => Err(DeliveryError::Transient(format!("SMTP: {e}"))),
-            },
+            Self::Smtp(relays) => relays.send(msg).await,
         }
     }
 }

@@ -6,9 +6,11 @@
 //! from the at-least-once window (see docs/delivery.md) is recognisable downstream.
 
 mod email;
+mod relay;
 mod sms;
 
-pub use email::{EmailTransport, OutgoingEmail};
+pub use email::{EmailTransport, OutgoingEmail, SmtpOptions};
+pub use relay::{Breaker, Route};
 pub use sms::{OutgoingSms, SmsTransport, Twilio};
 
 /// How a delivery failed.

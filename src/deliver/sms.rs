@@ -42,6 +42,8 @@ pub struct Twilio {
     pub messaging_service_sid: Option<String>,
     /// Where the provider posts delivery status.
     pub status_callback: Option<String>,
+    /// The header that carries the send id for providers that deduplicate on it.
+    pub idempotency_header: Option<reqwest::header::HeaderName>,
 }
 
 /// Where SMS go.
@@ -96,6 +98,7 @@ impl SmsTransport {
         auth_token: Secret,
         messaging_service_sid: Option<String>,
         status_callback: Option<String>,
+        idempotency_header: Option<reqwest::header::HeaderName>,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
@@ -106,7 +109,17 @@ impl SmsTransport {
             auth_token,
             messaging_service_sid,
             status_callback,
+            idempotency_header,
         })))
+    }
+
+    /// Whether delivering the same message twice has one effect: the file outbox rewrites
+    /// the same file; a provider deduplicates on the idempotency header when one is configured.
+    pub fn idempotent(&self) -> bool {
+        match self {
+            Self::File(_) => true,
+            Self::Twilio(t) => t.idempotency_header.is_some(),
+        }
     }
 
     /// Deliver; returns where it went (file path, or `twilio <sid>`).
@@ -127,11 +140,12 @@ impl SmsTransport {
                 if let Some(cb) = &t.status_callback {
                     form.push(("StatusCallback", cb));
                 }
-                let resp = t
-                    .client
-                    .post(&url)
-                    .basic_auth(&t.account_sid, Some(t.auth_token.expose()))
-                    .form(&form)
+                let mut request =
+                    t.client.post(&url).basic_auth(&t.account_sid, Some(t.auth_token.expose())).form(&form);
+                if let Some(h) = &t.idempotency_header {
+                    request = request.header(h, &sms.id);
+                }
+                let resp = request
                     .send()
                     .await
                     .map_err(|e| DeliveryError::Transient(format!("SMS provider unreachable: {e}")))?;

@@ -222,6 +222,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             app.metrics.jobs.get_or_create(&crate::metrics::StateLabels { state: state.into() }).set(n);
         }
     }
+    app.metrics.smtp_circuit_open.set(i64::from(app.email.circuit_open()));
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
         .into_response()
 }

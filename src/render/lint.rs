@@ -158,7 +158,7 @@ pub fn lint<'a>(renderer: &Renderer, campaigns: impl IntoIterator<Item = &'a Cam
             for locale in renderer.locales() {
                 let Ok(loc) = Locale::parse(locale) else { continue };
                 let chain = loc.fallback_chain(&en);
-                for &channel in &step.channels.value {
+                for channel in step.all_channels() {
                     let template = step.template.value.as_str();
                     // Report each locale only where it has a file of its own for this message.
                     if !renderer.has_any(locale, template, channel) {

@@ -5,6 +5,7 @@
 //! `seq` and does nothing. Nothing is ever cancelled in the queue.
 
 pub mod accept;
+mod faults;
 pub mod outbound;
 pub mod queue;
 mod recovery;

@@ -6,6 +6,7 @@ use rand::Rng;
 use tracing::{info, warn};
 
 use super::accept::reschedule;
+use super::faults::{self, Point};
 use super::queue::RecoveryJob;
 use crate::app::App;
 use crate::campaign::schedule::step_time;
@@ -374,8 +375,13 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
 
     let mut retry_at: Option<i64> = None;
     for channel in &step.channels.value {
-        match send_channel(app, shop, campaign, job, step, *channel, due, tz).await? {
-            Outcome::Done | Outcome::Exited => {}
+        let mut outcome = send_channel(app, shop, campaign, job, step, *channel, due, tz).await?;
+        if let (Outcome::FailedForGood, Some(fallback)) = (&outcome, &step.fallback) {
+            info!(step = %step.id.value, from = channel.as_str(), to = fallback.value.as_str(), "falling back");
+            outcome = send_channel(app, shop, campaign, job, step, fallback.value, due, tz).await?;
+        }
+        match outcome {
+            Outcome::Done | Outcome::FailedForGood | Outcome::Exited => {}
             Outcome::RetryAt(t) => retry_at = Some(retry_at.map_or(t, |r: i64| r.min(t))),
         }
     }
@@ -489,6 +495,8 @@ async fn finish(
 
 enum Outcome {
     Done,
+    /// A permanent failure (the step's fallback channel may take over).
+    FailedForGood,
     Exited,
     RetryAt(i64),
 }
@@ -544,9 +552,11 @@ async fn send_channel(
     let send =
         match tx.claim_send(cart.id, step_id, channel.as_str(), due, cart.customer_ref.as_deref(), now, lease).await? {
             Claim::Claimed(row) => row,
-            Claim::Done(_) => {
+            Claim::Done(row) => {
                 tx.commit().await?;
-                return Ok(Outcome::Done);
+                // A permanent failure recorded by an earlier run still lets the fallback channel go.
+                let failed = row.status()? == SendStatus::Failed;
+                return Ok(if failed { Outcome::FailedForGood } else { Outcome::Done });
             }
             Claim::Held(_, until) => {
                 tx.commit().await?;
@@ -558,73 +568,156 @@ async fn send_channel(
         None => None,
     };
     tx.commit().await?;
+    faults::reach(Point::Claimed, &send.public_id).await;
+
+    let idempotent = match channel {
+        Channel::Email => app.email.idempotent(),
+        Channel::Sms => app.sms.idempotent(),
+    };
+    // A claim taken over from a worker that died after handing the message to a provider
+    // that cannot deduplicate: it was probably delivered. Not sending it again is the
+    // at-most-once choice for this one message (docs/delivery.md); operators may prefer
+    // at-least-once (`email.resend_unconfirmed`).
+    let resend = channel == Channel::Email && app.settings.email.resend_unconfirmed;
+    if send.handed_at.is_some() && !idempotent && !resend {
+        let why = "the worker stopped after handing this message to the provider and before recording its answer; \
+                   it was probably delivered, so it is not sent a second time";
+        let mut tx = app.db.begin().await?;
+        if tx.complete_send(send.id, send.attempts, SendStatus::Unconfirmed, Some(why), None, now).await? {
+            app.metrics.send(channel.as_str(), "unconfirmed");
+            tx.log(cart.id, now, "unconfirmed", &format!("{label}: {why}")).await?;
+            warn!(step = step_id, channel = channel.as_str(), "in-doubt send not repeated");
+        }
+        tx.commit().await?;
+        return Ok(Outcome::Done);
+    }
 
     let started = std::time::Instant::now();
-    let result = deliver(app, shop, campaign, &cart, step, channel, &send, incentive.as_ref(), tz).await;
+    let result = match prepare(app, shop, campaign, &cart, step, channel, &send, incentive.as_ref(), tz) {
+        Err(e) => Err(e),
+        Ok(message) => {
+            if !idempotent {
+                // The fence: only the current holder of the claim may hand the message over. A
+                // worker that stalled past its lease (SIGSTOP, a long GC-like pause, a frozen
+                // VM) finds its claim taken over and sends nothing.
+                let mut tx = app.db.begin().await?;
+                let ours = tx.hand_over(send.id, send.attempts, now_ms()).await?;
+                tx.commit().await?;
+                if !ours {
+                    warn!(
+                        step = step_id,
+                        channel = channel.as_str(),
+                        "claim was taken over while this worker stalled; not sending"
+                    );
+                    return Ok(Outcome::Done);
+                }
+            }
+            let r = message.send(app).await;
+            if r.is_ok() {
+                faults::reach(Point::Accepted, &send.public_id).await;
+            }
+            r
+        }
+    };
     app.metrics
         .provider_latency
         .get_or_create(&crate::metrics::ChannelLabels { channel: channel.as_str().to_owned() })
         .observe(started.elapsed().as_secs_f64());
     let mut tx = app.db.begin().await?;
     let done = now_ms();
-    let outcome = match result {
+    let give_up_at = due + i64::try_from(app.settings.worker.send_give_up.as_millis()).unwrap_or(i64::MAX / 4);
+    let (outcome, recorded) = match result {
         Ok(message_ref) => {
-            tx.complete_send(send.id, SendStatus::Sent, None, Some(&message_ref), done).await?;
+            let ours =
+                tx.complete_send(send.id, send.attempts, SendStatus::Sent, None, Some(&message_ref), done).await?;
             let to = address
                 .as_deref()
                 .map(|a| if channel == Channel::Email { mask_email(a) } else { mask_phone(a) })
                 .unwrap_or_default();
             let late = done - due;
-            app.metrics.send(channel.as_str(), "sent");
-            app.metrics.lateness.observe(late as f64 / 1000.0);
-            tx.log(cart.id, done, "sent", &format!("{label} to {to} ({:.1}s after due)", late as f64 / 1000.0)).await?;
-            info!(step = step_id, channel = channel.as_str(), to = %to, lateness_ms = late, "sent");
-            Outcome::Done
+            if ours {
+                app.metrics.send(channel.as_str(), "sent");
+                app.metrics.lateness.observe(late as f64 / 1000.0);
+                let via = if message_ref.ends_with("via secondary") { " via the secondary relay" } else { "" };
+                tx.log(
+                    cart.id,
+                    done,
+                    "sent",
+                    &format!("{label} to {to}{via} ({:.1}s after due)", late as f64 / 1000.0),
+                )
+                .await?;
+                info!(step = step_id, channel = channel.as_str(), to = %to, lateness_ms = late, "sent");
+            }
+            (Outcome::Done, ours)
         }
         Err(DeliveryError::Unsubscribed(e)) => {
             // The provider says the recipient opted out: fail this message and suppress the address.
-            app.metrics.send(channel.as_str(), "failed");
-            tx.complete_send(send.id, SendStatus::Failed, Some(&e), None, done).await?;
-            if let Some(a) = &address {
-                tx.suppress(&cart.shop, channel.as_str(), a, "unsubscribed at the provider", done).await?;
+            let ours = tx.complete_send(send.id, send.attempts, SendStatus::Failed, Some(&e), None, done).await?;
+            if ours {
+                app.metrics.send(channel.as_str(), "failed");
+                if let Some(a) = &address {
+                    tx.suppress(&cart.shop, channel.as_str(), a, "unsubscribed at the provider", done).await?;
+                }
+                tx.log(cart.id, done, "failed", &format!("{label}: {e}; the number is now suppressed")).await?;
             }
-            tx.log(cart.id, done, "failed", &format!("{label}: {e}; the number is now suppressed")).await?;
-            Outcome::Done
+            (Outcome::FailedForGood, ours)
         }
         Err(DeliveryError::Permanent(e)) => {
-            app.metrics.send(channel.as_str(), "failed");
-            tx.complete_send(send.id, SendStatus::Failed, Some(&e), None, done).await?;
-            tx.log(cart.id, done, "failed", &format!("{label}: {e}")).await?;
-            warn!(step = step_id, channel = channel.as_str(), error = %e, "permanent delivery failure");
-            Outcome::Done
+            let ours = tx.complete_send(send.id, send.attempts, SendStatus::Failed, Some(&e), None, done).await?;
+            if ours {
+                app.metrics.send(channel.as_str(), "failed");
+                tx.log(cart.id, done, "failed", &format!("{label}: {e}")).await?;
+                warn!(step = step_id, channel = channel.as_str(), error = %e, "permanent delivery failure");
+            }
+            (Outcome::FailedForGood, ours)
         }
-        Err(DeliveryError::Transient(e) | DeliveryError::Throttled(e, _)) if send.attempts >= MAX_SEND_ATTEMPTS => {
-            app.metrics.send(channel.as_str(), "failed");
-            let why = format!("gave up after {} attempts: {e}", send.attempts);
-            tx.complete_send(send.id, SendStatus::Failed, Some(&why), None, done).await?;
-            tx.log(cart.id, done, "failed", &format!("{label}: {why}")).await?;
-            Outcome::Done
+        Err(DeliveryError::Transient(e) | DeliveryError::Throttled(e, _))
+            if send.attempts >= MAX_SEND_ATTEMPTS || done >= give_up_at =>
+        {
+            let why = if send.attempts >= MAX_SEND_ATTEMPTS {
+                format!("gave up after {} attempts: {e}", send.attempts)
+            } else {
+                format!(
+                    "gave up {} after it was due (worker.send_give_up), after {} attempts: {e}",
+                    humantime::format_duration(app.settings.worker.send_give_up),
+                    send.attempts
+                )
+            };
+            let ours = tx.complete_send(send.id, send.attempts, SendStatus::Failed, Some(&why), None, done).await?;
+            if ours {
+                app.metrics.send(channel.as_str(), "failed");
+                tx.log(cart.id, done, "failed", &format!("{label}: {why}")).await?;
+            }
+            (Outcome::Done, ours)
         }
         Err(err @ (DeliveryError::Transient(_) | DeliveryError::Throttled(..))) => {
-            app.metrics.send(channel.as_str(), "retry");
             let hint = match &err {
                 DeliveryError::Throttled(_, Some(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
                 _ => 0,
             };
             let e = err.to_string();
-            tx.release_claim(send.id, &e).await?;
-            let at = done + backoff_ms(send.attempts).max(hint);
-            tx.log(
-                cart.id,
-                done,
-                "retry",
-                &format!("{label}: {e}; attempt {} failed, retrying at {}", send.attempts, fmt_local(at, tz)),
-            )
-            .await?;
-            Outcome::RetryAt(at)
+            let ours = tx.release_claim(send.id, send.attempts, &e).await?;
+            let at = (done + backoff_ms(send.attempts).max(hint)).min(give_up_at.max(done + 1_000));
+            if ours {
+                app.metrics.send(channel.as_str(), "retry");
+                tx.log(
+                    cart.id,
+                    done,
+                    "retry",
+                    &format!("{label}: {e}; attempt {} failed, retrying at {}", send.attempts, fmt_local(at, tz)),
+                )
+                .await?;
+            }
+            (Outcome::RetryAt(at), ours)
         }
     };
     tx.commit().await?;
+    if !recorded {
+        // Another worker holds or finished this send (this one stalled past its lease).
+        warn!(step = step_id, channel = channel.as_str(), "send was taken over while in flight; result not recorded");
+        return Ok(Outcome::Done);
+    }
+    faults::reach(Point::Completed, &send.public_id).await;
     Ok(outcome)
 }
 
@@ -744,7 +837,24 @@ async fn issue_incentive(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn deliver(
+/// A rendered message ready for its transport.
+enum Prepared {
+    Email(Box<OutgoingEmail>),
+    Sms(OutgoingSms),
+}
+
+impl Prepared {
+    async fn send(&self, app: &App) -> Result<String, DeliveryError> {
+        match self {
+            Self::Email(m) => app.email.send(m).await,
+            Self::Sms(m) => app.sms.send(m).await,
+        }
+    }
+}
+
+/// Render the message of one channel, addressed and identified by its send id.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
     app: &App,
     shop: &Shop,
     campaign: &Campaign,
@@ -754,7 +864,7 @@ async fn deliver(
     send: &SendRow,
     incentive: Option<&(ChosenOffer, String, i64)>,
     tz: Tz,
-) -> Result<String, DeliveryError> {
+) -> Result<Prepared, DeliveryError> {
     let exp = Utc::now().timestamp() + i64::try_from(app.settings.link_ttl.as_secs()).unwrap_or(0);
     let restore_url = format!("{}/r/{}", app.public_base, app.keys.sign(Purpose::Restore, &send.public_id, exp));
     let unsubscribe_url =
@@ -808,7 +918,13 @@ async fn deliver(
                 .ok_or_else(|| DeliveryError::Permanent("invalid email address".into()))?;
             let mail =
                 app.renderer.email(&chain, template, &ctx).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-            app.email.send(&OutgoingEmail::compose(send.public_id.clone(), shop, to, mail, unsubscribe_url)).await
+            Ok(Prepared::Email(Box::new(OutgoingEmail::compose(
+                send.public_id.clone(),
+                shop,
+                to,
+                mail,
+                unsubscribe_url,
+            ))))
         }
         Channel::Sms => {
             let to = cart
@@ -821,14 +937,12 @@ async fn deliver(
                 .sms_message(&chain, template, &ctx, shop.opt_out())
                 .and_then(|m| m.within(campaign.max_sms_segments()))
                 .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-            app.sms
-                .send(&OutgoingSms {
-                    id: send.public_id.clone(),
-                    from: app.settings.sms.from.clone(),
-                    to,
-                    body: sms.text,
-                })
-                .await
+            Ok(Prepared::Sms(OutgoingSms {
+                id: send.public_id.clone(),
+                from: app.settings.sms.from.clone(),
+                to,
+                body: sms.text,
+            }))
         }
     }
 }

@@ -296,13 +296,15 @@ impl Tx {
 
     /// The most recent failed messages.
     pub async fn failed_sends(&mut self, limit: i64) -> Result<Vec<FailedSendRow>, StoreError> {
-        Ok(on_tx!(self, |c| sqlx::query_as::<_, FailedSendRow>(
+        Ok(on_tx!(self, |c| {
+            sqlx::query_as::<_, FailedSendRow>(
             "SELECT c.shop, c.external_id, s.step, s.channel, s.reason, s.completed_at FROM sends s
-             JOIN carts c ON c.id = s.cart_id WHERE s.status = 'failed' ORDER BY s.completed_at DESC LIMIT $1"
+             JOIN carts c ON c.id = s.cart_id WHERE s.status IN ('failed', 'unconfirmed') ORDER BY s.completed_at DESC LIMIT $1"
         )
         .bind(limit)
         .fetch_all(&mut *c)
-        .await?))
+        .await?
+        }))
     }
 }
 

@@ -20,6 +20,9 @@ pub enum SendStatus {
     Skipped,
     /// Given up on; `reason` says why.
     Failed,
+    /// Handed to a provider that cannot deduplicate (SMTP) by a worker that died before it
+    /// recorded the answer: probably delivered, deliberately not sent again (see docs/delivery.md).
+    Unconfirmed,
 }
 
 impl SendStatus {
@@ -30,6 +33,7 @@ impl SendStatus {
             Self::Sent => "sent",
             Self::Skipped => "skipped",
             Self::Failed => "failed",
+            Self::Unconfirmed => "unconfirmed",
         }
     }
     fn parse(s: &str) -> Result<Self, StoreError> {
@@ -38,6 +42,7 @@ impl SendStatus {
             "sent" => Self::Sent,
             "skipped" => Self::Skipped,
             "failed" => Self::Failed,
+            "unconfirmed" => Self::Unconfirmed,
             other => {
                 return Err(StoreError::Corrupt(format!("unknown send status {other:?}")));
             }
@@ -62,6 +67,7 @@ pub struct SendRow {
     pub attempts: i64,
     pub customer_ref: Option<String>,
     pub message_ref: Option<String>,
+    pub handed_at: Option<i64>,
 }
 
 impl SendRow {
@@ -176,42 +182,66 @@ impl Tx {
         Ok(())
     }
 
-    /// Finish a claimed send.
+    /// Record that the claim `(id, attempts)` is about to be handed to a provider that cannot
+    /// deduplicate. `false` when the claim is no longer ours (another worker took it over
+    /// while this one was stalled): the caller must not send.
+    pub async fn hand_over(&mut self, id: i64, attempts: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let n = on_tx!(self, |c| sqlx::query(
+            "UPDATE sends SET handed_at = $3 WHERE id = $1 AND attempts = $2 AND status = 'claimed'"
+        )
+        .bind(id)
+        .bind(attempts)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Finish the claim `(id, attempts)`. `false` when the claim is no longer ours: a worker
+    /// that stalled past its lease finds its send taken over (or finished) by another.
+    #[allow(clippy::too_many_arguments)]
     pub async fn complete_send(
         &mut self,
         id: i64,
+        attempts: i64,
         status: SendStatus,
         reason: Option<&str>,
         message_ref: Option<&str>,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        on_tx!(self, |c| {
+    ) -> Result<bool, StoreError> {
+        // A zombie whose message was accepted after all still records it over the in-doubt verdict.
+        let n = on_tx!(self, |c| {
             sqlx::query(
-            "UPDATE sends SET status = $2, reason = $3, message_ref = COALESCE($4, message_ref), completed_at = $5 WHERE id = $1"
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(reason)
-        .bind(message_ref)
-        .bind(now_ms)
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
+                "UPDATE sends SET status = $3, reason = $4, message_ref = COALESCE($5, message_ref), completed_at = $6
+                 WHERE id = $1 AND (status = 'claimed' AND attempts = $2 OR status = 'unconfirmed' AND $3 = 'sent')",
+            )
+            .bind(id)
+            .bind(attempts)
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(message_ref)
+            .bind(now_ms)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        Ok(n == 1)
     }
 
-    /// Release a claim after a transient failure so a later attempt can take it at once.
-    pub async fn release_claim(&mut self, id: i64, reason: &str) -> Result<(), StoreError> {
-        on_tx!(self, |c| sqlx::query(
-            "UPDATE sends SET claimed_at = 0, reason = $2 WHERE id = $1 AND status = 'claimed'"
+    /// Release the claim `(id, attempts)` after a transient failure so a later attempt can take it at once.
+    pub async fn release_claim(&mut self, id: i64, attempts: i64, reason: &str) -> Result<bool, StoreError> {
+        let n = on_tx!(self, |c| sqlx::query(
+            "UPDATE sends SET claimed_at = 0, handed_at = NULL, reason = $3
+             WHERE id = $1 AND attempts = $2 AND status = 'claimed'"
         )
         .bind(id)
+        .bind(attempts)
         .bind(reason)
         .execute(&mut *c)
         .await?
         .rows_affected());
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Completion times of messages sent to a customer since `since_ms`, oldest first.
@@ -370,7 +400,7 @@ impl Tx {
     pub async fn send_by_message_ref(&mut self, message_ref: &str) -> Result<Option<SendRow>, StoreError> {
         Ok(on_tx!(self, |c| sqlx::query_as::<_, SendRow>(
             "SELECT id, public_id, cart_id, step, channel, status, reason, due_at, claimed_at, completed_at, attempts,
-                    customer_ref, message_ref FROM sends WHERE message_ref = $1"
+                    customer_ref, message_ref, handed_at FROM sends WHERE message_ref = $1"
         )
         .bind(message_ref)
         .fetch_optional(&mut *c)

@@ -92,6 +92,9 @@ pub fn settings(dir: &Path, database_url: &str, campaign_yaml: &str) -> Settings
     s.worker.poll_interval = Duration::from_millis(100);
     s.worker.heartbeat = Duration::from_secs(1);
     s.worker.claim_lease = Duration::from_secs(2);
+    // A claim must outlive the provider call it protects (checked at start).
+    s.email.smtp_timeout = Duration::from_millis(1500);
+    s.sms.timeout = Duration::from_millis(1500);
     s.shops.insert(
         SHOP.into(),
         ShopSettings {
@@ -373,4 +376,82 @@ pub fn verify_signed(
         body.as_bytes(),
         Utc::now().timestamp(),
     )
+}
+
+/// postfix's `smtp-sink` on a free loopback port (`.ci/run` installs postfix), dumping each
+/// accepted message to its own file; `faults` are its fault-injection flags (`-f RCPT`, …).
+pub struct SmtpSink {
+    child: std::process::Child,
+    pub port: u16,
+    dumps: tempfile::TempDir,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl SmtpSink {
+    pub fn start(faults: &[&str]) -> Self {
+        Self::start_on(free_port(), faults)
+    }
+
+    pub fn start_on(port: u16, faults: &[&str]) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dumps = tempfile::tempdir().expect("dump dir");
+        // smtp-sink drops root privileges to `nobody`, who must be able to write the dumps.
+        std::fs::set_permissions(dumps.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("postfix's smtp-sink is needed for the SMTP tests (apt-get install postfix; .ci/run does)");
+        let mut cmd = std::process::Command::new(bin);
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if root {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.arg("-d").arg(format!("{}/%M.", dumps.path().display()));
+        cmd.args(faults);
+        cmd.arg(format!("127.0.0.1:{port}")).arg("256");
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "smtp-sink did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, dumps }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message the sink accepted, as dumped (sink headers, then the message).
+    pub fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(self.dumps.path())
+            .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The `To` header of every accepted message.
+    pub fn recipients(&self) -> Vec<String> {
+        let mut to: Vec<String> = self.messages().iter().filter_map(|m| header(m, "To")).collect();
+        to.sort();
+        to
+    }
 }

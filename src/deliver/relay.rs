@@ -1,0 +1,283 @@
+//! SMTP relays: a primary and an optional secondary behind a circuit breaker.
+//!
+//! The breaker counts consecutive "relay down" failures of the primary (connection refused or
+//! dropped, TLS failure, timeout, `421 service not available`). A recipient's own trouble (a
+//! `450` or `550` at `RCPT`) says the relay is up and never trips it. After `threshold` such
+//! failures in a row the circuit opens: messages go straight to the secondary (or, without
+//! one, fail fast as transient, so nothing waits out a connect timeout each time) until
+//! `cooldown` has passed. Then one message probes the primary: success closes the circuit,
+//! failure opens it for another cooldown. While the circuit is closed, a message whose
+//! primary attempt found the relay down is handed to the secondary at once.
+
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tracing::{info, warn};
+
+use super::DeliveryError;
+
+/// The breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Primary in use; consecutive relay-down failures so far.
+    Closed(u32),
+    /// Primary skipped until the instant.
+    Open(Instant),
+    /// One probe of the primary is in flight; another may go after the instant (a probe
+    /// whose task was cancelled must not keep the primary skipped forever).
+    HalfOpen(Instant),
+}
+
+/// A circuit breaker for the primary relay.
+#[derive(Debug)]
+pub struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<State>,
+}
+
+/// What the breaker allows for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Try the primary (circuit closed).
+    Primary,
+    /// Try the primary as the one probe after a cooldown.
+    Probe,
+    /// Skip the primary.
+    Skip,
+}
+
+impl Breaker {
+    /// Open after `threshold` consecutive failures, for `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self { threshold: threshold.max(1), cooldown, state: Mutex::new(State::Closed(0)) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where the next message may go.
+    pub fn route(&self, now: Instant) -> Route {
+        let mut s = self.lock();
+        match *s {
+            State::Closed(_) => Route::Primary,
+            State::Open(until) | State::HalfOpen(until) if now >= until => {
+                *s = State::HalfOpen(now + self.cooldown);
+                Route::Probe
+            }
+            State::Open(_) | State::HalfOpen(_) => Route::Skip,
+        }
+    }
+
+    /// The primary answered (even with a refusal for one recipient): it is up.
+    pub fn succeeded(&self) {
+        let mut s = self.lock();
+        if *s != State::Closed(0) {
+            if !matches!(*s, State::Closed(_)) {
+                info!("primary SMTP relay is back; circuit closed");
+            }
+            *s = State::Closed(0);
+        }
+    }
+
+    /// The primary was down for one message.
+    pub fn failed(&self, now: Instant) {
+        let mut s = self.lock();
+        let opened = match *s {
+            State::Closed(n) if n + 1 < self.threshold => {
+                *s = State::Closed(n + 1);
+                return;
+            }
+            State::Closed(_) | State::HalfOpen(_) | State::Open(_) => now + self.cooldown,
+        };
+        if !matches!(*s, State::Open(_)) {
+            warn!(cooldown = ?self.cooldown, "primary SMTP relay is down; circuit open");
+        }
+        *s = State::Open(opened);
+    }
+
+    /// Whether the primary is being skipped.
+    pub fn is_open(&self) -> bool {
+        !matches!(*self.lock(), State::Closed(_))
+    }
+}
+
+/// One relay: its URL and its current connection pool.
+pub struct Relay {
+    name: &'static str,
+    build: Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>,
+    timeout: Duration,
+    pool: RwLock<AsyncSmtpTransport<Tokio1Executor>>,
+}
+
+impl Relay {
+    /// A relay named `name`; `build` makes a fresh connection pool.
+    pub fn new(
+        name: &'static str,
+        timeout: Duration,
+        build: Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>,
+    ) -> Self {
+        let pool = RwLock::new(build());
+        Self { name, build, timeout, pool }
+    }
+
+    /// One message, bounded by the timeout. lettre bounds only the connect; a relay that
+    /// stops answering mid-conversation would otherwise hold the message (and its claim)
+    /// forever. A conversation cut off by the timeout leaves its connection out of step, so
+    /// the whole pool is replaced: lettre cannot be told that one connection is broken.
+    async fn send(&self, msg: Message) -> Result<lettre::transport::smtp::response::Response, SendError> {
+        let pool = self.pool.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match tokio::time::timeout(self.timeout, pool.send(msg)).await {
+            Ok(r) => r.map_err(SendError::Smtp),
+            Err(_) => {
+                *self.pool.write().unwrap_or_else(std::sync::PoisonError::into_inner) = (self.build)();
+                Err(SendError::Timeout(self.timeout))
+            }
+        }
+    }
+}
+
+/// Why one relay did not take a message.
+enum SendError {
+    Smtp(lettre::transport::smtp::Error),
+    Timeout(Duration),
+}
+
+/// The primary and optional secondary relay.
+pub struct Relays {
+    primary: Relay,
+    secondary: Option<Relay>,
+    breaker: Breaker,
+}
+
+/// Whether an SMTP error says the relay itself is unavailable (as opposed to refusing one message).
+fn relay_down(e: &lettre::transport::smtp::Error) -> bool {
+    if e.is_permanent() || e.is_client() {
+        return false;
+    }
+    if e.is_transient() {
+        // 421: "service not available, closing transmission channel".
+        return e.status().is_some_and(|c| c.to_string() == "421");
+    }
+    true // connection, I/O, TLS, timeout, network
+}
+
+/// Turn an SMTP error into a delivery verdict.
+fn classify(e: &lettre::transport::smtp::Error, relay: &str) -> DeliveryError {
+    let text = e.to_string();
+    if e.is_client() && text.contains("SMTPUTF8") {
+        return DeliveryError::Permanent(format!(
+            "the address is internationalized (non-ASCII) and the {relay} SMTP relay does not offer SMTPUTF8, so it \
+             cannot carry it; use a relay that supports SMTPUTF8 (RFC 6531)"
+        ));
+    }
+    if e.is_permanent() || e.is_client() {
+        DeliveryError::Permanent(format!("SMTP ({relay}): {text}"))
+    } else {
+        DeliveryError::Transient(format!("SMTP ({relay}): {text}"))
+    }
+}
+
+impl SendError {
+    /// Whether the relay itself is unavailable (as opposed to refusing one message).
+    fn relay_down(&self) -> bool {
+        match self {
+            Self::Smtp(e) => relay_down(e),
+            Self::Timeout(_) => true,
+        }
+    }
+
+    fn verdict(&self, relay: &str) -> DeliveryError {
+        match self {
+            Self::Smtp(e) => classify(e, relay),
+            Self::Timeout(t) => DeliveryError::Transient(self.describe(relay, t)),
+        }
+    }
+
+    fn describe(&self, relay: &str, t: &Duration) -> String {
+        format!("SMTP ({relay}): no answer within {}", humantime::format_duration(*t))
+    }
+
+    fn text(&self, relay: &str) -> String {
+        match self {
+            Self::Smtp(e) => format!("SMTP ({relay}): {e}"),
+            Self::Timeout(t) => self.describe(relay, t),
+        }
+    }
+}
+
+impl Relays {
+    /// Relays behind a breaker.
+    pub fn new(primary: Relay, secondary: Option<Relay>, breaker: Breaker) -> Self {
+        Self { primary, secondary, breaker }
+    }
+
+    /// Whether the primary is being skipped.
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Send through the primary, or the secondary when the primary is down.
+    pub async fn send(&self, msg: Message) -> Result<String, DeliveryError> {
+        let route = self.breaker.route(Instant::now());
+        let primary_error = if route == Route::Skip {
+            "primary relay skipped (circuit open)".to_owned()
+        } else {
+            match self.primary.send(msg.clone()).await {
+                Ok(resp) => {
+                    self.breaker.succeeded();
+                    return Ok(format!("smtp {}", resp.code()));
+                }
+                Err(e) if e.relay_down() => {
+                    self.breaker.failed(Instant::now());
+                    e.text(self.primary.name)
+                }
+                Err(e) => {
+                    self.breaker.succeeded();
+                    return Err(e.verdict(self.primary.name));
+                }
+            }
+        };
+        match &self.secondary {
+            Some(secondary) => match secondary.send(msg).await {
+                Ok(resp) => Ok(format!("smtp {} via secondary", resp.code())),
+                Err(e) => match e.verdict(secondary.name) {
+                    DeliveryError::Transient(t) => Err(DeliveryError::Transient(format!("{primary_error}; {t}"))),
+                    other => Err(other),
+                },
+            },
+            None => Err(DeliveryError::Transient(primary_error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_probes_after_cooldown_and_closes_on_success() {
+        let b = Breaker::new(3, Duration::from_secs(30));
+        let t0 = Instant::now();
+        b.failed(t0);
+        b.failed(t0);
+        assert_eq!(b.route(t0), Route::Primary, "two failures of three: still closed");
+        b.succeeded();
+        b.failed(t0);
+        b.failed(t0);
+        assert_eq!(b.route(t0), Route::Primary, "a success resets the count");
+        b.failed(t0);
+        assert!(b.is_open());
+        assert_eq!(b.route(t0 + Duration::from_secs(29)), Route::Skip);
+        assert_eq!(b.route(t0 + Duration::from_secs(30)), Route::Probe, "one probe after the cooldown");
+        assert_eq!(b.route(t0 + Duration::from_secs(30)), Route::Skip, "only one probe at a time");
+        b.failed(t0 + Duration::from_secs(31));
+        assert_eq!(b.route(t0 + Duration::from_secs(60)), Route::Skip, "a failed probe opens it again");
+        assert_eq!(b.route(t0 + Duration::from_secs(61)), Route::Probe);
+        b.succeeded();
+        assert!(!b.is_open());
+        assert_eq!(b.route(t0 + Duration::from_secs(61)), Route::Primary);
+    }
+}
