@@ -11,7 +11,7 @@ use cartback::app::App;
 use cartback::domain::WebhookId;
 use cartback::store::Db;
 use chrono::Utc;
-use common::{Backend, SECRET, SHOP, cart_event, database_url, drop_postgres_db, quick_campaign, settings};
+use common::{Backend, SECRET, SHOP, SmtpSink, cart_event, database_url, drop_postgres_db, quick_campaign, settings};
 
 const CARTS: usize = 300;
 
@@ -25,6 +25,11 @@ impl Drop for Worker {
 }
 
 fn config_file(dir: &Path, url: &str) -> std::path::PathBuf {
+    config_file_with(dir, url, "")
+}
+
+/// The worker's configuration; `email` adds lines to `[email]`, `worker` to `[worker]`.
+fn config_file_with(dir: &Path, url: &str, email: &str) -> std::path::PathBuf {
     let path = dir.join("cartback.toml");
     let toml = format!(
         r#"database_url = "{url}"
@@ -32,6 +37,7 @@ campaigns_dir = "{campaigns}"
 templates_dir = "{templates}"
 [email]
 outbox_dir = "{outbox}"
+{email}
 [worker]
 poll_interval = "100ms"
 heartbeat = "1s"
@@ -53,6 +59,11 @@ campaign = "quick"
 }
 
 fn start_worker(config: &Path, log: &Path) -> Worker {
+    start_worker_with(config, log, &[])
+}
+
+/// A worker process with extra environment (the fault hook: `CRASH_TEST_POINT`, …).
+fn start_worker_with(config: &Path, log: &Path, env: &[(&str, &str)]) -> Worker {
     let log = std::fs::File::create(log).expect("log file");
     Worker(
         Command::new(env!("CARGO_BIN_EXE_cartback"))
@@ -60,6 +71,7 @@ fn start_worker(config: &Path, log: &Path) -> Worker {
             .arg(config)
             .arg("worker")
             .env("RUST_LOG", std::env::var("CRASH_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -195,4 +207,202 @@ async fn sigterm_stops_a_worker_gracefully() {
     };
     assert!(status.success(), "exit status {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     app.db.close().await;
+}
+
+/// Wait until the worker's log contains `text`.
+async fn wait_for_log(log: &Path, text: &str, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let content = std::fs::read_to_string(log).unwrap_or_default();
+        if content.contains(text) {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {text:?} in the worker log:\n{content}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn signal(worker: &Worker, sig: &str) {
+    let pid = worker.0.id().to_string();
+    assert!(Command::new("kill").args([sig, &pid]).status().expect("kill").success(), "kill {sig} {pid}");
+}
+
+/// `n` carts idle for an hour (every reminder due now), accepted in-process, sending over SMTP
+/// to `sink`; returns the database, the worker config and the dir that holds them.
+async fn due_carts_over_smtp(
+    backend: Backend,
+    n: usize,
+    sink: &SmtpSink,
+) -> (Db, std::path::PathBuf, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = database_url(backend, dir.path()).await;
+    let s = settings(dir.path(), &url, &quick_campaign(1, &[("reminder", 1, "reminder")]));
+    let config = config_file_with(
+        dir.path(),
+        &url,
+        &format!("transport = \"smtp\"\nsmtp_url = \"{}\"\nsmtp_timeout = \"1s\"", sink.url()),
+    );
+    // One send at a time: exactly one message stands at the fault point when the signal
+    // comes, and no other is caught mid-conversation (see docs/delivery.md on that case).
+    let toml = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, toml.replace("[worker]\n", "[worker]\nconcurrency = 1\n")).expect("config");
+    let app = App::build(s).await.expect("app");
+    let shop = app.shop(SHOP).expect("shop").clone();
+    let past = Utc::now() - chrono::Duration::hours(1);
+    for i in 0..n {
+        let body =
+            serde_json::to_vec(&cart_event("cart.updated", &format!("c_{i}"), &format!("p{i}@example.com"), past))
+                .expect("json");
+        let ev = cartback::ingest::generic::parse(&body).expect("parse");
+        let id = WebhookId::parse(&format!("m_{i}")).expect("id");
+        cartback::scheduler::accept::accept(&app, &shop, &id, &ev, &body).await.expect("accept");
+    }
+    (app.db.clone(), config, dir, url)
+}
+
+/// Every recipient got exactly one message at the relay.
+fn assert_once_each(sink: &SmtpSink, n: usize, what: &str) {
+    let got = sink.recipients();
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), n, "{what}: every due message delivered ({got:?})");
+    assert_eq!(got.len(), n, "{what}: none twice ({got:?})");
+}
+
+/// SIGKILL the worker at `point` of one send (the hook holds it there), restart, and check
+/// that every due message reached the relay exactly once.
+async fn kill_at(point: &str, backend: Backend) {
+    const N: usize = 12;
+    let sink = SmtpSink::start(&[]);
+    let (db, config, dir, url) = due_carts_over_smtp(backend, N, &sink).await;
+    let log1 = dir.path().join("worker-1.log");
+    let first = start_worker_with(&config, &log1, &[("CRASH_TEST_POINT", point)]);
+    wait_for_log(&log1, &format!("fault point reached: {point}"), Duration::from_secs(60)).await;
+    drop(first); // SIGKILL while one send stands at the point
+    let log2 = dir.path().join("worker-2.log");
+    let _second = start_worker(&config, &log2);
+    wait_until(
+        &db,
+        "every cart to complete",
+        Duration::from_secs(120),
+        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
+        N as i64,
+        &log2,
+    )
+    .await;
+    assert_once_each(&sink, N, point);
+    let sent = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await;
+    let unconfirmed = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'unconfirmed'").await;
+    if point == "after_accept" {
+        // The relay had it; the claim said "handed over"; the takeover did not send it again.
+        assert_eq!((sent, unconfirmed), (N as i64 - 1, 1), "{point}");
+        let why = count(
+            &db,
+            "SELECT COUNT(*) FROM cart_log WHERE what = 'unconfirmed' AND detail LIKE '%not sent a second time%'",
+        )
+        .await;
+        assert_eq!(why, 1, "the timeline says why it was not resent");
+    } else {
+        assert_eq!((sent, unconfirmed), (N as i64, 0), "{point}");
+    }
+    db.close().await;
+    if backend == Backend::Postgres {
+        drop_postgres_db(&url).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_claim_delivers_once() {
+    kill_at("after_claim", Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_provider_acceptance_does_not_send_twice() {
+    kill_at("after_accept", Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_completion_does_not_send_twice() {
+    kill_at("after_complete", Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sigkill_after_provider_acceptance_does_not_send_twice() {
+    kill_at("after_accept", Backend::Postgres).await;
+}
+
+/// A worker frozen (SIGSTOP) right after its claim, past the lease and its heartbeats: another
+/// worker takes the job over and delivers; when the zombie wakes (SIGCONT) its claim is fenced
+/// off and it sends nothing. On PostgreSQL, the engine for several workers (a frozen SQLite
+/// process can hold the file's write lock and stop every other process on that file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_worker_wakes_up_fenced_off() {
+    const N: usize = 5;
+    let sink = SmtpSink::start(&[]);
+    let (db, config, dir, url) = due_carts_over_smtp(Backend::Postgres, N, &sink).await;
+    let log1 = dir.path().join("zombie.log");
+    let zombie =
+        start_worker_with(&config, &log1, &[("CRASH_TEST_POINT", "after_claim"), ("CRASH_TEST_HOLD", "500ms")]);
+    wait_for_log(&log1, "fault point reached: after_claim", Duration::from_secs(60)).await;
+    signal(&zombie, "-STOP");
+    let log2 = dir.path().join("rescuer.log");
+    let _rescuer = start_worker(&config, &log2);
+    wait_until(
+        &db,
+        "the rescuer to finish every cart",
+        Duration::from_secs(120),
+        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
+        N as i64,
+        &log2,
+    )
+    .await;
+    assert_once_each(&sink, N, "before the zombie wakes");
+    signal(&zombie, "-CONT");
+    wait_for_log(&log1, "claim was taken over while this worker stalled; not sending", Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_once_each(&sink, N, "after the zombie woke");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, N as i64);
+    db.close().await;
+    drop(zombie);
+    drop_postgres_db(&url).await;
+}
+
+/// SIGTERM while a send is stuck: the worker waits `shutdown_grace`, exits 0, and the next
+/// worker delivers the message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_jobs_in_hand_a_grace_period_then_leaves_them_to_the_next_worker() {
+    let sink = SmtpSink::start(&[]);
+    let (db, config, dir, _url) = due_carts_over_smtp(Backend::Sqlite, 1, &sink).await;
+    let toml = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, toml.replace("[worker]\n", "[worker]\nshutdown_grace = \"1s\"\n")).expect("config");
+    let log1 = dir.path().join("worker-1.log");
+    let mut first = start_worker_with(&config, &log1, &[("CRASH_TEST_POINT", "after_claim")]);
+    wait_for_log(&log1, "fault point reached: after_claim", Duration::from_secs(60)).await;
+    let asked = Instant::now();
+    signal(&first, "-TERM");
+    let status = loop {
+        if let Some(status) = first.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(20), "worker did not stop after its grace period");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = std::fs::read_to_string(&log1).unwrap_or_default();
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert!(asked.elapsed() >= Duration::from_secs(1), "it waited out the grace period");
+    assert!(log.contains("shutdown grace period"), "it says why it stopped with a job in hand:\n{log}");
+    assert!(sink.recipients().is_empty());
+    let log2 = dir.path().join("worker-2.log");
+    let _second = start_worker(&config, &log2);
+    wait_until(
+        &db,
+        "the cart to complete",
+        Duration::from_secs(60),
+        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
+        1,
+        &log2,
+    )
+    .await;
+    assert_once_each(&sink, 1, "after the restart");
+    db.close().await;
 }

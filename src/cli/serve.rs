@@ -75,12 +75,15 @@ pub async fn serve(cli: &Cli, http: bool) -> Result<(), Failure> {
     // to its claim lease and taken over by the next worker (docs/delivery.md).
     let grace = app.settings.worker.shutdown_grace;
     match tokio::time::timeout(grace, worker).await {
-        Ok(done) => done.context("worker task")??,
+        Ok(done) => {
+            done.context("worker task")??;
+            app.db.close().await;
+        }
+        // The pool is not closed: closing waits for the connections the cut-off jobs hold.
         Err(_) => warn!(
             grace = %humantime::format_duration(grace),
             "jobs still in hand after the shutdown grace period; stopping anyway (their claims expire and another worker takes them over)"
         ),
     }
-    app.db.close().await;
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! A hook for crash tests: stop the worker at a named point of a send so a test can
 //! `SIGKILL` or `SIGSTOP` it exactly there.
 //!
-//! `CARTBACK_FAULT_POINT=after_claim|after_accept|after_complete` makes the first send that
+//! `CRASH_TEST_POINT=after_claim|after_accept|after_complete` makes the first send that
 //! reaches that point log `fault point reached` (to stderr, whatever the log filter) and wait
-//! `CARTBACK_FAULT_HOLD` (humantime, default: forever) before going on. Unset, a point costs
+//! `CRASH_TEST_HOLD` (humantime, default: forever) before going on. Unset, a point costs
 //! one comparison.
 
 use std::sync::OnceLock;
@@ -41,8 +41,8 @@ fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
     ARMED
         .get_or_init(|| {
-            let point = std::env::var("CARTBACK_FAULT_POINT").ok()?;
-            let hold = std::env::var("CARTBACK_FAULT_HOLD").ok().and_then(|h| humantime::parse_duration(&h).ok());
+            let point = std::env::var("CRASH_TEST_POINT").ok()?;
+            let hold = std::env::var("CRASH_TEST_HOLD").ok().and_then(|h| humantime::parse_duration(&h).ok());
             Some(Armed { point, hold, fired: AtomicBool::new(false) })
         })
         .as_ref()
