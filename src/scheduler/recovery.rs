@@ -960,6 +960,14 @@ mod tests {
                 assert!(b >= base - base / 5 && b <= base + base / 5, "attempt {attempt}: {b}");
             }
         }
+        // And they grow: any delay of attempt n+1 is longer than any of attempt n, until both
+        // sit at the 1 h cap (doubling beats ±20 % jitter: 0.8 × 2 > 1.2).
+        for attempt in 1..=6 {
+            for _ in 0..200 {
+                let (now, next) = (backoff_ms(attempt), backoff_ms(attempt + 1));
+                assert!(next > now, "attempt {attempt}: {now} then {next}");
+            }
+        }
     }
 
     #[test]
