@@ -172,11 +172,7 @@ async fn internationalized_addresses_need_smtputf8() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(15), "aiosmtpd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(port, "aiosmtpd");
     let t = app_with_relay(&format!("smtp://127.0.0.1:{port}"), None, |_| {}).await;
     assert_eq!(t.post(&cart_event("cart.updated", "c_eai", "jörg@exämple.de", past)).await.status(), 202);
     wait_scalar(&t, "the message delivered", "SELECT COUNT(*) FROM sends WHERE status = 'sent'", 1).await;

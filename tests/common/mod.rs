@@ -429,11 +429,7 @@ impl SmtpSink {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start smtp-sink");
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "smtp-sink did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(port, "smtp-sink");
         Self { child, port, dumps }
     }
 
@@ -453,5 +449,14 @@ impl SmtpSink {
         let mut to: Vec<String> = self.messages().iter().filter_map(|m| header(m, "To")).collect();
         to.sort();
         to
+    }
+}
+
+/// Wait until something accepts connections on `127.0.0.1:port`.
+pub fn wait_listening(port: u16, what: &str) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(15), "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
