@@ -1,8 +1,14 @@
-//! Worker throughput on 10,000 due sends, SQLite and PostgreSQL, beside bare apalis.
+//! Cartback's speed on this machine, each figure beside its baseline from the same run:
 //!
-//! `cargo bench --bench worker` (release build). Prints one table; set
-//! `CARTBACK_BENCH_JOBS` to change the batch size and `CARTBACK_TEST_POSTGRES_URL` to point
-//! at another server.
+//! 1. ingest: signed events over real HTTP from concurrent clients (durable before `202`),
+//!    p50/p99 latency; baseline: raw apalis pushes, one transaction each, as concurrent;
+//! 2. dispatch to the file outbox; baseline: bare apalis no-op jobs, same backend and settings;
+//! 3. dispatch over SMTP into postfix's `smtp-sink`; baseline: `smtp-source` into that sink;
+//! 4. lateness: sends falling due over a window, (sent − due) p50/p99/max, and how many early.
+//!
+//! `cargo bench --bench worker` (release build). `CARTBACK_BENCH_JOBS` sets the batch size
+//! (default 10,000), `CARTBACK_BENCH_CLIENTS` the HTTP clients (default 32),
+//! `CARTBACK_TEST_POSTGRES_URL` another server. Needs postfix (`smtp-sink`, `smtp-source`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,13 +21,177 @@ use cartback::config::{Secret, Settings, ShopSettings};
 use cartback::domain::WebhookId;
 use cartback::store::Db;
 use chrono::Utc;
+use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::watch;
 
 const CAMPAIGN: &str = "name: bench\nabandon_after: 1s\nsteps:\n  - id: reminder\n    after: 1s\n    channels: [email]\n    template: reminder\n";
 
 fn jobs() -> usize {
-    std::env::var("CARTBACK_BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    env_or("CARTBACK_BENCH_JOBS", 10_000)
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+const SECRET: &str = "bench-secret-of-some-length";
+
+fn event(i: usize, occurred: chrono::DateTime<Utc>) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "type": "cart.updated", "occurred_at": occurred.to_rfc3339(),
+        "cart": {"id": format!("c{i}"), "currency": "EUR", "total": "50.00",
+                 "items": [{"title": "Thing", "quantity": 1, "price": "50.00"}], "restore_url": "https://s.example/r"},
+        "customer": {"email": format!("c{i}@example.com"), "accepts_email_marketing": true}
+    }))
+    .expect("json")
+}
+
+/// A Cartback app on a fresh database in `dir` (one shop `b`, the one-step campaign).
+async fn bench_app(backend: &str, dir: &std::path::Path, tweak: impl FnOnce(&mut Settings)) -> (Arc<App>, String) {
+    let url = fresh_db(backend, dir, "cb").await;
+    std::fs::create_dir_all(dir.join("campaigns")).expect("dir");
+    std::fs::write(dir.join("campaigns/bench.yaml"), CAMPAIGN).expect("campaign");
+    let mut s = Settings {
+        database_url: Secret::new(url.clone()),
+        campaigns_dir: dir.join("campaigns"),
+        templates_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
+        ..Settings::default()
+    };
+    s.email.outbox_dir = dir.join("outbox");
+    s.worker.poll_interval = Duration::from_millis(50);
+    s.worker.concurrency = 16;
+    s.shops.insert(
+        "b".into(),
+        ShopSettings {
+            name: "Bench".into(),
+            webhook_secret: Secret::new(SECRET),
+            timezone: "UTC".into(),
+            locale: "en".into(),
+            currency: "EUR".into(),
+            campaign: "bench".into(),
+            url: None,
+            from: None,
+            reply_to: None,
+            unsubscribe_mailto: None,
+            events_url: None,
+            restore_code_param: None,
+            transactional_first_reminder: false,
+            sms_opt_out_line: None,
+        },
+    );
+    tweak(&mut s);
+    (App::build(s).await.expect("app"), url)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Ingest over HTTP: `clients` concurrent clients post `n` signed events; returns
+/// (events/s, p50 ms, p99 ms).
+async fn ingest_http(backend: &str, n: usize, clients: usize) -> (f64, f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, url) = bench_app(backend, dir.path(), |_| {}).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, mut rx) = watch::channel(false);
+    let server = tokio::spawn(cartback::http::launch(listener, app.clone(), async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    let key = cartback::ingest::signature::secret_key(SECRET).expect("key");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("client");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, key, base, next) = (client.clone(), key.clone(), base.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return lat;
+                }
+                let body = event(i, Utc::now());
+                let id = format!("m{i}");
+                let ts = Utc::now().timestamp();
+                let sig = cartback::ingest::signature::sign(&key, &id, ts, &body);
+                let t0 = Instant::now();
+                let r = client
+                    .post(format!("{base}/v1/shops/b/events"))
+                    .header("webhook-id", &id)
+                    .header("webhook-timestamp", ts.to_string())
+                    .header("webhook-signature", sig)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("post");
+                assert_eq!(r.status(), 202, "accepted");
+                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    for t in tasks {
+        lat.extend(t.await.expect("client"));
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let stored = count(&app.db, "SELECT COUNT(*) FROM webhook_events").await;
+    assert_eq!(stored, n as i64, "every 202 is stored");
+    let _ = stop.send(true);
+    let _ = server.await;
+    app.db.close().await;
+    drop_db(&url).await;
+    (rate, percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
+/// Raw apalis pushes, one task per transaction, from `clients` concurrent tasks.
+async fn apalis_push(backend: &str, n: usize, clients: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = fresh_db(backend, dir.path(), "push").await;
+    let db = Db::connect(&url).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (db, next) = (db.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let task = TaskBuilder::new(serde_json::to_vec(&i).expect("json")).max_attempts(5).build();
+                match &db {
+                    Db::Sqlite(pool) => {
+                        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+                        apalis_sqlite::queries::push_tasks(&mut *tx, "raw", &[task]).await.expect("push");
+                        tx.commit().await.expect("commit");
+                    }
+                    Db::Postgres(pool) => {
+                        let mut tx = pool.begin().await.expect("begin");
+                        apalis_postgres::queries::push_tasks(&mut *tx, "raw", vec![task]).await.expect("push");
+                        tx.commit().await.expect("commit");
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("pusher");
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    db.close().await;
+    drop_db(&url).await;
+    rate
 }
 
 async fn fresh_db(backend: &str, dir: &std::path::Path, tag: &str) -> String {
@@ -56,57 +226,19 @@ async fn count(db: &Db, sql: &'static str) -> i64 {
     }
 }
 
-/// Cartback's recovery job end to end: re-read cart, enter campaign, claim, render, write `.eml`, record, complete.
-async fn cartback_sends(backend: &str, n: usize) -> (f64, f64) {
+/// Cartback's recovery job end to end: re-read cart, enter campaign, claim, render, deliver,
+/// record, complete. `smtp`: deliver to that relay instead of the file outbox.
+async fn dispatch(backend: &str, n: usize, smtp: Option<String>) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_db(backend, dir.path(), "cb").await;
-    std::fs::create_dir_all(dir.path().join("campaigns")).expect("dir");
-    std::fs::write(dir.path().join("campaigns/bench.yaml"), CAMPAIGN).expect("campaign");
-    let mut s = Settings {
-        database_url: Secret::new(url.clone()),
-        campaigns_dir: dir.path().join("campaigns"),
-        templates_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
-        ..Settings::default()
-    };
-    s.email.outbox_dir = dir.path().join("outbox");
-    s.worker.poll_interval = Duration::from_millis(50);
-    s.worker.concurrency = 16;
-    s.shops.insert(
-        "b".into(),
-        ShopSettings {
-            name: "Bench".into(),
-            webhook_secret: Secret::new("bench-secret-of-some-length"),
-            timezone: "UTC".into(),
-            locale: "en".into(),
-            currency: "EUR".into(),
-            campaign: "bench".into(),
-            url: None,
-            from: None,
-            reply_to: None,
-            unsubscribe_mailto: None,
-            events_url: None,
-            restore_code_param: None,
-            transactional_first_reminder: false,
-            sms_opt_out_line: None,
-        },
-    );
-    let app = App::build(s).await.expect("app");
-    let shop = app.shop("b").expect("shop").clone();
-    let past = Utc::now() - chrono::Duration::hours(1);
-    let started = Instant::now();
-    for i in 0..n {
-        let body = serde_json::to_vec(&json!({
-            "type": "cart.updated", "occurred_at": past.to_rfc3339(),
-            "cart": {"id": format!("c{i}"), "currency": "EUR", "total": "50.00",
-                     "items": [{"title": "Thing", "quantity": 1, "price": "50.00"}], "restore_url": "https://s.example/r"},
-            "customer": {"email": format!("c{i}@example.com"), "accepts_email_marketing": true}
-        }))
-        .expect("json");
-        let ev = cartback::ingest::generic::parse(&body).expect("parse");
-        let id = WebhookId::parse(&format!("m{i}")).expect("id");
-        cartback::scheduler::accept::accept(&app, &shop, &id, &ev, &body).await.expect("accept");
-    }
-    let ingest_rate = n as f64 / started.elapsed().as_secs_f64();
+    let (app, url) = bench_app(backend, dir.path(), |s| {
+        if let Some(url) = smtp {
+            s.email.transport = cartback::config::EmailTransportKind::Smtp;
+            s.email.smtp_url = Some(Secret::new(url));
+            s.worker.concurrency = 64;
+        }
+    })
+    .await;
+    accept_due(&app, n, Utc::now() - chrono::Duration::hours(1), Duration::ZERO).await;
     let (stop, rx) = watch::channel(false);
     let started = Instant::now();
     let worker = tokio::spawn(cartback::scheduler::run_worker(app.clone(), rx));
@@ -114,11 +246,107 @@ async fn cartback_sends(backend: &str, n: usize) -> (f64, f64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(count(&app.db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, n as i64, "all sent");
     let _ = stop.send(true);
     let _ = worker.await;
     app.db.close().await;
     drop_db(&url).await;
-    (ingest_rate, rate)
+    rate
+}
+
+/// Accept `n` events in-process; cart `i` was last active at `first + i * spacing`.
+async fn accept_due(app: &App, n: usize, first: chrono::DateTime<Utc>, spacing: Duration) {
+    let shop = app.shop("b").expect("shop").clone();
+    let spacing = chrono::Duration::from_std(spacing).expect("spacing");
+    let mut pending = futures::stream::iter(0..n)
+        .map(|i| {
+            let shop = shop.clone();
+            async move {
+                let body = event(i, first + spacing * i32::try_from(i).expect("i"));
+                let ev = cartback::ingest::generic::parse(&body).expect("parse");
+                let id = WebhookId::parse(&format!("m{i}")).expect("id");
+                cartback::scheduler::accept::accept(app, &shop, &id, &ev, &body).await.expect("accept");
+            }
+        })
+        .buffer_unordered(64);
+    while pending.next().await.is_some() {}
+}
+
+/// Lateness: `n` sends falling due evenly over `window` while the worker runs; returns
+/// (p50 s, p99 s, max s, early count).
+async fn lateness(backend: &str, n: usize, window: Duration) -> (f64, f64, f64, i64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, url) = bench_app(backend, dir.path(), |_| {}).await;
+    // The campaign sends 1 s after abandonment, abandonment is 1 s after the last activity:
+    // a cart last active at t is due at t + 2 s. Start the window 20 s from now.
+    let first = Utc::now() + chrono::Duration::seconds(20) - chrono::Duration::seconds(2);
+    accept_due(&app, n, first, window / u32::try_from(n).expect("n")).await;
+    let (stop, rx) = watch::channel(false);
+    let worker = tokio::spawn(cartback::scheduler::run_worker(app.clone(), rx));
+    while count(&app.db, "SELECT COUNT(*) FROM carts WHERE status = 'completed'").await < n as i64 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(true);
+    let _ = worker.await;
+    let mut late: Vec<f64> = match &app.db {
+        Db::Sqlite(p) => sqlx::query_scalar::<_, i64>("SELECT completed_at - due_at FROM sends").fetch_all(p).await,
+        Db::Postgres(p) => sqlx::query_scalar::<_, i64>("SELECT completed_at - due_at FROM sends").fetch_all(p).await,
+    }
+    .expect("lateness")
+    .into_iter()
+    .map(|ms| ms as f64 / 1000.0)
+    .collect();
+    late.sort_by(f64::total_cmp);
+    let early = late.iter().filter(|l| **l < 0.0).count() as i64;
+    app.db.close().await;
+    drop_db(&url).await;
+    (percentile(&late, 0.5), percentile(&late, 0.99), late.last().copied().unwrap_or(f64::NAN), early)
+}
+
+struct Sink(std::process::Child, u16);
+
+impl Sink {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut cmd = std::process::Command::new("smtp-sink");
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if root {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .args([&format!("127.0.0.1:{port}"), "1000"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("smtp-sink (apt-get install postfix)");
+        let sink = Self(child, port);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sink
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn smtp_source(port: u16, n: usize, sessions: usize) -> f64 {
+    let started = Instant::now();
+    let ok = std::process::Command::new("smtp-source")
+        .args(["-s", &sessions.to_string(), "-m", &n.to_string(), "-l", "2000", &format!("127.0.0.1:{port}")])
+        .status()
+        .expect("smtp-source (apt-get install postfix)")
+        .success();
+    assert!(ok, "smtp-source failed");
+    n as f64 / started.elapsed().as_secs_f64()
 }
 
 async fn noop(_: u64) -> Result<(), BoxDynError> {
@@ -186,25 +414,40 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
 }
 
 fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let n = jobs();
-    let _ = Arc::new(());
+    let clients = env_or("CARTBACK_BENCH_CLIENTS", 32);
     rt.block_on(async {
         println!(
-            "worker throughput, {n} due jobs, {} cores",
+            "cartback bench: {n} events/jobs per figure, {clients} HTTP clients, {} cores",
             std::thread::available_parallelism().map_or(0, |p| p.get())
         );
-        println!("{:<10} {:<52} {:>12}", "backend", "what", "per second");
+        println!("{:<10} {:<58} {:>12} {:>24}", "backend", "what", "per second", "");
+        let row = |backend: &str, what: &str, rate: f64, extra: String| {
+            println!("{backend:<10} {what:<58} {rate:>12.0} {extra:>24}");
+        };
         for backend in ["sqlite", "postgres"] {
+            let push = apalis_push(backend, n, clients).await;
+            row(backend, "raw apalis push, 1 per transaction (baseline)", push, String::new());
+            let (rate, p50, p99) = ingest_http(backend, n, clients).await;
+            row(backend, "signed events over HTTP, durable before 202", rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
             let raw = bare_apalis(backend, n, false).await;
-            println!("{backend:<10} {:<52} {raw:>12.0}", "bare apalis, no-op jobs (baseline)");
-            if backend == "sqlite" {
-                let with = bare_apalis(backend, n, true).await;
-                println!("{backend:<10} {:<52} {with:>12.0}", "bare apalis, no-op jobs, with apalis's LIdx index");
-            }
-            let (ingest, sends) = cartback_sends(backend, n).await;
-            println!("{backend:<10} {:<52} {ingest:>12.0}", "events accepted in-process (cart + job, one tx)");
-            println!("{backend:<10} {:<52} {sends:>12.0}", "recovery jobs → rendered .eml in the file outbox");
+            row(backend, "bare apalis, no-op jobs (baseline)", raw, String::new());
+            let file = dispatch(backend, n, None).await;
+            row(backend, "due steps → rendered .eml in the file outbox", file, String::new());
         }
+        let sink = Sink::start();
+        let source = smtp_source(sink.1, n, 20);
+        row("-", "smtp-source, 20 sessions, into smtp-sink (baseline)", source, String::new());
+        let smtp = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.1))).await;
+        row("sqlite", "due steps → emails into smtp-sink", smtp, String::new());
+        let window = Duration::from_secs(u64::try_from(env_or("CARTBACK_BENCH_LATENESS_SECS", 60)).unwrap_or(60));
+        let due = env_or("CARTBACK_BENCH_LATENESS_JOBS", 6_000);
+        let (p50, p99, max, early) = lateness("sqlite", due, window).await;
+        println!(
+            "sqlite     lateness, {due} sends due over {}s: p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s, early {early}",
+            window.as_secs()
+        );
     });
 }

@@ -38,6 +38,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// HTTP client for outbound webhooks to shops.
     pub http: reqwest::Client,
+    /// Accepted events, committed in groups.
+    pub ingest: crate::scheduler::group::GroupCommit,
 }
 
 impl App {
@@ -109,7 +111,8 @@ impl App {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for outbound webhooks")?;
-        Ok(Arc::new(Self {
+        let (ingest, writers) = crate::scheduler::group::GroupCommit::new();
+        let app = Arc::new(Self {
             settings,
             db,
             shops,
@@ -121,7 +124,10 @@ impl App {
             public_base,
             metrics: crate::metrics::Metrics::default(),
             http,
-        }))
+            ingest,
+        });
+        crate::scheduler::group::spawn_writer(&app, writers);
+        Ok(app)
     }
 
     /// The shop with id `id`.

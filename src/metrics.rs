@@ -63,6 +63,8 @@ pub struct Metrics {
     pub jobs: Family<StateLabels, Gauge>,
     /// 1 while the primary SMTP relay is skipped (circuit open), set at scrape.
     pub smtp_circuit_open: Gauge,
+    /// Events per group commit.
+    pub ingest_batch: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -95,7 +97,13 @@ impl Default for Metrics {
             "1 while the primary SMTP relay is skipped after repeated failures",
             smtp_circuit_open.clone(),
         );
-        Self { registry, events, sends, lateness, provider_latency, jobs, smtp_circuit_open }
+        let ingest_batch = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
+        registry.register(
+            "ingest_batch_events",
+            "Events committed together in one transaction (group commit)",
+            ingest_batch.clone(),
+        );
+        Self { registry, events, sends, lateness, provider_latency, jobs, smtp_circuit_open, ingest_batch }
     }
 }
 

@@ -36,6 +36,9 @@ pub enum AcceptError {
     /// The shop's campaign is not loaded (configuration changed under us).
     #[error("campaign {0:?} is not loaded")]
     NoCampaign(String),
+    /// The shared transaction of a group commit failed; nothing of this event was stored.
+    #[error("storing the event failed: {0}")]
+    Batch(String),
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -66,7 +69,8 @@ pub(crate) async fn reschedule(tx: &mut Tx, cart: &mut CartRow, at: i64) -> Resu
     push(tx, RecoveryJob { cart: cart.id, seq: cart.seq }, crate::domain::from_millis(at)).await
 }
 
-/// Accept one verified event for `shop`.
+/// Accept one verified event for `shop`: durable when this returns `Ok`. Concurrent events
+/// share one transaction and one disk flush (`super::group`).
 pub async fn accept(
     app: &App,
     shop: &Shop,
@@ -74,8 +78,19 @@ pub async fn accept(
     ev: &ShopEvent,
     body: &[u8],
 ) -> Result<Accepted, AcceptError> {
+    app.ingest.submit(shop, webhook_id, ev, body).await
+}
+
+/// Apply one event inside `tx` (the caller commits; on `Err` it must roll the event back).
+pub(crate) async fn accept_in(
+    app: &App,
+    tx: &mut Tx,
+    shop: &Shop,
+    webhook_id: &WebhookId,
+    ev: &ShopEvent,
+    body: &[u8],
+) -> Result<Accepted, AcceptError> {
     let now = Utc::now();
-    let mut tx = app.db.begin().await?;
     let inserted = tx
         .insert_event(&EventInsert {
             shop: shop.id.as_str(),
@@ -87,7 +102,6 @@ pub async fn accept(
         })
         .await?;
     if !inserted {
-        tx.commit().await?;
         debug!(shop = %shop.id, webhook_id = %webhook_id, "duplicate delivery");
         return Ok(Accepted::Duplicate);
     }
@@ -105,17 +119,16 @@ pub async fn accept(
         (
             EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied | EventKind::OrderUnpaid,
             Some(a),
-        ) => cart_event(&mut tx, shop, ev, a, ms(now)).await?,
+        ) => cart_event(tx, shop, ev, a, ms(now)).await?,
         (EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied, None) => {
             return Err(AcceptError::NoCampaign(shop.campaign.clone()));
         }
         (EventKind::OrderPlaced | EventKind::OrderPaid, _) => {
             let window = i64::try_from(app.settings.attribution_window.as_millis()).unwrap_or(i64::MAX / 2);
-            order_event(&mut tx, shop, ev, window, ms(now)).await?
+            order_event(tx, shop, ev, window, ms(now)).await?
         }
     };
     tx.set_event_outcome(shop.id.as_str(), webhook_id.as_str(), cart_id, &outcome).await?;
-    tx.commit().await?;
     info!(shop = %shop.id, kind = ev.kind.as_str(), cart = ?cart_id, %outcome, "event accepted");
     Ok(Accepted::New { outcome })
 }

@@ -6,6 +6,7 @@
 
 pub mod accept;
 mod faults;
+pub mod group;
 pub mod outbound;
 pub mod queue;
 mod recovery;
