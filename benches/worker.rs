@@ -427,21 +427,35 @@ fn main() {
         let row = |backend: &str, what: &str, rate: f64, extra: String| {
             println!("{backend:<10} {what:<58} {rate:>12.0} {extra:>24}");
         };
-        for backend in ["sqlite", "postgres"] {
-            let push = apalis_push(backend, n, clients).await;
-            row(backend, "raw apalis push, 1 per transaction (baseline)", push, String::new());
-            let (rate, p50, p99) = ingest_http(backend, n, clients).await;
-            row(backend, "signed events over HTTP, durable before 202", rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
-            let raw = bare_apalis(backend, n, false).await;
-            row(backend, "bare apalis, no-op jobs (baseline)", raw, String::new());
-            let file = dispatch(backend, n, None).await;
-            row(backend, "due steps → rendered .eml in the file outbox", file, String::new());
+        // CARTBACK_BENCH_ONLY=ingest,file,smtp,lateness and/or sqlite|postgres runs a part.
+        let only = std::env::var("CARTBACK_BENCH_ONLY").unwrap_or_default();
+        let run = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+        let backends: Vec<&str> =
+            ["sqlite", "postgres"].into_iter().filter(|b| !only.contains("sqlite") && !only.contains("postgres") || only.contains(b)).collect();
+        for backend in backends {
+            if run("ingest") || run(backend) {
+                let push = apalis_push(backend, n, clients).await;
+                row(backend, "raw apalis push, 1 per transaction (baseline)", push, String::new());
+                let (rate, p50, p99) = ingest_http(backend, n, clients).await;
+                row(backend, "signed events over HTTP, durable before 202", rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
+            }
+            if run("file") || run(backend) {
+                let raw = bare_apalis(backend, n, false).await;
+                row(backend, "bare apalis, no-op jobs (baseline)", raw, String::new());
+                let file = dispatch(backend, n, None).await;
+                row(backend, "due steps → rendered .eml in the file outbox", file, String::new());
+            }
         }
-        let sink = Sink::start();
-        let source = smtp_source(sink.1, n, 20);
-        row("-", "smtp-source, 20 sessions, into smtp-sink (baseline)", source, String::new());
-        let smtp = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.1))).await;
-        row("sqlite", "due steps → emails into smtp-sink", smtp, String::new());
+        if run("smtp") {
+            let sink = Sink::start();
+            let source = smtp_source(sink.1, n, 20);
+            row("-", "smtp-source, 20 sessions, into smtp-sink (baseline)", source, String::new());
+            let smtp = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.1))).await;
+            row("sqlite", "due steps → emails into smtp-sink", smtp, String::new());
+        }
+        if !run("lateness") {
+            return;
+        }
         let window = Duration::from_secs(u64::try_from(env_or("CARTBACK_BENCH_LATENESS_SECS", 60)).unwrap_or(60));
         let due = env_or("CARTBACK_BENCH_LATENESS_JOBS", 6_000);
         let (p50, p99, max, early) = lateness("sqlite", due, window).await;

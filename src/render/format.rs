@@ -4,6 +4,9 @@
 //! date patterns and plural rules all come from the CLDR data compiled into ICU4X. A locale
 //! ICU does not know falls back along CLDR's own chain (`de-AT → de → root`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use chrono::{Datelike, TimeZone, Timelike};
 use chrono_tz::Tz;
 use fixed_decimal::Decimal;
@@ -11,6 +14,7 @@ use icu_datetime::fieldsets;
 use icu_datetime::input::{Date, DateTime, Time};
 use icu_datetime::options::TimePrecision;
 use icu_datetime::{DateTimeFormatter, DateTimeFormatterPreferences};
+use icu_decimal::DecimalFormatter;
 use icu_experimental::dimension::currency::formatter::CurrencyFormatter;
 use icu_locale_core::preferences::extensions::unicode::keywords::CurrencyType;
 use icu_plurals::{PluralCategory, PluralRules};
@@ -22,19 +26,52 @@ fn icu_locale(locale: &Locale) -> icu_locale_core::Locale {
     icu_locale_core::Locale::try_from_str(locale.as_str()).unwrap_or(icu_locale_core::locale!("en"))
 }
 
+/// Formatters are built once per thread and locale: building one loads and resolves CLDR data,
+/// which costs far more than formatting with it. `None` remembers that ICU had no data.
+/// A cache is emptied when it reaches `CACHE_MAX` locales (locales come from events).
+const CACHE_MAX: usize = 256;
+
+type Cache<K, V> = RefCell<HashMap<K, Option<V>>>;
+
+thread_local! {
+    static MONEY: Cache<(String, String), CurrencyFormatter<DecimalFormatter>> = RefCell::new(HashMap::new());
+    static DATES: Cache<String, DateTimeFormatter<fieldsets::YMD>> = RefCell::new(HashMap::new());
+    static DATETIMES: Cache<String, DateTimeFormatter<fieldsets::YMDT>> = RefCell::new(HashMap::new());
+    static PLURALS: Cache<String, PluralRules> = RefCell::new(HashMap::new());
+}
+
+/// Use the cached formatter for `key`, building it with `build` the first time.
+fn cached<K: std::hash::Hash + Eq, V, R>(
+    cache: &'static std::thread::LocalKey<Cache<K, V>>,
+    key: K,
+    build: impl FnOnce() -> Option<V>,
+    with: impl FnOnce(Option<&V>) -> R,
+) -> R {
+    cache.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHE_MAX && !c.contains_key(&key) {
+            c.clear();
+        }
+        with(c.entry(key).or_insert_with(build).as_ref())
+    })
+}
+
 /// `1.234,50 €` (de-DE), `$1,234.50` (en-US), `￥800` (ja-JP): CLDR's currency format for the
 /// locale with the currency's short symbol. Falls back to `1234.50 EUR` if ICU has no data.
 pub fn money(locale: &Locale, amount: Money) -> String {
-    let loc = icu_locale(locale);
-    let Ok(code) = CurrencyType::try_from_str(&amount.currency().code().to_ascii_lowercase()) else {
-        return amount.to_string();
+    let code = amount.currency().code();
+    let build = || {
+        let currency = CurrencyType::try_from_str(&code.to_ascii_lowercase()).ok()?;
+        CurrencyFormatter::try_new_symbol((&icu_locale(locale)).into(), currency, Default::default()).ok()
     };
-    let Ok(fmt) = CurrencyFormatter::try_new_symbol((&loc).into(), code, Default::default()) else {
-        return amount.to_string();
-    };
-    let mut d = Decimal::from(amount.minor());
-    d.multiply_pow10(-i16::try_from(amount.currency().minor_digits()).unwrap_or(0));
-    fmt.format_fixed_decimal(&d).write_to_string().into_owned()
+    cached(&MONEY, (locale.as_str().to_owned(), code.to_owned()), build, |fmt| match fmt {
+        Some(fmt) => {
+            let mut d = Decimal::from(amount.minor());
+            d.multiply_pow10(-i16::try_from(amount.currency().minor_digits()).unwrap_or(0));
+            fmt.format_fixed_decimal(&d).write_to_string().into_owned()
+        }
+        None => amount.to_string(),
+    })
 }
 
 /// How much of an instant to show.
@@ -51,7 +88,7 @@ pub fn date(locale: &Locale, ms: i64, tz: Tz, style: DateStyle) -> String {
     let Some(local) = tz.timestamp_millis_opt(ms).single() else {
         return String::new();
     };
-    let prefs: DateTimeFormatterPreferences = (&icu_locale(locale)).into();
+    let prefs = || -> DateTimeFormatterPreferences { (&icu_locale(locale)).into() };
     let (Ok(d), Ok(t)) = (
         Date::try_new_iso(
             local.year(),
@@ -63,25 +100,38 @@ pub fn date(locale: &Locale, ms: i64, tz: Tz, style: DateStyle) -> String {
         return local.format("%Y-%m-%d %H:%M").to_string();
     };
     let input = DateTime { date: d, time: t };
+    let key = locale.as_str().to_owned();
     let formatted = match style {
-        DateStyle::Date => {
-            DateTimeFormatter::try_new(prefs, fieldsets::YMD::long()).map(|f| f.format(&input).to_string())
-        }
-        DateStyle::DateTime => {
-            DateTimeFormatter::try_new(prefs, fieldsets::YMDT::medium().with_time_precision(TimePrecision::Minute))
-                .map(|f| f.format(&input).to_string())
-        }
+        DateStyle::Date => cached(
+            &DATES,
+            key,
+            || DateTimeFormatter::try_new(prefs(), fieldsets::YMD::long()).ok(),
+            |f| f.map(|f| f.format(&input).to_string()),
+        ),
+        DateStyle::DateTime => cached(
+            &DATETIMES,
+            key,
+            || {
+                DateTimeFormatter::try_new(
+                    prefs(),
+                    fieldsets::YMDT::medium().with_time_precision(TimePrecision::Minute),
+                )
+                .ok()
+            },
+            |f| f.map(|f| f.format(&input).to_string()),
+        ),
     };
-    formatted.unwrap_or_else(|_| local.format("%Y-%m-%d %H:%M").to_string())
+    formatted.unwrap_or_else(|| local.format("%Y-%m-%d %H:%M").to_string())
 }
 
 /// The CLDR plural category of `n` in `locale`: `one`, `other`, `few`, … (Japanese and Chinese
 /// have only `other`; Polish and Arabic have more).
 pub fn plural_category(locale: &Locale, n: u64) -> &'static str {
-    let Ok(rules) = PluralRules::try_new_cardinal((&icu_locale(locale)).into()) else {
+    let build = || PluralRules::try_new_cardinal((&icu_locale(locale)).into()).ok();
+    let Some(category) = cached(&PLURALS, locale.as_str().to_owned(), build, |r| r.map(|r| r.category_for(n))) else {
         return if n == 1 { "one" } else { "other" };
     };
-    match rules.category_for(n) {
+    match category {
         PluralCategory::Zero => "zero",
         PluralCategory::One => "one",
         PluralCategory::Two => "two",

@@ -203,36 +203,6 @@ impl Tx {
         }
         Ok(())
     }
-
-    /// `SAVEPOINT`, `RELEASE SAVEPOINT` or `ROLLBACK TO SAVEPOINT` the one savepoint a group
-    /// commit uses around each of its events.
-    pub async fn savepoint(&mut self, step: Savepoint) -> Result<(), StoreError> {
-        let sql = match step {
-            Savepoint::Set => "SAVEPOINT one_event",
-            Savepoint::Release => "RELEASE SAVEPOINT one_event",
-            Savepoint::RollBack => "ROLLBACK TO SAVEPOINT one_event",
-        };
-        match self {
-            Tx::Sqlite(t) => {
-                sqlx::raw_sql(sql).execute(&mut **t).await?;
-            }
-            Tx::Postgres(t) => {
-                sqlx::raw_sql(sql).execute(&mut **t).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The savepoint steps of a group commit.
-#[derive(Debug, Clone, Copy)]
-pub enum Savepoint {
-    /// Before an event.
-    Set,
-    /// After an event that succeeded.
-    Release,
-    /// After an event that failed: undo it alone.
-    RollBack,
 }
 
 /// A random, unguessable public identifier (128 bits, hex).
