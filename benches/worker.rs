@@ -94,9 +94,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Ingest over HTTP: `clients` concurrent clients post `n` signed events; returns
 /// (events/s, p50 ms, p99 ms).
-async fn ingest_http(backend: &str, n: usize, clients: usize) -> (f64, f64, f64) {
+async fn ingest_http(backend: &str, n: usize, clients: usize, pending: usize) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, url) = bench_app(backend, dir.path(), |_| {}).await;
+    if pending > 0 {
+        backlog(&app.db, pending).await;
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, mut rx) = watch::channel(false);
@@ -144,12 +147,75 @@ async fn ingest_http(backend: &str, n: usize, clients: usize) -> (f64, f64, f64)
     let rate = n as f64 / started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     let stored = count(&app.db, "SELECT COUNT(*) FROM webhook_events").await;
-    assert_eq!(stored, n as i64, "every 202 is stored");
+    assert_eq!(stored, (n + pending) as i64, "every 202 is stored");
     let _ = stop.send(true);
     let _ = server.await;
     app.db.close().await;
     drop_db(&url).await;
     (rate, percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
+/// `n` live carts waiting a day for their next step, as a shop with a big backlog has them:
+/// the cart, its customer's identity, the webhook delivery that made it and its pending job.
+/// Written straight into the tables (the service would take minutes to take them in).
+async fn backlog(db: &Db, n: usize) {
+    let now_ms = Utc::now().timestamp_millis();
+    let later_s = Utc::now().timestamp() + 86_400;
+    let statements = [
+        format!(
+            "WITH RECURSIVE k(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM k WHERE x < {n})
+             INSERT INTO carts (public_id, shop, external_id, status, currency, total_minor, customer_ref, email,
+                                accepts_email, timezone, last_activity_at, campaign, next_run_at, seq, created_at, updated_at)
+             SELECT 'bl' || x, 'b', 'backlog' || x, 'active', 'EUR', 5000, 'email:bl' || x || '@example.com',
+                    'bl' || x || '@example.com', TRUE, 'UTC', {now_ms}, NULL, {later_ms}, 1, {now_ms}, {now_ms} FROM k",
+            later_ms = later_s * 1000
+        ),
+        "INSERT INTO identities (shop, identity, person) SELECT shop, customer_ref, customer_ref FROM carts WHERE public_id LIKE 'bl%'".to_owned(),
+        format!(
+            "INSERT INTO webhook_events (shop, webhook_id, kind, occurred_at, received_at, cart_id, outcome, body)
+             SELECT 'b', 'bl' || id, 'cart.updated', {now_ms}, {now_ms}, id, 'active: watching for inactivity', '{{}}'
+             FROM carts WHERE public_id LIKE 'bl%'"
+        ),
+    ];
+    let jobs = format!(
+        "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, idempotency_key)
+         SELECT CAST('{{\"cart\":' || id || ',\"seq\":1}}' AS BLOB), 'bl' || id, 'cartback.recovery', 'Pending', 0, 5,
+                {later_s}, 0, id || ':1' FROM carts WHERE public_id LIKE 'bl%'"
+    );
+    let Db::Sqlite(pool) = db else { panic!("the backlog is measured on SQLite") };
+    for sql in statements.iter().chain(std::iter::once(&jobs)) {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("backlog: {e}\n{sql}"));
+    }
+    if let Db::Sqlite(p) = db {
+        sqlx::query("ANALYZE").execute(p).await.expect("analyze");
+    }
+}
+
+/// The plan of apalis-sqlite's due-job query (`queries/backend/fetch_next.sql`, its first
+/// branch) on the backlog: it must search an index, not scan the table.
+async fn fetch_plan(db: &Db) -> String {
+    let Db::Sqlite(p) = db else { return String::new() };
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT ROWID, priority, run_at, id FROM Jobs
+         WHERE job_type = 'cartback.recovery' AND status = 'Pending' AND lock_by IS NULL AND (run_at IS NULL OR run_at <= strftime('%s', 'now'))
+         ORDER BY priority DESC, run_at ASC, id ASC LIMIT 16",
+    )
+    .fetch_all(p)
+    .await
+    .expect("explain");
+    rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+}
+
+/// Peak resident memory of this process (server, worker and bench clients together), MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// Raw apalis pushes, one task per transaction, from `clients` concurrent tasks.
@@ -228,7 +294,7 @@ async fn count(db: &Db, sql: &'static str) -> i64 {
 
 /// Cartback's recovery job end to end: re-read cart, enter campaign, claim, render, deliver,
 /// record, complete. `smtp`: deliver to that relay instead of the file outbox.
-async fn dispatch(backend: &str, n: usize, smtp: Option<String>) -> f64 {
+async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize) -> (f64, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, url) = bench_app(backend, dir.path(), |s| {
         if let Some(url) = smtp {
@@ -238,6 +304,9 @@ async fn dispatch(backend: &str, n: usize, smtp: Option<String>) -> f64 {
         }
     })
     .await;
+    if pending > 0 {
+        backlog(&app.db, pending).await;
+    }
     accept_due(&app, n, Utc::now() - chrono::Duration::hours(1), Duration::ZERO).await;
     let (stop, rx) = watch::channel(false);
     let started = Instant::now();
@@ -247,11 +316,12 @@ async fn dispatch(backend: &str, n: usize, smtp: Option<String>) -> f64 {
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     assert_eq!(count(&app.db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, n as i64, "all sent");
+    let plan = if pending > 0 { fetch_plan(&app.db).await } else { String::new() };
     let _ = stop.send(true);
     let _ = worker.await;
     app.db.close().await;
     drop_db(&url).await;
-    rate
+    (rate, plan)
 }
 
 /// Accept `n` events in-process; cart `i` was last active at `first + i * spacing`.
@@ -436,13 +506,13 @@ fn main() {
             if run("ingest") || run(backend) {
                 let push = apalis_push(backend, n, clients).await;
                 row(backend, "raw apalis push, 1 per transaction (baseline)", push, String::new());
-                let (rate, p50, p99) = ingest_http(backend, n, clients).await;
+                let (rate, p50, p99) = ingest_http(backend, n, clients, 0).await;
                 row(backend, "signed events over HTTP, durable before 202", rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
             }
             if run("file") || run(backend) {
                 let raw = bare_apalis(backend, n, false).await;
                 row(backend, "bare apalis, no-op jobs (baseline)", raw, String::new());
-                let file = dispatch(backend, n, None).await;
+                let (file, _) = dispatch(backend, n, None, 0).await;
                 row(backend, "due steps → rendered .eml in the file outbox", file, String::new());
             }
         }
@@ -450,8 +520,17 @@ fn main() {
             let sink = Sink::start();
             let source = smtp_source(sink.1, n, 20);
             row("-", "smtp-source, 20 sessions, into smtp-sink (baseline)", source, String::new());
-            let smtp = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.1))).await;
+            let (smtp, _) = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.1)), 0).await;
             row("sqlite", "due steps → emails into smtp-sink", smtp, String::new());
+        }
+        if run("scale") {
+            let pending = env_or("CARTBACK_BENCH_PENDING", 1_000_000);
+            let (rate, p50, p99) = ingest_http("sqlite", n, clients, pending).await;
+            row("sqlite", &format!("{pending} carts pending: events over HTTP"), rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
+            let (file, plan) = dispatch("sqlite", n, None, pending).await;
+            row("sqlite", &format!("{pending} carts pending: due steps → file outbox"), file, String::new());
+            println!("sqlite     due-job query plan with the backlog: {plan}");
+            println!("sqlite     peak RSS of the bench process (server, worker, clients): {:.0} MiB", peak_rss_mib());
         }
         if !run("lateness") {
             return;
