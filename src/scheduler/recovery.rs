@@ -368,26 +368,60 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             return Ok(());
         }
     }
-    // Persist what this job decided (abandonment, campaign entry), then release the cart
-    // before talking to providers; each send re-checks the cart under its own claim.
+    // What this job decided (abandonment, campaign entry) commits with the first claim: one
+    // durable commit before the provider is called, not two.
     tx.save_cart(&cart).await?;
-    tx.commit().await?;
+    let mut decided = Some(tx);
 
     let mut retry_at: Option<i64> = None;
-    for channel in &step.channels.value {
-        let mut outcome = send_channel(app, shop, campaign, job, step, *channel, due, tz).await?;
+    let mut open = None;
+    let channels = &step.channels.value;
+    for (i, channel) in channels.iter().enumerate() {
+        // The last result commits with the scheduling of the next step (unless a fallback
+        // may still have to go out: the cart must not stay locked across a provider call).
+        let keep = i + 1 == channels.len() && step.fallback.is_none();
+        let (mut outcome, kept) =
+            send_channel(app, shop, campaign, job, step, *channel, due, tz, decided.take(), keep).await?;
+        open = kept;
         if let (Outcome::FailedForGood, Some(fallback)) = (&outcome, &step.fallback) {
             info!(step = %step.id.value, from = channel.as_str(), to = fallback.value.as_str(), "falling back");
-            outcome = send_channel(app, shop, campaign, job, step, fallback.value, due, tz).await?;
+            outcome = send_channel(app, shop, campaign, job, step, fallback.value, due, tz, None, false).await?.0;
         }
         match outcome {
             Outcome::Done | Outcome::FailedForGood | Outcome::Exited => {}
             Outcome::RetryAt(t) => retry_at = Some(retry_at.map_or(t, |r: i64| r.min(t))),
         }
     }
+    if let Some(tx) = decided {
+        tx.commit().await?;
+    }
+    let merged = open.is_some();
+    let tx = match open {
+        Some(tx) => tx,
+        None => app.db.begin().await?,
+    };
+    after_step(tx, job, retry_at, shop, campaign, step_index, abandoned_at, tz).await?;
+    if merged {
+        faults::reach(Point::Completed, "").await;
+    }
+    Ok(())
+}
 
-    let mut tx = app.db.begin().await?;
+/// Schedule what follows a step (a retry, the next step, or the end) and commit `tx`, which
+/// may already hold the step's last result.
+#[allow(clippy::too_many_arguments)]
+async fn after_step(
+    mut tx: crate::store::Tx,
+    job: RecoveryJob,
+    retry_at: Option<i64>,
+    shop: &Shop,
+    campaign: &Campaign,
+    step_index: usize,
+    abandoned_at: i64,
+    tz: Tz,
+) -> Result<(), JobError> {
     let Some(mut cart) = tx.cart_by_id(job.cart).await? else {
+        tx.commit().await?; // keeps a result recorded in this transaction
         return Ok(());
     };
     if cart.seq != job.seq {
@@ -512,22 +546,27 @@ async fn send_channel(
     channel: Channel,
     due: i64,
     tz: Tz,
-) -> Result<Outcome, JobError> {
+    decided: Option<crate::store::Tx>,
+    keep_open: bool,
+) -> Result<(Outcome, Option<crate::store::Tx>), JobError> {
     let now = now_ms();
     let step_id = step.id.value.as_str();
     let label = format!("{step_id}/{}", channel.as_str());
-    let mut tx = app.db.begin().await?;
+    let mut tx = match decided {
+        Some(tx) => tx,
+        None => app.db.begin().await?,
+    };
     let Some(cart) = tx.cart_by_id(job.cart).await? else {
-        return Ok(Outcome::Exited);
+        return Ok((Outcome::Exited, None));
     };
     if cart.seq != job.seq {
         tx.commit().await?;
-        return Ok(Outcome::Exited);
+        return Ok((Outcome::Exited, None));
     }
     if let Some(why) = exit_reason(&cart, campaign)? {
         tx.log(cart.id, now, "exit", &format!("{label} not sent: {why}")).await?;
         tx.commit().await?;
-        return Ok(Outcome::Exited);
+        return Ok((Outcome::Exited, None));
     }
     // Address, consent, suppression — checked at send time, so later changes are honoured.
     let (address, consent) = match channel {
@@ -546,7 +585,7 @@ async fn send_channel(
         tx.record_skip(cart.id, step_id, channel.as_str(), due, now, &why).await?;
         tx.log(cart.id, now, "skipped", &format!("{label}: {why}")).await?;
         tx.commit().await?;
-        return Ok(Outcome::Done);
+        return Ok((Outcome::Done, None));
     }
     let lease = i64::try_from(app.settings.worker.claim_lease.as_millis()).unwrap_or(60_000);
     let send =
@@ -556,11 +595,11 @@ async fn send_channel(
                 tx.commit().await?;
                 // A permanent failure recorded by an earlier run still lets the fallback channel go.
                 let failed = row.status()? == SendStatus::Failed;
-                return Ok(if failed { Outcome::FailedForGood } else { Outcome::Done });
+                return Ok((if failed { Outcome::FailedForGood } else { Outcome::Done }, None));
             }
             Claim::Held(_, until) => {
                 tx.commit().await?;
-                return Ok(Outcome::RetryAt(until));
+                return Ok((Outcome::RetryAt(until), None));
             }
         };
     let incentive = match &step.incentive {
@@ -589,7 +628,7 @@ async fn send_channel(
             warn!(step = step_id, channel = channel.as_str(), "in-doubt send not repeated");
         }
         tx.commit().await?;
-        return Ok(Outcome::Done);
+        return Ok((Outcome::Done, None));
     }
 
     let started = std::time::Instant::now();
@@ -609,7 +648,7 @@ async fn send_channel(
                         channel = channel.as_str(),
                         "claim was taken over while this worker stalled; not sending"
                     );
-                    return Ok(Outcome::Done);
+                    return Ok((Outcome::Done, None));
                 }
             }
             let r = message.send(app).await;
@@ -711,14 +750,18 @@ async fn send_channel(
             (Outcome::RetryAt(at), ours)
         }
     };
-    tx.commit().await?;
     if !recorded {
         // Another worker holds or finished this send (this one stalled past its lease).
+        tx.commit().await?;
         warn!(step = step_id, channel = channel.as_str(), "send was taken over while in flight; result not recorded");
-        return Ok(Outcome::Done);
+        return Ok((Outcome::Done, None));
     }
+    if keep_open {
+        return Ok((outcome, Some(tx)));
+    }
+    tx.commit().await?;
     faults::reach(Point::Completed, &send.public_id).await;
-    Ok(outcome)
+    Ok((outcome, None))
 }
 
 async fn issue_incentive(
