@@ -6,13 +6,15 @@
 //! Measures Cartback's SMTP transport (lettre, pooled connections, the same MIME message
 //! the worker sends) — not the queue; `--bench worker` measures that.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cartback::deliver::{EmailTransport, OutgoingEmail};
 use cartback::domain::Email;
 use futures::StreamExt;
+use support::{Sink, smtp_source};
+
+mod support;
 
 fn emails() -> usize {
     std::env::var("CARTBACK_BENCH_EMAILS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000)
@@ -29,40 +31,6 @@ fn sample(i: usize) -> OutgoingEmail {
         html: "<p>Hallo Anna,</p><p>Sie haben 3 Artikel in Ihrem Warenkorb gelassen.</p>".repeat(12),
         unsubscribe_url: "https://recover.example/u/TOKEN".into(),
         unsubscribe_mailto: None,
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-struct Sink(std::process::Child);
-
-impl Sink {
-    fn start(port: u16) -> Self {
-        // Owned by `Sink` at once, so it is killed and reaped on every path (Drop).
-        let sink = Self(
-            Command::new("smtp-sink")
-                .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "1000"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("smtp-sink (apt-get install postfix)"),
-        );
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return sink;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("smtp-sink did not start");
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -99,17 +67,6 @@ async fn cartback_rate(port: u16, n: usize, connections: u32) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-fn source_rate(port: u16, n: usize, sessions: usize) -> f64 {
-    let started = Instant::now();
-    let ok = Command::new("smtp-source")
-        .args(["-s", &sessions.to_string(), "-m", &n.to_string(), "-l", "2000", &format!("127.0.0.1:{port}")])
-        .status()
-        .expect("smtp-source (apt-get install postfix)")
-        .success();
-    assert!(ok, "smtp-source failed");
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let n = emails();
@@ -119,13 +76,13 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |p| p.get())
     );
     println!("{:<46} {:>12}", "sender", "emails/s");
-    let port = free_port();
-    let _sink = Sink::start(port);
+    let sink = Sink::start();
+    let port = sink.port;
     for sessions in [1, 20] {
         println!(
             "{:<46} {:>12.0}",
             format!("smtp-source, {sessions} session(s), 2 KB messages"),
-            source_rate(port, n, sessions)
+            smtp_source(port, n, sessions)
         );
     }
     for connections in [1, 8, 32, 64] {

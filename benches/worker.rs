@@ -6,9 +6,14 @@
 //! 3. dispatch over SMTP into postfix's `smtp-sink`; baseline: `smtp-source` into that sink;
 //! 4. lateness: sends falling due over a window, (sent − due) p50/p99/max, and how many early.
 //!
+//! 5. scale: ingest and file dispatch with `CARTBACK_BENCH_PENDING` (default 1,000,000) live
+//!    carts pending, the due-job query plan, and the process's peak RSS.
+//!
 //! `cargo bench --bench worker` (release build). `CARTBACK_BENCH_JOBS` sets the batch size
 //! (default 10,000), `CARTBACK_BENCH_CLIENTS` the HTTP clients (default 32),
-//! `CARTBACK_TEST_POSTGRES_URL` another server. Needs postfix (`smtp-sink`, `smtp-source`).
+//! `CARTBACK_BENCH_ONLY=ingest,file,smtp,scale,lateness` (and/or `sqlite`, `postgres`) runs
+//! some parts, `CARTBACK_TEST_POSTGRES_URL` names another server. Needs postfix
+//! (`smtp-sink`, `smtp-source`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +28,10 @@ use cartback::store::Db;
 use chrono::Utc;
 use futures::StreamExt;
 use serde_json::json;
+use support::{Sink, smtp_source};
 use tokio::sync::watch;
+
+mod support;
 
 const CAMPAIGN: &str = "name: bench\nabandon_after: 1s\nsteps:\n  - id: reminder\n    after: 1s\n    channels: [email]\n    template: reminder\n";
 
@@ -373,52 +381,6 @@ async fn lateness(backend: &str, n: usize, window: Duration) -> (f64, f64, f64, 
     (percentile(&late, 0.5), percentile(&late, 0.99), late.last().copied().unwrap_or(f64::NAN), early)
 }
 
-struct Sink(std::process::Child, u16);
-
-impl Sink {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let mut cmd = std::process::Command::new("smtp-sink");
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .unwrap_or(false);
-        if root {
-            cmd.args(["-u", "nobody"]);
-        }
-        let child = cmd
-            .args([&format!("127.0.0.1:{port}"), "1000"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("smtp-sink (apt-get install postfix)");
-        let sink = Self(child, port);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        sink
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn smtp_source(port: u16, n: usize, sessions: usize) -> f64 {
-    let started = Instant::now();
-    let ok = std::process::Command::new("smtp-source")
-        .args(["-s", &sessions.to_string(), "-m", &n.to_string(), "-l", "2000", &format!("127.0.0.1:{port}")])
-        .status()
-        .expect("smtp-source (apt-get install postfix)")
-        .success();
-    assert!(ok, "smtp-source failed");
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
 async fn noop(_: u64) -> Result<(), BoxDynError> {
     Ok(())
 }
@@ -518,9 +480,9 @@ fn main() {
         }
         if run("smtp") {
             let sink = Sink::start();
-            let source = smtp_source(sink.1, n, 20);
+            let source = smtp_source(sink.port, n, 20);
             row("-", "smtp-source, 20 sessions, into smtp-sink (baseline)", source, String::new());
-            let (smtp, _) = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.1)), 0).await;
+            let (smtp, _) = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.port)), 0).await;
             row("sqlite", "due steps → emails into smtp-sink", smtp, String::new());
         }
         if run("scale") {
