@@ -69,25 +69,7 @@ async fn bench_app(backend: &str, dir: &std::path::Path, tweak: impl FnOnce(&mut
     s.email.outbox_dir = dir.join("outbox");
     s.worker.poll_interval = Duration::from_millis(50);
     s.worker.concurrency = 16;
-    s.shops.insert(
-        "b".into(),
-        ShopSettings {
-            name: "Bench".into(),
-            webhook_secret: Secret::new(SECRET),
-            timezone: "UTC".into(),
-            locale: "en".into(),
-            currency: "EUR".into(),
-            campaign: "bench".into(),
-            url: None,
-            from: None,
-            reply_to: None,
-            unsubscribe_mailto: None,
-            events_url: None,
-            restore_code_param: None,
-            transactional_first_reminder: false,
-            sms_opt_out_line: None,
-        },
-    );
+    s.shops.insert("b".into(), ShopSettings::new("Bench", Secret::new(SECRET), "UTC", "en", "EUR", "bench"));
     tweak(&mut s);
     (App::build(s).await.expect("app"), url)
 }

@@ -71,7 +71,7 @@ impl App {
                     breaker_cooldown: e.breaker_cooldown,
                 };
                 EmailTransport::smtp(url.expose(), e.smtp_secondary_url.as_ref().map(|u| u.expose()), &options)
-                    .context("configuration: email.smtp_url or email.smtp_secondary_url")?
+                    .context("configuration")?
             }
         };
         let sms = match settings.sms.transport {

@@ -175,6 +175,36 @@ pub struct ShopSettings {
     pub sms_opt_out_line: Option<String>,
 }
 
+impl ShopSettings {
+    /// A shop with its required keys (secret, name, zone, locale, currency, campaign) and every
+    /// optional key unset, as a `[shops.*]` block with only those keys would give.
+    pub fn new(
+        name: &str,
+        webhook_secret: Secret,
+        timezone: &str,
+        locale: &str,
+        currency: &str,
+        campaign: &str,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            webhook_secret,
+            timezone: timezone.into(),
+            locale: locale.into(),
+            currency: currency.into(),
+            campaign: campaign.into(),
+            url: None,
+            from: None,
+            reply_to: None,
+            unsubscribe_mailto: None,
+            events_url: None,
+            restore_code_param: None,
+            transactional_first_reminder: false,
+            sms_opt_out_line: None,
+        }
+    }
+}
+
 /// `[worker]`: queue tuning.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

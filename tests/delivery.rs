@@ -26,11 +26,6 @@ async fn app_with_relay(
 
 const OPS: &str = "ops-token-for-tests";
 
-async fn scrape(t: &TestApp) -> String {
-    let r = t.client.get(format!("{}/metrics", t.base)).bearer_auth(OPS).send().await.expect("metrics");
-    r.text().await.expect("text")
-}
-
 async fn wait_scalar(t: &TestApp, what: &str, sql: &'static str, want: i64) {
     t.wait_for(what, Duration::from_secs(30), || async { (t.scalar(sql).await == want).then_some(()) }).await;
 }
@@ -99,7 +94,7 @@ async fn a_secondary_relay_takes_over_while_the_primary_is_down() {
     assert_eq!(secondary.recipients().len(), 4, "the secondary relay got every message");
     assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE message_ref LIKE '% via secondary'").await, 4);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM cart_log WHERE detail LIKE '%via the secondary relay%'").await, 4);
-    let metrics = scrape(&t).await;
+    let metrics = t.metrics(OPS).await;
     assert!(metrics.contains("cartback_smtp_circuit_open 1"), "circuit open after repeated failures:\n{metrics}");
 
     // The primary comes back; after the cooldown one message probes it and closes the circuit.
@@ -109,7 +104,7 @@ async fn a_secondary_relay_takes_over_while_the_primary_is_down() {
     assert_eq!(t.post(&body).await.status(), 202);
     wait_scalar(&t, "the fifth message", "SELECT COUNT(*) FROM sends WHERE status = 'sent'", 5).await;
     assert_eq!(primary.recipients(), vec!["back@example.org".to_owned()], "the probe went to the primary");
-    let metrics = scrape(&t).await;
+    let metrics = t.metrics(OPS).await;
     assert!(metrics.contains("cartback_smtp_circuit_open 0"), "circuit closed again:\n{metrics}");
     t.shutdown().await;
 }

@@ -50,16 +50,7 @@ async fn burst(backend: Backend) {
     // The newer update won wherever it landed in the batches.
     let newest = t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'active' AND next_run_at IS NOT NULL").await;
     assert_eq!(newest, CARTS as i64, "one watched cart each");
-    let metrics = t
-        .client
-        .get(format!("{}/metrics", t.base))
-        .bearer_auth("ops")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = t.metrics("ops").await;
     let value = |name: &str| -> f64 {
         metrics
             .lines()

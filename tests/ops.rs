@@ -173,16 +173,7 @@ async fn timeline_funnel_and_metrics_tell_the_story(backend: Backend) {
     assert_eq!(c["steps"][0]["sent"], 1);
     assert_eq!(c["steps"][0]["clicks"], 1);
 
-    let metrics = t
-        .client
-        .get(format!("{}/metrics", t.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = t.metrics(TOKEN).await;
     assert!(
         metrics.contains(r#"cartback_events_received_total{type="cart.updated",result="accepted"} 1"#),
         "{metrics}"

@@ -202,20 +202,12 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
     s.shops = BTreeMap::from([(
         "demo".to_owned(),
         ShopSettings {
-            name: "Demo Shop".into(),
-            webhook_secret: Secret::new(secret.clone()),
-            timezone: "Europe/Berlin".into(),
-            locale: "en".into(),
-            currency: "EUR".into(),
-            campaign: "demo".into(),
             url: Some("https://shop.example".into()),
             from: Some("Demo Shop <shop@example.com>".into()),
             reply_to: Some("Demo Shop Support <help@example.com>".into()),
             unsubscribe_mailto: Some("unsubscribe@example.com".into()),
-            events_url: None,
             restore_code_param: Some("discount".into()),
-            transactional_first_reminder: false,
-            sms_opt_out_line: None,
+            ..ShopSettings::new("Demo Shop", Secret::new(secret.clone()), "Europe/Berlin", "en", "EUR", "demo")
         },
     )]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a local port")?;

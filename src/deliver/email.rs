@@ -134,6 +134,17 @@ impl std::fmt::Debug for EmailTransport {
     }
 }
 
+/// A relay URL lettre cannot use, with the configuration key it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {source}")]
+pub struct SmtpUrlError {
+    /// `email.smtp_url` or `email.smtp_secondary_url`.
+    pub key: &'static str,
+    /// lettre's reason.
+    #[source]
+    pub source: lettre::transport::smtp::Error,
+}
+
 /// How an SMTP transport is built.
 #[derive(Debug, Clone)]
 pub struct SmtpOptions {
@@ -160,14 +171,12 @@ fn relay(name: &'static str, url: &str, o: &SmtpOptions) -> Result<Relay, lettre
 impl EmailTransport {
     /// An SMTP transport from `smtp://`, `smtps://` or `smtp://…?tls=required` URLs, with an
     /// optional secondary relay.
-    pub fn smtp(
-        primary: &str,
-        secondary: Option<&str>,
-        options: &SmtpOptions,
-    ) -> Result<Self, lettre::transport::smtp::Error> {
-        let secondary = secondary.map(|u| relay("secondary", u, options)).transpose()?;
+    pub fn smtp(primary: &str, secondary: Option<&str>, options: &SmtpOptions) -> Result<Self, SmtpUrlError> {
+        let bad = |key| move |source| SmtpUrlError { key, source };
+        let secondary =
+            secondary.map(|u| relay("secondary", u, options)).transpose().map_err(bad("email.smtp_secondary_url"))?;
         Ok(Self::Smtp(Arc::new(Relays::new(
-            relay("primary", primary, options)?,
+            relay("primary", primary, options).map_err(bad("email.smtp_url"))?,
             secondary,
             Breaker::new(options.breaker_failures, options.breaker_cooldown),
         ))))

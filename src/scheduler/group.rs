@@ -17,13 +17,14 @@ use tracing::{Instrument, info_span, warn};
 use super::accept::{AcceptError, Accepted, accept_in};
 use crate::app::App;
 use crate::config::Shop;
-use crate::domain::{ShopEvent, WebhookId};
+use crate::domain::{ShopEvent, ShopId, WebhookId};
 
 /// The most events one transaction takes.
 const MAX_BATCH: usize = 128;
 
 struct Pending {
-    shop: Shop,
+    /// Its shop, looked up again by the writer (one id, not a copy of the shop's settings).
+    shop: ShopId,
     webhook_id: WebhookId,
     event: ShopEvent,
     body: Vec<u8>,
@@ -63,7 +64,7 @@ impl GroupCommit {
     ) -> Result<Accepted, AcceptError> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            shop: shop.clone(),
+            shop: shop.id.clone(),
             webhook_id: webhook_id.clone(),
             event: event.clone(),
             body: body.to_vec(),
@@ -130,7 +131,7 @@ async fn shared(app: &App, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
     let mut tx = app.db.begin().await.map_err(|e| e.to_string())?;
     let mut results = Vec::with_capacity(batch.len());
     for p in batch {
-        let r = accept_in(app, &mut tx, &p.shop, &p.webhook_id, &p.event, &p.body).await;
+        let r = accept_in(app, &mut tx, shop_of(app, p)?, &p.webhook_id, &p.event, &p.body).await;
         results.push(r.map_err(|e| e.to_string())?);
     }
     tx.commit().await.map_err(|e| e.to_string())?;
@@ -140,7 +141,13 @@ async fn shared(app: &App, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
 /// One event in its own transaction.
 async fn alone(app: &App, p: &Pending) -> Result<Accepted, AcceptError> {
     let mut tx = app.db.begin().await?;
-    let r = accept_in(app, &mut tx, &p.shop, &p.webhook_id, &p.event, &p.body).await?;
+    let shop = shop_of(app, p).map_err(AcceptError::Batch)?;
+    let r = accept_in(app, &mut tx, shop, &p.webhook_id, &p.event, &p.body).await?;
     tx.commit().await?;
     Ok(r)
+}
+
+/// The configured shop of a queued event (shops are fixed for the life of the `App`).
+fn shop_of<'a>(app: &'a App, p: &Pending) -> Result<&'a Shop, String> {
+    app.shops.get(&p.shop).ok_or_else(|| format!("shop {} is not configured", p.shop.as_str()))
 }

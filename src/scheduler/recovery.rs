@@ -371,7 +371,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     // What this job decided (abandonment, campaign entry) commits with the first claim: one
     // durable commit before the provider is called, not two.
     tx.save_cart(&cart).await?;
-    let mut decided = Some(tx);
+    let mut decided = Some((tx, cart));
 
     let mut retry_at: Option<i64> = None;
     let mut open = None;
@@ -392,7 +392,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             Outcome::RetryAt(t) => retry_at = Some(retry_at.map_or(t, |r: i64| r.min(t))),
         }
     }
-    if let Some(tx) = decided {
+    if let Some((tx, _)) = decided {
         tx.commit().await?;
     }
     let merged = open.is_some();
@@ -546,18 +546,22 @@ async fn send_channel(
     channel: Channel,
     due: i64,
     tz: Tz,
-    decided: Option<crate::store::Tx>,
+    decided: Option<(crate::store::Tx, CartRow)>,
     keep_open: bool,
 ) -> Result<(Outcome, Option<crate::store::Tx>), JobError> {
     let now = now_ms();
     let step_id = step.id.value.as_str();
     let label = format!("{step_id}/{}", channel.as_str());
-    let mut tx = match decided {
-        Some(tx) => tx,
-        None => app.db.begin().await?,
-    };
-    let Some(cart) = tx.cart_by_id(job.cart).await? else {
-        return Ok((Outcome::Exited, None));
+    // The job's own transaction comes with the cart it holds locked and has just saved.
+    let (mut tx, cart) = match decided {
+        Some(open) => open,
+        None => {
+            let mut tx = app.db.begin().await?;
+            let Some(cart) = tx.cart_by_id(job.cart).await? else {
+                return Ok((Outcome::Exited, None));
+            };
+            (tx, cart)
+        }
     };
     if cart.seq != job.seq {
         tx.commit().await?;

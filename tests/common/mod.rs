@@ -98,20 +98,9 @@ pub fn settings(dir: &Path, database_url: &str, campaign_yaml: &str) -> Settings
     s.shops.insert(
         SHOP.into(),
         ShopSettings {
-            name: "Test Shop".into(),
-            webhook_secret: Secret::new(SECRET),
-            timezone: "Europe/Berlin".into(),
-            locale: "en".into(),
-            currency: "EUR".into(),
-            campaign: "quick".into(),
             url: Some("https://shop.example".into()),
             from: Some("Test Shop <shop@example.com>".into()),
-            reply_to: None,
-            unsubscribe_mailto: None,
-            events_url: None,
-            restore_code_param: None,
-            transactional_first_reminder: false,
-            sms_opt_out_line: None,
+            ..ShopSettings::new("Test Shop", Secret::new(SECRET), "Europe/Berlin", "en", "EUR", "quick")
         },
     );
     s
@@ -269,6 +258,13 @@ impl TestApp {
             .unwrap_or_default();
         out.sort();
         out
+    }
+
+    /// `GET /metrics` with the ops token `token`, as text.
+    pub async fn metrics(&self, token: &str) -> String {
+        let r = self.client.get(format!("{}/metrics", self.base)).bearer_auth(token).send().await.expect("metrics");
+        assert_eq!(r.status(), 200, "metrics with the ops token");
+        r.text().await.expect("text")
     }
 
     pub async fn scalar(&self, sql: &'static str) -> i64 {
