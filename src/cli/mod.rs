@@ -71,11 +71,15 @@ pub enum Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
+        // Typed configuration errors, and errors a caller marked with a `configuration` context
+        // (a relay URL lettre refuses, a missing provider key), at any depth.
         let user = e.chain().any(|c| {
             c.is::<crate::config::ConfigError>()
                 || c.is::<crate::campaign::CampaignErrors>()
                 || c.is::<crate::render::RenderError>()
-        }) || e.to_string().starts_with("configuration:");
+                || c.is::<crate::deliver::SmtpUrlError>()
+                || c.to_string().starts_with("configuration")
+        });
         if user { Failure::User(e) } else { Failure::Internal(e) }
     }
 }
@@ -119,5 +123,14 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn configuration_mistakes_are_the_users_and_the_rest_ours() {
+        use super::Failure;
+        let user = |e: anyhow::Error| matches!(Failure::from(e), Failure::User(_));
+        assert!(user(anyhow::anyhow!("email.smtp_url: invalid scheme").context("configuration")));
+        assert!(user(anyhow::anyhow!("configuration: sms.auth_token is required for the twilio transport")));
+        assert!(!user(anyhow::anyhow!("connection refused").context("connecting to the database")));
     }
 }

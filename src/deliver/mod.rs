@@ -9,7 +9,7 @@ mod email;
 mod relay;
 mod sms;
 
-pub use email::{EmailTransport, OutgoingEmail, SmtpOptions};
+pub use email::{EmailTransport, OutgoingEmail, SmtpOptions, SmtpUrlError};
 pub use relay::{Breaker, Route};
 pub use sms::{OutgoingSms, SmsTransport, Twilio};
 
