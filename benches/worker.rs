@@ -11,6 +11,8 @@
 //!
 //! `cargo bench --bench worker` (release build). `CARTBACK_BENCH_JOBS` sets the batch size
 //! (default 10,000), `CARTBACK_BENCH_CLIENTS` the HTTP clients (default 32),
+//! `CARTBACK_BENCH_LATENESS_JOBS` (default 100,000) and `CARTBACK_BENCH_LATENESS_SECS` (windows
+//! in seconds, comma-separated, default `300,600`) shape the lateness part,
 //! `CARTBACK_BENCH_ONLY=ingest,file,smtp,scale,lateness` (and/or `sqlite`, `postgres`) runs
 //! some parts, `CARTBACK_TEST_POSTGRES_URL` names another server. Needs postfix
 //! (`smtp-sink`, `smtp-source`).
@@ -208,6 +210,15 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU time this process has used so far (user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    f.get(11).zip(f.get(12)).map_or(f64::NAN, |(u, s)| (u + s) / 100.0)
+}
+
 /// Raw apalis pushes, one task per transaction, from `clients` concurrent tasks.
 async fn apalis_push(backend: &str, n: usize, clients: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -284,7 +295,7 @@ async fn count(db: &Db, sql: &'static str) -> i64 {
 
 /// Cartback's recovery job end to end: re-read cart, enter campaign, claim, render, deliver,
 /// record, complete. `smtp`: deliver to that relay instead of the file outbox.
-async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize) -> (f64, String) {
+async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize) -> (f64, f64, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, url) = bench_app(backend, dir.path(), |s| {
         if let Some(url) = smtp {
@@ -300,18 +311,20 @@ async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize)
     accept_due(&app, n, Utc::now() - chrono::Duration::hours(1), Duration::ZERO).await;
     let (stop, rx) = watch::channel(false);
     let started = Instant::now();
+    let cpu0 = cpu_seconds();
     let worker = tokio::spawn(cartback::scheduler::run_worker(app.clone(), rx));
     while count(&app.db, "SELECT COUNT(*) FROM carts WHERE status = 'completed'").await < n as i64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    let cpu_ms = (cpu_seconds() - cpu0) * 1000.0 / n as f64;
     assert_eq!(count(&app.db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, n as i64, "all sent");
     let plan = if pending > 0 { fetch_plan(&app.db).await } else { String::new() };
     let _ = stop.send(true);
     let _ = worker.await;
     app.db.close().await;
     drop_db(&url).await;
-    (rate, plan)
+    (rate, cpu_ms, plan)
 }
 
 /// Accept `n` events in-process; cart `i` was last active at `first + i * spacing`.
@@ -338,8 +351,10 @@ async fn lateness(backend: &str, n: usize, window: Duration) -> (f64, f64, f64, 
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, url) = bench_app(backend, dir.path(), |_| {}).await;
     // The campaign sends 1 s after abandonment, abandonment is 1 s after the last activity:
-    // a cart last active at t is due at t + 2 s. Start the window 20 s from now.
-    let first = Utc::now() + chrono::Duration::seconds(20) - chrono::Duration::seconds(2);
+    // a cart last active at t is due at t + 2 s. The window starts once every event has been
+    // accepted (about 1 ms each, with room to spare) and the worker has started.
+    let lead = 10 + i64::try_from(n / 1000).expect("n");
+    let first = Utc::now() + chrono::Duration::seconds(lead) - chrono::Duration::seconds(2);
     accept_due(&app, n, first, window / u32::try_from(n).expect("n")).await;
     let (stop, rx) = watch::channel(false);
     let worker = tokio::spawn(cartback::scheduler::run_worker(app.clone(), rx));
@@ -456,35 +471,38 @@ fn main() {
             if run("file") || run(backend) {
                 let raw = bare_apalis(backend, n, false).await;
                 row(backend, "bare apalis, no-op jobs (baseline)", raw, String::new());
-                let (file, _) = dispatch(backend, n, None, 0).await;
-                row(backend, "due steps → rendered .eml in the file outbox", file, String::new());
+                let (file, cpu, _) = dispatch(backend, n, None, 0).await;
+                row(backend, "due steps → rendered .eml in the file outbox", file, format!("{cpu:.2} ms CPU each"));
             }
         }
         if run("smtp") {
             let sink = Sink::start();
             let source = smtp_source(sink.port, n, 20);
             row("-", "smtp-source, 20 sessions, into smtp-sink (baseline)", source, String::new());
-            let (smtp, _) = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.port)), 0).await;
-            row("sqlite", "due steps → emails into smtp-sink", smtp, String::new());
+            let (smtp, cpu, _) = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.port)), 0).await;
+            row("sqlite", "due steps → emails into smtp-sink", smtp, format!("{cpu:.2} ms CPU each"));
         }
         if run("scale") {
             let pending = env_or("CARTBACK_BENCH_PENDING", 1_000_000);
             let (rate, p50, p99) = ingest_http("sqlite", n, clients, pending).await;
             row("sqlite", &format!("{pending} carts pending: events over HTTP"), rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
-            let (file, plan) = dispatch("sqlite", n, None, pending).await;
-            row("sqlite", &format!("{pending} carts pending: due steps → file outbox"), file, String::new());
+            let (file, cpu, plan) = dispatch("sqlite", n, None, pending).await;
+            row("sqlite", &format!("{pending} carts pending: due steps → file outbox"), file, format!("{cpu:.2} ms CPU each"));
             println!("sqlite     due-job query plan with the backlog: {plan}");
             println!("sqlite     peak RSS of the bench process (server, worker, clients): {:.0} MiB", peak_rss_mib());
         }
         if !run("lateness") {
             return;
         }
-        let window = Duration::from_secs(u64::try_from(env_or("CARTBACK_BENCH_LATENESS_SECS", 60)).unwrap_or(60));
-        let due = env_or("CARTBACK_BENCH_LATENESS_JOBS", 6_000);
-        let (p50, p99, max, early) = lateness("sqlite", due, window).await;
-        println!(
-            "sqlite     lateness, {due} sends due over {}s: p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s, early {early}",
-            window.as_secs()
-        );
+        // One or more windows, seconds, comma-separated: the same sends due faster or slower.
+        let windows = std::env::var("CARTBACK_BENCH_LATENESS_SECS").unwrap_or_else(|_| "300,600".into());
+        let due = env_or("CARTBACK_BENCH_LATENESS_JOBS", 100_000);
+        for secs in windows.split(',').filter_map(|w| w.trim().parse::<u64>().ok()) {
+            let (p50, p99, max, early) = lateness("sqlite", due, Duration::from_secs(secs)).await;
+            println!(
+                "sqlite     lateness, {due} sends due over {secs}s ({:.0}/s): p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s, early {early}",
+                due as f64 / secs as f64
+            );
+        }
     });
 }

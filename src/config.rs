@@ -211,6 +211,10 @@ impl ShopSettings {
 pub struct WorkerSettings {
     /// Jobs processed at once per process.
     pub concurrency: usize,
+    /// Jobs a worker takes from the queue shortly before they are due (up to 2 s early) and
+    /// holds until their exact millisecond; at most `concurrency` of them run at once.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
     /// How often an idle worker looks for due jobs.
     #[serde(with = "humantime_serde_compat")]
     pub poll_interval: Duration,
@@ -235,6 +239,10 @@ pub struct WorkerSettings {
     /// claim lease and the next worker.
     #[serde(with = "humantime_serde_compat", default = "default_shutdown_grace")]
     pub shutdown_grace: Duration,
+}
+
+fn default_prefetch() -> usize {
+    512
 }
 
 fn default_send_give_up() -> Duration {
@@ -339,6 +347,7 @@ impl Default for Settings {
             },
             worker: WorkerSettings {
                 concurrency: 8,
+                prefetch: default_prefetch(),
                 poll_interval: Duration::from_millis(250),
                 heartbeat: Duration::from_secs(5),
                 claim_lease: Duration::from_secs(60),

@@ -10,7 +10,9 @@ use common::{Backend, cart_event, header, quick_campaign, spawn_app};
 
 async fn german_customer_gets_german_email_with_one_click_unsubscribe(backend: Backend) {
     let t = spawn_app(backend, &quick_campaign(1, &[("reminder", 1, "reminder"), ("faq", 30, "faq")])).await;
-    let mut ev = cart_event("cart.updated", "c_de", "anna@example.de", Utc::now() - chrono::Duration::hours(1));
+    // Active a moment ago: the reminder is due at once, the FAQ half a minute later (a cart
+    // idle for longer would have both overdue, and they would go back to back).
+    let mut ev = cart_event("cart.updated", "c_de", "anna@example.de", Utc::now() - chrono::Duration::seconds(2));
     ev["customer"]["locale"] = "de-DE".into();
     ev["cart"]["total"] = "1234.50".into();
     ev["cart"]["items"][0]["price"] = "617.25".into();

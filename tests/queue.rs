@@ -18,3 +18,84 @@ async fn sqlite_ack_does_not_walk_the_lock_by_index() {
     assert!(!plan.contains("LIdx"), "ack walks LIdx:\n{plan}");
     assert!(plan.contains("sqlite_autoindex_Jobs_1"), "ack should look jobs up by id:\n{plan}");
 }
+
+mod on_time {
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::common::{Backend, cart_event, quick_campaign, spawn_app, spawn_app_with};
+
+    /// `(run_at seconds, payload)` of every recovery job, whatever the backend.
+    async fn recovery_jobs(t: &super::common::TestApp) -> Vec<(i64, serde_json::Value)> {
+        let rows: Vec<(i64, String)> = match &t.app.db {
+            cartback::store::Db::Sqlite(p) => sqlx::query_as(
+                "SELECT run_at, CAST(job AS TEXT) FROM Jobs WHERE job_type = 'cartback.recovery' ORDER BY id",
+            )
+            .fetch_all(p)
+            .await
+            .expect("jobs"),
+            cartback::store::Db::Postgres(p) => sqlx::query_as(
+                "SELECT EXTRACT(EPOCH FROM run_at)::BIGINT, convert_from(job, 'UTF8') FROM apalis.jobs
+                 WHERE job_type = 'cartback.recovery' ORDER BY id",
+            )
+            .fetch_all(p)
+            .await
+            .expect("jobs"),
+        };
+        rows.into_iter().map(|(at, job)| (at, serde_json::from_str(&job).expect("json payload"))).collect()
+    }
+
+    /// The queue keeps whole seconds: a recovery job is queued one to two seconds ahead, with its
+    /// exact due millisecond (the cart's `next_run_at`) in the payload.
+    async fn queued_ahead_with_the_exact_due_time(backend: Backend) {
+        let t = spawn_app_with(backend, &quick_campaign(3, &[("reminder", 1, "reminder")]), false, |_| {}).await;
+        assert_eq!(t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await.status(), 202);
+        let due = t.scalar("SELECT next_run_at FROM carts").await;
+        let jobs = recovery_jobs(&t).await;
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        let (run_at, payload) = &jobs[0];
+        assert_eq!(payload["due_ms"].as_i64(), Some(due), "{payload}");
+        assert!(run_at * 1000 <= due - 1000, "queued at least 1 s ahead: run_at {run_at}, due {due}");
+        assert!(run_at * 1000 > due - 2000, "queued at most 2 s ahead: run_at {run_at}, due {due}");
+        t.shutdown().await;
+    }
+
+    /// A job handed out early waits for its time instead of running, finding itself early and
+    /// queueing itself again: one event and one step make exactly two jobs (the abandonment
+    /// check and the step), and the message is not early.
+    async fn an_early_job_waits_for_its_time(backend: Backend) {
+        let t = spawn_app(backend, &quick_campaign(1, &[("reminder", 1, "reminder")])).await;
+        assert_eq!(t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await.status(), 202);
+        t.wait_for("cart completed", Duration::from_secs(20), || async {
+            (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed'").await == 1).then_some(())
+        })
+        .await;
+        let jobs = recovery_jobs(&t).await;
+        assert_eq!(jobs.len(), 2, "one job per decision, none re-queued for being early: {jobs:?}");
+        assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent' AND completed_at >= due_at").await, 1);
+        t.shutdown().await;
+    }
+
+    mod sqlite {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn queued_ahead_with_the_exact_due_time() {
+            super::queued_ahead_with_the_exact_due_time(super::Backend::Sqlite).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_early_job_waits_for_its_time() {
+            super::an_early_job_waits_for_its_time(super::Backend::Sqlite).await
+        }
+    }
+
+    mod postgres {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn queued_ahead_with_the_exact_due_time() {
+            super::queued_ahead_with_the_exact_due_time(super::Backend::Postgres).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_early_job_waits_for_its_time() {
+            super::an_early_job_waits_for_its_time(super::Backend::Postgres).await
+        }
+    }
+}

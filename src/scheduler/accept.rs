@@ -66,7 +66,7 @@ pub(crate) async fn reschedule(tx: &mut Tx, cart: &mut CartRow, at: i64) -> Resu
     cart.seq += 1;
     cart.next_run_at = Some(at);
     tx.save_cart(cart).await?;
-    push(tx, RecoveryJob { cart: cart.id, seq: cart.seq }, crate::domain::from_millis(at)).await
+    push(tx, RecoveryJob { cart: cart.id, seq: cart.seq, due_ms: None }, crate::domain::from_millis(at)).await
 }
 
 /// Accept one verified event for `shop`: durable when this returns `Ok`. Concurrent events

@@ -8,7 +8,7 @@ use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::app::App;
@@ -17,14 +17,28 @@ use crate::store::{Db, StoreError, Tx};
 /// The queue every recovery job lives in.
 pub const QUEUE: &str = "cartback.recovery";
 
-/// The payload: ids only. The job re-reads everything else.
+/// The payload: ids and the due time. The job re-reads everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryJob {
     /// Cart row id.
     pub cart: i64,
     /// The cart's `seq` when this job was scheduled.
     pub seq: i64,
+    /// When the job is due, Unix milliseconds ([`push`] sets it). The queue keeps whole
+    /// seconds and hands the job out up to [`LEAD`] early; the worker waits for this instant.
+    /// Absent in jobs queued by earlier versions, which the queue hands out on time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<i64>,
 }
+
+/// How early the queue hands out a recovery job: the queue's clock has whole seconds and a
+/// worker looks for due jobs every `worker.poll_interval`, so a job becomes available between
+/// one and two seconds before it is due and the worker sleeps to the exact millisecond.
+pub const LEAD: Duration = Duration::from_secs(1);
+
+/// The longest a fetched job waits for its due time; anything further off (a clock step) runs
+/// at once and reschedules itself.
+const MAX_HOLD: Duration = Duration::from_secs(5);
 
 /// Queue-level attempts for a job that fails unexpectedly (database down, a bug). Delivery
 /// failures never reach this: they are retried by the recovery logic with backoff.
@@ -44,24 +58,23 @@ pub struct OutboundJob {
 
 /// Enqueue `job` to run at `run_at`, inside `tx`: it exists exactly when the transaction commits.
 pub async fn push(tx: &mut Tx, job: RecoveryJob, run_at: DateTime<Utc>) -> Result<(), StoreError> {
-    push_to(tx, QUEUE, &job, run_at, format!("{}:{}", job.cart, job.seq)).await
+    let ms = run_at.timestamp_millis().max(0);
+    let job = RecoveryJob { due_ms: Some(ms), ..job };
+    // Whole seconds, at least LEAD early; the worker holds the job until `due_ms`.
+    let lead = i64::try_from(LEAD.as_millis()).unwrap_or(1000);
+    let secs = (ms - lead).max(0) / 1000;
+    push_to(tx, QUEUE, &job, secs, format!("{}:{}", job.cart, job.seq)).await
 }
 
 /// Enqueue an outbound delivery attempt inside `tx`.
 pub async fn push_outbound(tx: &mut Tx, job: OutboundJob, run_at: DateTime<Utc>) -> Result<(), StoreError> {
-    push_to(tx, OUTBOUND_QUEUE, &job, run_at, format!("out:{}:{}", job.id, job.attempt)).await
+    // Whole seconds, rounded up so it never runs before its time.
+    let secs = (run_at.timestamp_millis().max(0) + 999) / 1000;
+    push_to(tx, OUTBOUND_QUEUE, &job, secs, format!("out:{}:{}", job.id, job.attempt)).await
 }
 
-async fn push_to(
-    tx: &mut Tx,
-    queue: &str,
-    job: &impl Serialize,
-    run_at: DateTime<Utc>,
-    key: String,
-) -> Result<(), StoreError> {
-    // The queue stores whole seconds; round up so a job never runs before its time.
-    let ms = run_at.timestamp_millis().max(0);
-    let secs = u64::try_from((ms + 999) / 1000).unwrap_or(0);
+async fn push_to(tx: &mut Tx, queue: &str, job: &impl Serialize, secs: i64, key: String) -> Result<(), StoreError> {
+    let secs = u64::try_from(secs).unwrap_or(0);
     let args = serde_json::to_vec(job).map_err(|e| StoreError::Queue(e.to_string()))?;
     let task =
         TaskBuilder::new(args).run_at_timestamp(secs).max_attempts(MAX_JOB_ATTEMPTS).idempotency_key(key).build();
@@ -75,7 +88,26 @@ async fn push_to(
     }
 }
 
-async fn handle(job: RecoveryJob, app: Data<Arc<App>>, attempt: Attempt) -> Result<(), BoxDynError> {
+/// The recovery lane's running jobs: the queue hands out up to `worker.prefetch` jobs ahead
+/// of time; this many of them (`worker.concurrency`) do their work at once.
+#[derive(Debug, Clone)]
+struct Running(Arc<Semaphore>);
+
+async fn handle(
+    job: RecoveryJob,
+    app: Data<Arc<App>>,
+    running: Data<Running>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    if let Some(due) = job.due_ms {
+        let early = due - Utc::now().timestamp_millis();
+        if early > 0 {
+            let hold = Duration::from_millis(u64::try_from(early).unwrap_or(0)).min(MAX_HOLD);
+            tokio::time::sleep(hold).await;
+        }
+    }
+    let Running(permits) = &*running;
+    let _turn = permits.acquire().await?;
     let span = info_span!("recovery_job", cart = job.cart, seq = job.seq, attempt = attempt.current());
     match super::recovery::run(&app, job).instrument(span).await {
         Ok(()) => Ok(()),
@@ -108,9 +140,10 @@ fn worker_name() -> String {
     format!("cartback-{host}-{}-{}", std::process::id(), &crate::store::public_id()[..8])
 }
 
-/// Build and run one apalis worker for `$job` on `$queue` until `$signal` resolves.
+/// Build and run one apalis worker for `$job` on `$queue` until `$signal` resolves, with
+/// `$concurrency` jobs in hand and `$data` for the handler.
 macro_rules! run_apalis {
-    ($app:expr, $name:expr, $signal:expr, $queue:expr, $job:ty, $handler:expr, $concurrency:expr) => {{
+    ($app:expr, $name:expr, $signal:expr, $queue:expr, $job:ty, $handler:expr, $concurrency:expr, $data:expr) => {{
         let ws = &$app.settings.worker;
         match &$app.db {
             Db::Sqlite(pool) => {
@@ -122,6 +155,7 @@ macro_rules! run_apalis {
                 WorkerBuilder::new($name)
                     .backend(backend)
                     .data($app.clone())
+                    .data($data)
                     .concurrency($concurrency)
                     .build($handler)
                     .run_until($signal)
@@ -137,6 +171,7 @@ macro_rules! run_apalis {
                 WorkerBuilder::new($name)
                     .backend(backend)
                     .data($app.clone())
+                    .data($data)
                     .concurrency($concurrency)
                     .build($handler)
                     .run_until($signal)
@@ -179,10 +214,15 @@ async fn lane(app: Arc<App>, mut shutdown: watch::Receiver<bool>, lane: Lane) {
             Ok::<(), std::io::Error>(())
         };
         let result = match lane {
-            Lane::Recovery => run_apalis!(app, name.clone(), signal, QUEUE, RecoveryJob, handle, concurrency),
+            Lane::Recovery => {
+                let in_hand = concurrency.max(app.settings.worker.prefetch);
+                let running = Running(Arc::new(Semaphore::new(concurrency)));
+                run_apalis!(app, name.clone(), signal, QUEUE, RecoveryJob, handle, in_hand, running)
+            }
             // Shops' endpoints are few and slow at worst: a handful at a time is enough.
             Lane::Outbound => {
-                run_apalis!(app, name.clone(), signal, OUTBOUND_QUEUE, OutboundJob, handle_outbound, concurrency.min(4))
+                let c = concurrency.min(4);
+                run_apalis!(app, name.clone(), signal, OUTBOUND_QUEUE, OutboundJob, handle_outbound, c, ())
             }
         };
         match result {
