@@ -136,7 +136,7 @@ impl std::fmt::Debug for EmailTransport {
 
 /// A relay URL lettre cannot use, with the configuration key it came from.
 #[derive(Debug, thiserror::Error)]
-#[error("{key}: {source}")]
+#[error("{key} is not a relay URL Cartback can use (smtp://host:port, smtps://host or smtp://host?tls=required)")]
 pub struct SmtpUrlError {
     /// `email.smtp_url` or `email.smtp_secondary_url`.
     pub key: &'static str,
@@ -203,5 +203,29 @@ impl EmailTransport {
             }
             Self::Smtp(relays) => relays.send(msg).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{EmailTransport, SmtpOptions};
+
+    #[tokio::test]
+    async fn a_relay_url_lettre_refuses_names_its_key() {
+        let o = SmtpOptions {
+            timeout: Duration::from_secs(1),
+            connections: 1,
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(1),
+        };
+        let Err(e) = EmailTransport::smtp("smtp://127.0.0.1:2525", Some("ftp://relay"), &o) else {
+            panic!("ftp:// is not a relay URL");
+        };
+        assert_eq!(e.key, "email.smtp_secondary_url");
+        assert!(e.to_string().starts_with("email.smtp_secondary_url is not a relay URL"), "{e}");
+        let Err(e) = EmailTransport::smtp("ftp://relay", None, &o) else { panic!("ftp:// is not a relay URL") };
+        assert_eq!(e.key, "email.smtp_url");
     }
 }
