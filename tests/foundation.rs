@@ -1,5 +1,6 @@
 //! The foundation's user stories, end to end over real HTTP, on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -7,14 +8,6 @@ use std::time::Duration;
 use chrono::Utc;
 use common::{Backend, SHOP, cart_event, header, quick_campaign, restore_link, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
-
-/// Runs each story once per backend.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_both!(
     abandoned_cart_receives_each_step_with_a_working_restore_link,

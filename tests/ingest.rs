@@ -1,6 +1,7 @@
 //! Concurrent webhooks share transactions (group commit) and still get one answer each:
 //! new events 202, repeats 200, and everything answered 202 is stored exactly once.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use common::{Backend, cart_event, quick_campaign, spawn_app_with};
 
-async fn burst(backend: Backend) {
+async fn concurrent_deliveries_share_commits_and_each_gets_its_answer(backend: Backend) {
     const CARTS: usize = 120;
     let t = Arc::new(
         spawn_app_with(backend, &quick_campaign(60, &[("reminder", 3600, "reminder")]), false, |s| {
@@ -68,12 +69,4 @@ async fn burst(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_concurrent_deliveries_share_commits_and_each_gets_its_answer() {
-    burst(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_concurrent_deliveries_share_commits_and_each_gets_its_answer() {
-    burst(Backend::Postgres).await;
-}
+on_both!(concurrent_deliveries_share_commits_and_each_gets_its_answer);

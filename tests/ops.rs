@@ -1,6 +1,7 @@
 //! Operators: the `/ops` API behind its token, retry and cancel on the real queue tables,
 //! a cart's timeline, the funnel, pause/resume and `/metrics` — on SQLite and PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -11,13 +12,6 @@ use common::{Backend, cart_event, quick_campaign, restore_link, spawn_app_with};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "ops-token-for-tests";
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_both!(
     ops_endpoints_need_the_token,

@@ -1,18 +1,12 @@
 //! Erasure on request: personal data goes, anonymous facts and the opt-out stay.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use chrono::Utc;
 use common::{Backend, SECRET, SHOP, cart_event, header, quick_campaign, spawn_app_with};
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_both!(a_person_is_erased_but_stays_unsubscribed);
 

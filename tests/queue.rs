@@ -1,5 +1,6 @@
 //! The job queue's tables: the acknowledgement uses the primary key, not apalis's `LIdx`.
 
+#[macro_use]
 mod common;
 
 use cartback::store::Db;
@@ -77,25 +78,5 @@ mod on_time {
         t.shutdown().await;
     }
 
-    mod sqlite {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queued_ahead_with_the_exact_due_time() {
-            super::queued_ahead_with_the_exact_due_time(super::Backend::Sqlite).await
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn an_early_job_waits_for_its_time() {
-            super::an_early_job_waits_for_its_time(super::Backend::Sqlite).await
-        }
-    }
-
-    mod postgres {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queued_ahead_with_the_exact_due_time() {
-            super::queued_ahead_with_the_exact_due_time(super::Backend::Postgres).await
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn an_early_job_waits_for_its_time() {
-            super::an_early_job_waits_for_its_time(super::Backend::Postgres).await
-        }
-    }
+    on_both!(queued_ahead_with_the_exact_due_time, an_early_job_waits_for_its_time);
 }

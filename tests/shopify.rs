@@ -1,5 +1,6 @@
 //! Shopify webhooks over real HTTP: a checkout becomes a cart, an order recovers it.
 
+#[macro_use]
 mod common;
 
 use base64::Engine;
@@ -24,13 +25,6 @@ async fn deliver(t: &common::TestApp, topic: &str, id: &str, body: &str, hmac: O
         .send()
         .await
         .expect("request")
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
 }
 
 on_both!(a_shopify_checkout_becomes_a_cart_and_its_order_recovers_it);

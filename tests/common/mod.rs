@@ -3,6 +3,17 @@
 
 #![allow(dead_code)]
 
+/// `on_both!(story, …)`: one test per story and backend, `sqlite::story` and
+/// `postgres::story`, each calling `story(Backend::…)` from the including module (which must
+/// have `Backend` in scope). Needs `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
+    };
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
