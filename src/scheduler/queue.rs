@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::app::App;
-use crate::store::{Db, StoreError, Tx};
+use crate::store::{Db, StoreError, Tx, TxInner};
 
 /// The queue every recovery job lives in.
 pub const QUEUE: &str = "cartback.recovery";
@@ -78,11 +78,11 @@ async fn push_to(tx: &mut Tx, queue: &str, job: &impl Serialize, secs: i64, key:
     let args = serde_json::to_vec(job).map_err(|e| StoreError::Queue(e.to_string()))?;
     let task =
         TaskBuilder::new(args).run_at_timestamp(secs).max_attempts(MAX_JOB_ATTEMPTS).idempotency_key(key).build();
-    match tx {
-        Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
+    match &mut tx.inner {
+        TxInner::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
             .await
             .map_err(|e| StoreError::Queue(e.to_string())),
-        Tx::Postgres(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
+        TxInner::Postgres(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
             .await
             .map_err(|e| StoreError::Queue(e.to_string())),
     }

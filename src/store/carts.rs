@@ -23,6 +23,18 @@ pub enum CartStatus {
     Unsubscribed,
 }
 
+/// Timeline lines one `INSERT` writes (4 parameters each, far below either database's limit).
+const LINES_PER_INSERT: usize = 200;
+
+/// A timeline line waiting for its transaction's commit.
+#[derive(Debug)]
+pub(super) struct LogLine {
+    cart_id: i64,
+    at: i64,
+    what: String,
+    detail: String,
+}
+
 impl CartStatus {
     /// Stored name.
     pub fn as_str(self) -> &'static str {
@@ -270,21 +282,37 @@ impl Tx {
         Ok(())
     }
 
-    /// Append a line to a cart's timeline.
+    /// Append a line to a cart's timeline. It is written with the transaction's commit (or
+    /// before anything in the transaction reads or changes the timeline), in order.
     pub async fn log(&mut self, cart_id: i64, at_ms: i64, what: &str, detail: &str) -> Result<(), StoreError> {
-        on_tx!(self, |c| sqlx::query("INSERT INTO cart_log (cart_id, at, what, detail) VALUES ($1, $2, $3, $4)")
-            .bind(cart_id)
-            .bind(at_ms)
-            .bind(what)
-            .bind(detail)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        self.lines.push(LogLine { cart_id, at: at_ms, what: what.to_owned(), detail: detail.to_owned() });
+        Ok(())
+    }
+
+    /// Write the buffered timeline lines: one multi-row `INSERT` per [`LINES_PER_INSERT`].
+    pub(super) async fn write_lines(&mut self) -> Result<(), StoreError> {
+        let lines = std::mem::take(&mut self.lines);
+        for chunk in lines.chunks(LINES_PER_INSERT) {
+            let mut sql = String::from("INSERT INTO cart_log (cart_id, at, what, detail) VALUES ");
+            for i in 0..chunk.len() {
+                let p = 4 * i;
+                let sep = if i == 0 { "" } else { ", " };
+                sql.push_str(&format!("{sep}(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
+            }
+            on_tx!(self, |c| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for l in chunk {
+                    q = q.bind(l.cart_id).bind(l.at).bind(l.what.as_str()).bind(l.detail.as_str());
+                }
+                q.execute(&mut *c).await?.rows_affected()
+            });
+        }
         Ok(())
     }
 
     /// A cart's timeline, oldest first.
     pub async fn cart_log(&mut self, cart_id: i64) -> Result<Vec<LogEntry>, StoreError> {
+        self.write_lines().await?;
         Ok(on_tx!(self, |c| sqlx::query_as::<_, LogEntry>(
             "SELECT cart_id, at, what, detail FROM cart_log WHERE cart_id = $1 ORDER BY id"
         )

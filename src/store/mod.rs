@@ -55,9 +55,19 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// An open transaction on either backend.
+/// An open transaction on either backend, with the timeline lines it has yet to write.
 #[derive(Debug)]
-pub enum Tx {
+pub struct Tx {
+    pub(crate) inner: TxInner,
+    /// Timeline lines ([`Tx::log`]) written as one statement at commit: a message's job
+    /// writes several, and on SQLite every statement is a round trip to the connection's
+    /// thread while the database's one write lock is held.
+    lines: Vec<carts::LogLine>,
+}
+
+/// The backend's own transaction.
+#[derive(Debug)]
+pub(crate) enum TxInner {
     /// SQLite (`BEGIN IMMEDIATE`: writers queue up front instead of failing on upgrade).
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     /// PostgreSQL.
@@ -67,12 +77,12 @@ pub enum Tx {
 /// Run `$body` with `$c` bound to the transaction's connection, whatever the backend.
 macro_rules! on_tx {
     ($tx:expr, |$c:ident| $body:expr) => {
-        match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+        match &mut $tx.inner {
+            $crate::store::TxInner::Sqlite(t) => {
                 let $c = &mut **t;
                 $body
             }
-            $crate::store::Tx::Postgres(t) => {
+            $crate::store::TxInner::Postgres(t) => {
                 let $c = &mut **t;
                 $body
             }
@@ -84,13 +94,13 @@ pub(crate) use on_tx;
 /// Like [`on_tx!`] but with backend-specific SQL text: `$sqlite` or `$pg` is bound to `$sql`.
 macro_rules! on_tx_sql {
     ($tx:expr, $sql:ident = ($sqlite:expr, $pg:expr), |$c:ident| $body:expr) => {
-        match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+        match &mut $tx.inner {
+            $crate::store::TxInner::Sqlite(t) => {
                 let $c = &mut **t;
                 let $sql = $sqlite;
                 $body
             }
-            $crate::store::Tx::Postgres(t) => {
+            $crate::store::TxInner::Postgres(t) => {
                 let $c = &mut **t;
                 let $sql = $pg;
                 $body
@@ -169,10 +179,11 @@ impl Db {
 
     /// Begin a write transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
+        let inner = match self {
+            Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => TxInner::Postgres(p.begin().await?),
+        };
+        Ok(Tx { inner, lines: Vec::new() })
     }
 
     /// Cartback migrations this binary knows that the database has not applied.
@@ -209,11 +220,12 @@ impl Db {
 }
 
 impl Tx {
-    /// Commit.
-    pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+    /// Write the buffered timeline lines, then commit.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.write_lines().await?;
+        match self.inner {
+            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Postgres(t) => t.commit().await?,
         }
         Ok(())
     }

@@ -30,6 +30,8 @@ impl Tx {
     /// Remove everything personal about one cart; keep the anonymous facts (status, amounts,
     /// campaign, arm, step outcomes) so aggregate stats stay right.
     pub async fn erase_cart(&mut self, cart: &CartRow, marker: &str) -> Result<(), StoreError> {
+        // Lines logged earlier in this transaction are erased too.
+        self.write_lines().await?;
         on_tx!(self, |c| {
             sqlx::query(
                 "UPDATE carts SET email = NULL, phone = NULL, first_name = NULL, items = '[]', restore_url = NULL,
