@@ -7,7 +7,7 @@
 //! 4. lateness: sends falling due over a window, (sent − due) p50/p99/max, and how many early.
 //!
 //! 5. scale: ingest and file dispatch with `CARTBACK_BENCH_PENDING` (default 1,000,000) live
-//!    carts pending, the due-job query plan, and the process's peak RSS.
+//!    carts pending, the due-job query plan and time, and the process's peak RSS.
 //!
 //! `cargo bench --bench worker` (release build). `CARTBACK_BENCH_JOBS` sets the batch size
 //! (default 10,000), `CARTBACK_BENCH_CLIENTS` the HTTP clients (default 32),
@@ -172,8 +172,10 @@ async fn backlog(db: &Db, n: usize) {
     ];
     let jobs = format!(
         "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, idempotency_key)
-         SELECT CAST('{{\"cart\":' || id || ',\"seq\":1}}' AS BLOB), 'bl' || id, 'cartback.recovery', 'Pending', 0, 5,
-                {later_s}, 0, id || ':1' FROM carts WHERE public_id LIKE 'bl%'"
+         SELECT CAST('{{\"cart\":' || id || ',\"seq\":1}}' AS BLOB), 'bl' || id, '{later_queue}', 'Pending', 0, 5,
+                {later_s}, 0, id || ':1' FROM carts WHERE public_id LIKE 'bl%'",
+        // Due tomorrow: where the service files such jobs (scheduler::LATER on SQLite).
+        later_queue = cartback::scheduler::LATER
     );
     let Db::Sqlite(pool) = db else { panic!("the backlog is measured on SQLite") };
     for sql in statements.iter().chain(std::iter::once(&jobs)) {
@@ -187,19 +189,32 @@ async fn backlog(db: &Db, n: usize) {
     }
 }
 
-/// The plan of apalis-sqlite's due-job query (`queries/backend/fetch_next.sql`, its first
-/// branch) on the backlog: it must search an index, not scan the table.
-async fn fetch_plan(db: &Db) -> String {
-    let Db::Sqlite(p) = db else { return String::new() };
-    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT ROWID, priority, run_at, id FROM Jobs
-         WHERE job_type = 'cartback.recovery' AND status = 'Pending' AND lock_by IS NULL AND (run_at IS NULL OR run_at <= strftime('%s', 'now'))
-         ORDER BY priority DESC, run_at ASC, id ASC LIMIT 16",
-    )
-    .fetch_all(p)
-    .await
-    .expect("explain");
-    rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+/// apalis-sqlite's due-job lookup (`queries/backend/fetch_next.sql`, its first branch).
+const DUE_JOBS: &str = "SELECT ROWID, priority, run_at, id FROM Jobs
+     WHERE job_type = $1 AND status = 'Pending' AND lock_by IS NULL AND (run_at IS NULL OR run_at <= strftime('%s', 'now'))
+     ORDER BY priority DESC, run_at ASC, id ASC LIMIT 512";
+
+/// The plan of the due-job lookup on the backlog (it must search an index, not scan the
+/// table), and its time in ms once nothing is due: on the queue the workers poll, and on the
+/// queue name the backlog waits under (what every look would cost if the backlog waited in
+/// the polled queue: the `run_at` condition cannot bound an index range).
+async fn fetch_plan(db: &Db) -> (String, f64, f64) {
+    let Db::Sqlite(p) = db else { return (String::new(), f64::NAN, f64::NAN) };
+    let rows: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {DUE_JOBS}")))
+            .bind(cartback::scheduler::QUEUE)
+            .fetch_all(p)
+            .await
+            .expect("explain");
+    let plan = rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
+    let time = |queue: &'static str| async move {
+        let started = Instant::now();
+        for _ in 0..5 {
+            sqlx::query(DUE_JOBS).bind(queue).fetch_all(p).await.expect("due jobs");
+        }
+        started.elapsed().as_secs_f64() * 1000.0 / 5.0
+    };
+    (plan, time(cartback::scheduler::QUEUE).await, time(cartback::scheduler::LATER).await)
 }
 
 /// Peak resident memory of this process (server, worker and bench clients together), MiB.
@@ -299,7 +314,7 @@ const DONE: &str = "SELECT COUNT(*) FROM sends WHERE status = 'sent'";
 
 /// Cartback's recovery job end to end: re-read cart, enter campaign, claim, render, deliver,
 /// record, complete. `smtp`: deliver to that relay instead of the file outbox.
-async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize) -> (f64, f64, String) {
+async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize) -> (f64, f64, (String, f64, f64)) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, url) = bench_app(backend, dir.path(), |s| {
         if let Some(url) = smtp {
@@ -330,7 +345,7 @@ async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize)
         n as i64,
         "all completed"
     );
-    let plan = if pending > 0 { fetch_plan(&app.db).await } else { String::new() };
+    let plan = if pending > 0 { fetch_plan(&app.db).await } else { (String::new(), f64::NAN, f64::NAN) };
     let _ = stop.send(true);
     let _ = worker.await;
     app.db.close().await;
@@ -506,7 +521,11 @@ fn main() {
             row("sqlite", &format!("{pending} carts pending: events over HTTP"), rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
             let (file, cpu, plan) = dispatch("sqlite", n, None, pending).await;
             row("sqlite", &format!("{pending} carts pending: due steps → file outbox"), file, format!("{cpu:.2} ms CPU each"));
+            let (plan, polled, waiting) = plan;
             println!("sqlite     due-job query plan with the backlog: {plan}");
+            println!(
+                "sqlite     one look for due jobs, none due: {polled:.2} ms; had the backlog waited in the polled queue: {waiting:.1} ms"
+            );
             println!("sqlite     peak RSS of the bench process (server, worker, clients): {:.0} MiB", peak_rss_mib());
         }
         if !run("lateness") {

@@ -9,7 +9,7 @@ use apalis_sqlite::SqliteStorage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::app::App;
 use crate::store::{Db, StoreError, Tx, TxInner};
@@ -56,6 +56,22 @@ pub struct OutboundJob {
     pub attempt: i64,
 }
 
+/// On SQLite, recovery jobs due more than [`HORIZON`] ahead wait under this queue name, which
+/// no worker polls, and [`promote`] moves them into [`QUEUE`] shortly before their time.
+/// apalis-sqlite's due-job query (`run_at IS NULL OR run_at <= now`) cannot read an index
+/// range, so each look for due jobs reads every pending job of its queue: 114 ms per look with
+/// a million carts waiting, on the database's one connection, every `worker.poll_interval`
+/// while the worker is idle. With the far future kept apart, a look reads the jobs due within
+/// the horizon.
+pub const LATER: &str = "cartback.recovery.later";
+
+/// A recovery job due within this goes straight into [`QUEUE`].
+pub const HORIZON: Duration = Duration::from_secs(120);
+
+/// How often waiting jobs are moved into [`QUEUE`]: each moves between 90 s and 120 s before
+/// it is due.
+const PROMOTE_EVERY: Duration = Duration::from_secs(30);
+
 /// Enqueue `job` to run at `run_at`, inside `tx`: it exists exactly when the transaction commits.
 pub async fn push(tx: &mut Tx, job: RecoveryJob, run_at: DateTime<Utc>) -> Result<(), StoreError> {
     let ms = run_at.timestamp_millis().max(0);
@@ -63,7 +79,10 @@ pub async fn push(tx: &mut Tx, job: RecoveryJob, run_at: DateTime<Utc>) -> Resul
     // Whole seconds, at least LEAD early; the worker holds the job until `due_ms`.
     let lead = i64::try_from(LEAD.as_millis()).unwrap_or(1000);
     let secs = (ms - lead).max(0) / 1000;
-    push_to(tx, QUEUE, &job, secs, format!("{}:{}", job.cart, job.seq)).await
+    let horizon = i64::try_from(HORIZON.as_millis()).unwrap_or(i64::MAX / 4);
+    let far = ms > Utc::now().timestamp_millis() + horizon;
+    let queue = if far && matches!(tx.inner, TxInner::Sqlite(_)) { LATER } else { QUEUE };
+    push_to(tx, queue, &job, secs, format!("{}:{}", job.cart, job.seq)).await
 }
 
 /// Enqueue an outbound delivery attempt inside `tx`.
@@ -192,10 +211,12 @@ enum Lane {
 /// queue, each restarted after a pause, under a new name, when its backend fails.
 pub async fn run_worker(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let maintenance = tokio::spawn(maintain(app.clone(), shutdown.clone()));
+    let promoter = tokio::spawn(promote(app.clone(), shutdown.clone()));
     let outbound = tokio::spawn(lane(app.clone(), shutdown.clone(), Lane::Outbound));
     lane(app, shutdown, Lane::Recovery).await;
     let _ = outbound.await;
     maintenance.abort();
+    promoter.abort();
     info!("worker stopped");
     Ok(())
 }
@@ -233,6 +254,23 @@ async fn lane(app: Arc<App>, mut shutdown: watch::Receiver<bool>, lane: Lane) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+}
+
+/// Move the jobs waiting under [`LATER`] that fall due within [`HORIZON`] into [`QUEUE`], at
+/// start and every [`PROMOTE_EVERY`].
+async fn promote(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let until = Utc::now().timestamp() + i64::try_from(HORIZON.as_secs()).unwrap_or(0);
+        match app.db.promote_jobs(LATER, QUEUE, until).await {
+            Ok(0) => {}
+            Ok(n) => debug!(moved = n, "jobs falling due soon moved into the recovery queue"),
+            Err(e) => warn!(error = %e, "moving jobs that fall due soon into the recovery queue failed; trying again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PROMOTE_EVERY) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }

@@ -76,7 +76,7 @@ const SQLITE_JOBS: &str = "SELECT * FROM (
     CAST(json_extract(CAST(j.job AS TEXT), '$.seq') AS INTEGER) AS seq,
     c.shop, c.external_id AS cart, c.campaign, c.seq AS cart_seq, c.next_step, c.status AS cart_status
   FROM Jobs j LEFT JOIN carts c ON c.id = CAST(json_extract(CAST(j.job AS TEXT), '$.cart') AS INTEGER)
-  WHERE j.job_type = $1) AS x
+  WHERE j.job_type IN ($1, $8)) AS x
 WHERE ($2 IS NULL OR state = $2) AND ($3 IS NULL OR shop = $3) AND ($4 IS NULL OR campaign = $4)
   AND ($5 IS NULL OR cart = $5) AND ($6 IS NULL OR id = $6)
 ORDER BY run_at DESC, id DESC LIMIT $7";
@@ -96,7 +96,7 @@ const PG_JOBS: &str = "SELECT * FROM (
     (convert_from(j.job, 'UTF8')::jsonb ->> 'seq')::BIGINT AS seq,
     c.shop, c.external_id AS cart, c.campaign, c.seq AS cart_seq, c.next_step, c.status AS cart_status
   FROM apalis.jobs j LEFT JOIN carts c ON c.id = (convert_from(j.job, 'UTF8')::jsonb ->> 'cart')::BIGINT
-  WHERE j.job_type = $1) AS x
+  WHERE j.job_type IN ($1, $8)) AS x
 WHERE ($2::TEXT IS NULL OR state = $2) AND ($3::TEXT IS NULL OR shop = $3) AND ($4::TEXT IS NULL OR campaign = $4)
   AND ($5::TEXT IS NULL OR cart = $5) AND ($6::TEXT IS NULL OR id = $6)
 ORDER BY run_at DESC, id DESC LIMIT $7";
@@ -105,17 +105,27 @@ ORDER BY run_at DESC, id DESC LIMIT $7";
 pub type CartFunnelRow = (Option<String>, Option<String>, String, Option<String>, i64, i64, Option<i64>);
 
 impl Tx {
-    /// Jobs of `queue` matching `f`.
-    pub async fn list_jobs(&mut self, queue: &str, f: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
-        self.jobs_query(queue, f, None).await
+    /// Jobs of `queue` and of `waiting` (its far-future jobs) matching `f`.
+    pub async fn list_jobs(
+        &mut self,
+        (queue, waiting): (&str, &str),
+        f: &JobFilter,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        self.jobs_query((queue, waiting), f, None).await
     }
 
-    /// One job by id.
-    pub async fn job(&mut self, queue: &str, id: &str) -> Result<Option<JobRow>, StoreError> {
-        Ok(self.jobs_query(queue, &JobFilter { limit: 1, ..JobFilter::default() }, Some(id)).await?.into_iter().next())
+    /// One job of `queue` or `waiting` by id.
+    pub async fn job(&mut self, (queue, waiting): (&str, &str), id: &str) -> Result<Option<JobRow>, StoreError> {
+        let one = JobFilter { limit: 1, ..JobFilter::default() };
+        Ok(self.jobs_query((queue, waiting), &one, Some(id)).await?.into_iter().next())
     }
 
-    async fn jobs_query(&mut self, queue: &str, f: &JobFilter, id: Option<&str>) -> Result<Vec<JobRow>, StoreError> {
+    async fn jobs_query(
+        &mut self,
+        (queue, waiting): (&str, &str),
+        f: &JobFilter,
+        id: Option<&str>,
+    ) -> Result<Vec<JobRow>, StoreError> {
         Ok(on_tx_sql!(self, sql = (SQLITE_JOBS, PG_JOBS), |c| sqlx::query_as::<_, JobRow>(sql)
             .bind(queue)
             .bind(&f.state)
@@ -124,18 +134,25 @@ impl Tx {
             .bind(&f.cart)
             .bind(id)
             .bind(f.limit.clamp(1, 10_000))
+            .bind(waiting)
             .fetch_all(&mut *c)
             .await?))
     }
 
-    /// Put a failed, dead or cancelled job back in the queue, due now. `false` if it changed meanwhile.
-    pub async fn requeue_job(&mut self, id: &str, from_status: &str) -> Result<bool, StoreError> {
-        let n = on_tx_sql!(self, sql = (
-            "UPDATE Jobs SET status = 'Pending', attempts = 0, run_at = strftime('%s', 'now'), lock_by = NULL,
-             lock_at = NULL, done_at = NULL, last_result = NULL WHERE id = $1 AND status = $2 AND status IN ('Failed', 'Killed')",
-            "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL,
-             lock_at = NULL, done_at = NULL, last_result = NULL WHERE id = $1 AND status = $2 AND status IN ('Failed', 'Killed')"
-        ), |c| sqlx::query(sql).bind(id).bind(from_status).execute(&mut *c).await?.rows_affected());
+    /// Put a failed, dead or cancelled job back in `queue`, due now. `false` if it changed meanwhile.
+    pub async fn requeue_job(&mut self, queue: &str, id: &str, from_status: &str) -> Result<bool, StoreError> {
+        let n = on_tx_sql!(
+            self,
+            sql = (
+                "UPDATE Jobs SET status = 'Pending', attempts = 0, run_at = strftime('%s', 'now'), lock_by = NULL,
+             lock_at = NULL, done_at = NULL, last_result = NULL, job_type = $3
+             WHERE id = $1 AND status = $2 AND status IN ('Failed', 'Killed')",
+                "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL,
+             lock_at = NULL, done_at = NULL, last_result = NULL, job_type = $3
+             WHERE id = $1 AND status = $2 AND status IN ('Failed', 'Killed')"
+            ),
+            |c| sqlx::query(sql).bind(id).bind(from_status).bind(queue).execute(&mut *c).await?.rows_affected()
+        );
         Ok(n == 1)
     }
 

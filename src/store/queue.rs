@@ -39,18 +39,41 @@ impl Db {
         Ok(n)
     }
 
-    /// How many jobs of `queue` are in each state.
-    pub async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, StoreError> {
+    /// Move SQLite's pending jobs of `from` due by `until_secs` (Unix seconds) into `to`;
+    /// returns how many (a range of the queue's `(job_type, status, run_at)` index).
+    pub async fn promote_jobs(&self, from: &str, to: &str, until_secs: i64) -> Result<u64, StoreError> {
+        Ok(match self {
+            // OR IGNORE: a job whose idempotency key the target queue already has (never made
+            // by Cartback: a key is a cart's sequence number, pushed once) stays where it is
+            // instead of failing the move of every other job, every time.
+            Db::Sqlite(p) => sqlx::query(
+                "UPDATE OR IGNORE Jobs SET job_type = $2 WHERE job_type = $1 AND status = 'Pending' AND run_at <= $3",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(until_secs)
+            .execute(p)
+            .await?
+            .rows_affected(),
+            // PostgreSQL's due-job query reads an index range; it keeps every job in one queue.
+            Db::Postgres(_) => 0,
+        })
+    }
+
+    /// How many jobs of `queue` and of `waiting` (its far-future jobs) are in each state.
+    pub async fn queue_counts(&self, queue: &str, waiting: &str) -> Result<QueueCounts, StoreError> {
         let rows: Vec<(String, i64)> = match self {
             Db::Sqlite(p) => {
-                sqlx::query_as("SELECT status, COUNT(*) FROM Jobs WHERE job_type = $1 GROUP BY status")
+                sqlx::query_as("SELECT status, COUNT(*) FROM Jobs WHERE job_type IN ($1, $2) GROUP BY status")
                     .bind(queue)
+                    .bind(waiting)
                     .fetch_all(p)
                     .await?
             }
             Db::Postgres(p) => {
-                sqlx::query_as("SELECT status, COUNT(*) FROM apalis.jobs WHERE job_type = $1 GROUP BY status")
+                sqlx::query_as("SELECT status, COUNT(*) FROM apalis.jobs WHERE job_type IN ($1, $2) GROUP BY status")
                     .bind(queue)
+                    .bind(waiting)
                     .fetch_all(p)
                     .await?
             }
