@@ -118,11 +118,13 @@ mod on_time {
             "both due in an hour"
         );
         let mut tx = t.app.db.begin().await.expect("begin");
-        let listed =
-            tx.list_jobs((QUEUE, LATER), &JobFilter { limit: 10, ..JobFilter::default() }).await.expect("list");
+        let listed = tx
+            .list_jobs(cartback::scheduler::RECOVERY, &JobFilter { limit: 10, ..JobFilter::default() })
+            .await
+            .expect("list");
         tx.commit().await.expect("commit");
         assert_eq!(listed.iter().map(|j| j.state.as_str()).collect::<Vec<_>>(), ["scheduled", "scheduled"]);
-        assert_eq!(t.app.db.queue_counts(QUEUE, LATER).await.expect("counts").pending, 2);
+        assert_eq!(t.app.db.queue_counts(cartback::scheduler::RECOVERY).await.expect("counts").pending, 2);
 
         let now = Utc::now().timestamp();
         assert_eq!(t.app.db.promote_jobs(LATER, QUEUE, now + 60).await.expect("promote"), 0, "not due within 60 s");

@@ -18,7 +18,7 @@ use super::ops::{COOKIE, authorized};
 use crate::app::App;
 use crate::domain::from_millis;
 use crate::ops;
-use crate::scheduler::{LATER, QUEUE};
+use crate::scheduler::RECOVERY;
 use crate::store::ops::JobFilter;
 
 fn esc(s: &str) -> String {
@@ -180,15 +180,13 @@ pub async fn dashboard(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
 }
 
 async fn render(app: &App, msg: Option<&str>) -> Result<Html<String>, ops::OpsError> {
-    let counts = app.db.queue_counts(QUEUE, LATER).await.map_err(ops::OpsError::Store)?;
+    let counts = app.db.queue_counts(RECOVERY).await.map_err(ops::OpsError::Store)?;
     let now = Utc::now().timestamp_millis();
     let mut tx = app.db.begin().await?;
     let upcoming = tx.upcoming(now, now + 86_400_000, 50).await?;
     let failed_jobs: Vec<_> = [
-        tx.list_jobs((QUEUE, LATER), &JobFilter { state: Some("failed".into()), limit: 20, ..JobFilter::default() })
-            .await?,
-        tx.list_jobs((QUEUE, LATER), &JobFilter { state: Some("dead".into()), limit: 20, ..JobFilter::default() })
-            .await?,
+        tx.list_jobs(RECOVERY, &JobFilter { state: Some("failed".into()), limit: 20, ..JobFilter::default() }).await?,
+        tx.list_jobs(RECOVERY, &JobFilter { state: Some("dead".into()), limit: 20, ..JobFilter::default() }).await?,
     ]
     .concat();
     let failed_sends = tx.failed_sends(20).await?;

@@ -211,7 +211,7 @@ pub async fn pause(
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    if let Ok(c) = app.db.queue_counts(crate::scheduler::QUEUE, crate::scheduler::LATER).await {
+    if let Ok(c) = app.db.queue_counts(crate::scheduler::RECOVERY).await {
         for (state, n) in [
             ("pending", c.pending),
             ("running", c.running),

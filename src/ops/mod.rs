@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::domain::{Currency, Money, from_millis};
 use crate::incentive::ChosenOffer;
-use crate::scheduler::{LATER, QUEUE};
+use crate::scheduler::{QUEUE, RECOVERY};
 use crate::store::ops::{JobFilter, JobRow};
 use crate::store::{CartRow, LogEntry, SendRow, StoreError};
 
@@ -33,7 +33,7 @@ pub enum OpsError {
 /// List jobs.
 pub async fn jobs(app: &App, filter: &JobFilter) -> Result<Vec<JobRow>, OpsError> {
     let mut tx = app.db.begin().await?;
-    let rows = tx.list_jobs((QUEUE, LATER), filter).await?;
+    let rows = tx.list_jobs(RECOVERY, filter).await?;
     tx.commit().await?;
     Ok(rows)
 }
@@ -54,7 +54,7 @@ pub struct JobView {
 /// One job by id.
 pub async fn job(app: &App, id: &str) -> Result<JobView, OpsError> {
     let mut tx = app.db.begin().await?;
-    let job = tx.job((QUEUE, LATER), id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
+    let job = tx.job(RECOVERY, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
     let timeline = match job.cart_id {
         Some(c) => {
             let mut t = tx.cart_log(c).await?;
@@ -84,7 +84,7 @@ async fn job_in_state(
     action: &str,
     allowed_desc: &str,
 ) -> Result<JobRow, OpsError> {
-    let job = tx.job((QUEUE, LATER), id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
+    let job = tx.job(RECOVERY, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
     match job.state.as_str() {
         s if allowed.contains(&s) => Ok(job),
         "running" => Err(OpsError::Conflict(format!(

@@ -11,4 +11,4 @@ pub mod outbound;
 pub mod queue;
 mod recovery;
 
-pub use queue::{LATER, QUEUE, RecoveryJob, run_worker};
+pub use queue::{LATER, QUEUE, RECOVERY, RecoveryJob, run_worker};

@@ -65,6 +65,9 @@ pub struct OutboundJob {
 /// the horizon.
 pub const LATER: &str = "cartback.recovery.later";
 
+/// The recovery lane's two queue names, as operators see them: one queue.
+pub const RECOVERY: (&str, &str) = (QUEUE, LATER);
+
 /// A recovery job due within this goes straight into [`QUEUE`].
 pub const HORIZON: Duration = Duration::from_secs(120);
 

@@ -62,7 +62,7 @@ impl Db {
     }
 
     /// How many jobs of `queue` and of `waiting` (its far-future jobs) are in each state.
-    pub async fn queue_counts(&self, queue: &str, waiting: &str) -> Result<QueueCounts, StoreError> {
+    pub async fn queue_counts(&self, (queue, waiting): (&str, &str)) -> Result<QueueCounts, StoreError> {
         let rows: Vec<(String, i64)> = match self {
             Db::Sqlite(p) => {
                 sqlx::query_as("SELECT status, COUNT(*) FROM Jobs WHERE job_type IN ($1, $2) GROUP BY status")
