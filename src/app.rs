@@ -40,6 +40,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// Accepted events, committed in groups.
     pub ingest: crate::scheduler::group::GroupCommit,
+    /// Recovery jobs' transactions, committed in groups on SQLite.
+    pub jobs_tx: crate::store::TxGroup,
 }
 
 impl App {
@@ -112,9 +114,11 @@ impl App {
             .build()
             .context("building the HTTP client for outbound webhooks")?;
         let (ingest, writers) = crate::scheduler::group::GroupCommit::new();
+        let jobs_tx = crate::store::TxGroup::new(db.clone());
         let app = Arc::new(Self {
             settings,
             db,
+            jobs_tx,
             shops,
             campaigns: RwLock::new(Arc::new(campaigns)),
             renderer,

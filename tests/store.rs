@@ -1,4 +1,5 @@
-//! The store's transactions: timeline lines wait for the commit and are written in order.
+//! The store's transactions: timeline lines wait for the commit and are written in order;
+//! recovery jobs' transactions are grouped on SQLite.
 
 #[macro_use]
 mod common;
@@ -39,4 +40,96 @@ async fn timeline_lines_are_written_with_the_commit(backend: Backend) {
     t.shutdown().await;
 }
 
-on_both!(timeline_lines_are_written_with_the_commit);
+/// Wait until `n` recovery jobs stand in line for a turn in the shared transaction.
+async fn until_in_line(t: &common::TestApp, n: usize) {
+    for _ in 0..500 {
+        if t.app.jobs_tx.in_line() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{n} turns never stood in line");
+}
+
+async fn paused_count(t: &common::TestApp) -> i64 {
+    t.scalar("SELECT COUNT(*) FROM campaign_state WHERE paused").await
+}
+
+/// Recovery jobs' transactions: on SQLite, jobs running together take turns in one transaction,
+/// and a turn's commit returns only once the group's commit is durable (so a job never sends
+/// a message on a claim that could still be lost). On PostgreSQL each is its own transaction.
+async fn grouped_turns_commit_together(backend: Backend) {
+    let t = spawn_app_with(backend, &quick_campaign(600, &[("reminder", 600, "reminder")]), false, |_| {}).await;
+    let group = t.app.jobs_tx.clone();
+    let mut a = group.begin().await.expect("begin a");
+    a.set_campaign_paused("a", true, 1).await.expect("write a");
+    let (go, hold) = tokio::sync::oneshot::channel::<()>();
+    let second = group.clone();
+    let b = tokio::spawn(async move {
+        let mut b = second.begin().await.expect("begin b");
+        b.set_campaign_paused("b", true, 1).await.expect("write b");
+        hold.await.expect("go");
+        b.commit().await
+    });
+    match backend {
+        Backend::Sqlite => {
+            until_in_line(&t, 1).await;
+            let a_done = tokio::spawn(a.commit());
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!a_done.is_finished(), "a turn's commit waits for the group it handed its writes to");
+            go.send(()).expect("b waits");
+            a_done.await.expect("join").expect("a durable");
+            b.await.expect("join").expect("b durable");
+        }
+        Backend::Postgres => {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(group.in_line(), 0, "no turn waits on PostgreSQL");
+            a.commit().await.expect("a commits alone, while b is still open");
+            go.send(()).expect("b waits");
+            b.await.expect("join").expect("b commits");
+        }
+    }
+    assert_eq!(paused_count(&t).await, 2, "both writes are stored");
+    t.shutdown().await;
+}
+
+/// A turn that ends without its commit (a failed job) cannot be undone alone: on SQLite its
+/// whole group rolls back and the other turns' commits say so; the next turn starts afresh.
+async fn a_failed_turn_rolls_back_its_group(backend: Backend) {
+    let t = spawn_app_with(backend, &quick_campaign(600, &[("reminder", 600, "reminder")]), false, |_| {}).await;
+    let group = t.app.jobs_tx.clone();
+    let mut a = group.begin().await.expect("begin a");
+    a.set_campaign_paused("a", true, 1).await.expect("write a");
+    let (go, hold) = tokio::sync::oneshot::channel::<()>();
+    let second = group.clone();
+    let b = tokio::spawn(async move {
+        let mut b = second.begin().await.expect("begin b");
+        b.set_campaign_paused("b", true, 1).await.expect("write b");
+        hold.await.expect("go");
+        drop(b); // the job failed before its commit
+    });
+    match backend {
+        Backend::Sqlite => {
+            until_in_line(&t, 1).await;
+            let a_done = tokio::spawn(a.commit());
+            go.send(()).expect("b waits");
+            b.await.expect("join");
+            let err = a_done.await.expect("join").expect_err("a's group failed");
+            assert!(matches!(err, cartback::store::StoreError::GroupAborted(_)), "{err}");
+            assert_eq!(paused_count(&t).await, 0, "nothing of the group is stored");
+        }
+        Backend::Postgres => {
+            a.commit().await.expect("a commits alone");
+            go.send(()).expect("b waits");
+            b.await.expect("join");
+            assert_eq!(paused_count(&t).await, 1, "only b's write is lost");
+        }
+    }
+    let mut c = group.begin().await.expect("begin c");
+    c.set_campaign_paused("c", true, 1).await.expect("write c");
+    c.commit().await.expect("c commits");
+    assert!(paused_count(&t).await >= 1, "the next turn starts a group of its own");
+    t.shutdown().await;
+}
+
+on_both!(timeline_lines_are_written_with_the_commit, grouped_turns_commit_together, a_failed_turn_rolls_back_its_group,);

@@ -156,8 +156,10 @@ fn transactional_ok(shop: &Shop, campaign: &Campaign, step: &Step, channel: Chan
 /// Run one recovery job.
 pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     let now = now_ms();
-    let mut tx = app.db.begin().await?;
+    let mut tx = app.jobs_tx.begin().await?;
     let Some(mut cart) = tx.cart_by_id(job.cart).await? else {
+        // Ended by commit, not by drop: a dropped turn rolls back the jobs grouped with it.
+        tx.commit().await?;
         return Ok(());
     };
     if cart.seq != job.seq {
@@ -398,7 +400,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     let merged = open.is_some();
     let tx = match open {
         Some(tx) => tx,
-        None => app.db.begin().await?,
+        None => app.jobs_tx.begin().await?,
     };
     after_step(tx, job, retry_at, shop, campaign, step_index, abandoned_at, tz).await?;
     if merged {
@@ -411,7 +413,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
 /// may already hold the step's last result.
 #[allow(clippy::too_many_arguments)]
 async fn after_step(
-    mut tx: crate::store::Tx,
+    mut tx: crate::store::GroupTx,
     job: RecoveryJob,
     retry_at: Option<i64>,
     shop: &Shop,
@@ -546,9 +548,9 @@ async fn send_channel(
     channel: Channel,
     due: i64,
     tz: Tz,
-    decided: Option<(crate::store::Tx, CartRow)>,
+    decided: Option<(crate::store::GroupTx, CartRow)>,
     keep_open: bool,
-) -> Result<(Outcome, Option<crate::store::Tx>), JobError> {
+) -> Result<(Outcome, Option<crate::store::GroupTx>), JobError> {
     let now = now_ms();
     let step_id = step.id.value.as_str();
     let label = format!("{step_id}/{}", channel.as_str());
@@ -556,8 +558,9 @@ async fn send_channel(
     let (mut tx, cart) = match decided {
         Some(open) => open,
         None => {
-            let mut tx = app.db.begin().await?;
+            let mut tx = app.jobs_tx.begin().await?;
             let Some(cart) = tx.cart_by_id(job.cart).await? else {
+                tx.commit().await?;
                 return Ok((Outcome::Exited, None));
             };
             (tx, cart)
@@ -625,7 +628,7 @@ async fn send_channel(
     if send.handed_at.is_some() && !idempotent && !resend {
         let why = "the worker stopped after handing this message to the provider and before recording its answer; \
                    it was probably delivered, so it is not sent a second time";
-        let mut tx = app.db.begin().await?;
+        let mut tx = app.jobs_tx.begin().await?;
         if tx.complete_send(send.id, send.attempts, SendStatus::Unconfirmed, Some(why), None, now).await? {
             app.metrics.send(channel.as_str(), "unconfirmed");
             tx.log(cart.id, now, "unconfirmed", &format!("{label}: {why}")).await?;
@@ -643,7 +646,7 @@ async fn send_channel(
                 // The fence: only the current holder of the claim may hand the message over. A
                 // worker that stalled past its lease (SIGSTOP, a long GC-like pause, a frozen
                 // VM) finds its claim taken over and sends nothing.
-                let mut tx = app.db.begin().await?;
+                let mut tx = app.jobs_tx.begin().await?;
                 let ours = tx.hand_over(send.id, send.attempts, now_ms()).await?;
                 tx.commit().await?;
                 if !ours {
@@ -666,7 +669,7 @@ async fn send_channel(
         .provider_latency
         .get_or_create(&crate::metrics::ChannelLabels { channel: channel.as_str().to_owned() })
         .observe(started.elapsed().as_secs_f64());
-    let mut tx = app.db.begin().await?;
+    let mut tx = app.jobs_tx.begin().await?;
     let done = now_ms();
     let give_up_at = due + i64::try_from(app.settings.worker.send_give_up.as_millis()).unwrap_or(i64::MAX / 4);
     let (outcome, recorded) = match result {

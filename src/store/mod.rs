@@ -6,6 +6,7 @@
 
 mod carts;
 mod events;
+mod group;
 pub mod history;
 mod identity;
 pub mod incentives;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use carts::{CartRow, CartStatus, LogEntry};
 pub use events::EventInsert;
+pub use group::{GroupTx, TxGroup};
 pub use sends::{Claim, SendRow, SendStatus};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -44,6 +46,10 @@ pub enum StoreError {
     /// Stored data that cannot be read back (a bug or manual edits).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// This job's writes shared a transaction with other jobs' (group commit) and that
+    /// transaction failed or was abandoned: nothing of it was stored.
+    #[error("the shared transaction this job's writes were in did not commit: {0}")]
+    GroupAborted(String),
 }
 
 /// A connection pool to one of the supported databases.
@@ -63,6 +69,9 @@ pub struct Tx {
     /// writes several, and on SQLite every statement is a round trip to the connection's
     /// thread while the database's one write lock is held.
     lines: Vec<carts::LogLine>,
+    /// The campaigns paused by an operator, read once per transaction ([`Tx::campaign_paused`]):
+    /// every message asks, and a shared transaction carries several messages.
+    paused: Option<Vec<String>>,
 }
 
 /// The backend's own transaction.
@@ -131,6 +140,10 @@ impl Db {
             // processes on the same file (the CLI) still meet the busy timeout.
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
+                // sqlx pings a pooled connection before handing it out (a round trip to the
+                // connection's thread, ~60 µs per transaction here). A file opened in this
+                // process does not go stale the way a network connection does.
+                .test_before_acquire(false)
                 // A transaction that waited this long is stuck behind a bug (a task holding a
                 // transaction while it waits for another): fail loudly instead of hanging.
                 .acquire_timeout(Duration::from_secs(30))
@@ -183,7 +196,7 @@ impl Db {
             Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(p) => TxInner::Postgres(p.begin().await?),
         };
-        Ok(Tx { inner, lines: Vec::new() })
+        Ok(Tx { inner, lines: Vec::new(), paused: None })
     }
 
     /// Cartback migrations this binary knows that the database has not applied.

@@ -177,17 +177,23 @@ impl Tx {
         .await?))
     }
 
-    /// Whether a campaign is paused by an operator.
+    /// Whether a campaign is paused by an operator. The paused campaigns are read once per
+    /// transaction (they are few; the transaction's own pauses and resumes are seen).
     pub async fn campaign_paused(&mut self, name: &str) -> Result<bool, StoreError> {
-        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, bool>("SELECT paused FROM campaign_state WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *c)
-            .await?)
-        .unwrap_or(false))
+        if self.paused.is_none() {
+            let names = on_tx!(self, |c| sqlx::query_scalar::<_, String>(
+                "SELECT name FROM campaign_state WHERE paused"
+            )
+            .fetch_all(&mut *c)
+            .await?);
+            self.paused = Some(names);
+        }
+        Ok(self.paused.as_ref().is_some_and(|p| p.iter().any(|n| n == name)))
     }
 
     /// Pause or resume a campaign.
     pub async fn set_campaign_paused(&mut self, name: &str, paused: bool, now_ms: i64) -> Result<(), StoreError> {
+        self.paused = None;
         on_tx!(self, |c| sqlx::query(
             "INSERT INTO campaign_state (name, paused, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at"
