@@ -181,11 +181,10 @@ impl Tx {
     /// transaction (they are few; the transaction's own pauses and resumes are seen).
     pub async fn campaign_paused(&mut self, name: &str) -> Result<bool, StoreError> {
         if self.paused.is_none() {
-            let names = on_tx!(self, |c| sqlx::query_scalar::<_, String>(
-                "SELECT name FROM campaign_state WHERE paused"
-            )
-            .fetch_all(&mut *c)
-            .await?);
+            let names =
+                on_tx!(self, |c| sqlx::query_scalar::<_, String>("SELECT name FROM campaign_state WHERE paused")
+                    .fetch_all(&mut *c)
+                    .await?);
             self.paused = Some(names);
         }
         Ok(self.paused.as_ref().is_some_and(|p| p.iter().any(|n| n == name)))
