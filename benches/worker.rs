@@ -17,7 +17,7 @@
 //! `postgres` in it limits ingest and file dispatch to that database (`file,sqlite`: file
 //! dispatch on SQLite only), `CARTBACK_TEST_POSTGRES_URL` names another server, `RUST_LOG` (for example
 //! `sqlx::query=debug`: every statement and its time) logs to stderr. Needs postfix
-//! (`smtp-sink`, `smtp-source`).
+//! (`smtp-sink`, `smtp-source`). The outboxes stay until the bench ends (see `outbox_dir`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,12 +70,26 @@ async fn bench_app(backend: &str, dir: &std::path::Path, tweak: impl FnOnce(&mut
         templates_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
         ..Settings::default()
     };
-    s.email.outbox_dir = dir.join("outbox");
+    s.email.outbox_dir = outbox_dir();
     s.worker.poll_interval = Duration::from_millis(50);
     s.worker.concurrency = 16;
     s.shops.insert("b".into(), ShopSettings::new("Bench", Secret::new(SECRET), "UTC", "en", "EUR", "bench"));
     tweak(&mut s);
     (App::build(s).await.expect("app"), url)
+}
+
+/// Every part's outbox, in one directory removed when the bench ends. On an ext4 file system
+/// without a journal (this machine's), creating a file costs more for some minutes after many
+/// files were deleted nearby (the kernel's `recently_deleted` check skips freshly freed
+/// inodes): removing one part's 10,000 messages would slow the next part's outbox.
+fn outbox_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    outbox_root().join(format!("part{i}"))
+}
+
+fn outbox_root() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cartback-bench-outbox-{}", std::process::id()))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -480,72 +494,93 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let n = jobs();
+    rt.block_on(parts(n));
+    // After every measurement: see `outbox_dir`.
+    let _ = std::fs::remove_dir_all(outbox_root());
+}
+
+async fn parts(n: usize) {
     let clients = env_or("CARTBACK_BENCH_CLIENTS", 32);
-    rt.block_on(async {
-        println!(
-            "cartback bench: {n} events/jobs per figure, {clients} HTTP clients, {} cores",
-            std::thread::available_parallelism().map_or(0, |p| p.get())
+    println!(
+        "cartback bench: {n} events/jobs per figure, {clients} HTTP clients, {} cores",
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+    println!("{:<10} {:<58} {:>12} {:>24}", "backend", "what", "per second", "");
+    let row = |backend: &str, what: &str, rate: f64, extra: String| {
+        println!("{backend:<10} {what:<58} {rate:>12.0} {extra:>24}");
+    };
+    // CARTBACK_BENCH_ONLY: see the header comment.
+    let only = std::env::var("CARTBACK_BENCH_ONLY").unwrap_or_default();
+    // Part names pick parts and backend names pick backends; either alone means all of the other.
+    const PARTS: [&str; 5] = ["ingest", "file", "smtp", "scale", "lateness"];
+    let any_part = only.split(',').any(|p| PARTS.contains(&p));
+    let run = |part: &str| !any_part || only.split(',').any(|p| p == part);
+    let backends: Vec<&str> = ["sqlite", "postgres"]
+        .into_iter()
+        .filter(|b| !only.contains("sqlite") && !only.contains("postgres") || only.contains(b))
+        .collect();
+    // SMTP, scale and lateness are measured on SQLite only.
+    let sqlite = backends.contains(&"sqlite");
+    for backend in backends {
+        if run("ingest") {
+            let push = apalis_push(backend, n, clients).await;
+            row(backend, "raw apalis push, 1 per transaction (baseline)", push, String::new());
+            let (rate, p50, p99) = ingest_http(backend, n, clients, 0).await;
+            row(
+                backend,
+                "signed events over HTTP, durable before 202",
+                rate,
+                format!("p50 {p50:.1} ms, p99 {p99:.1} ms"),
+            );
+        }
+        if run("file") {
+            let raw = bare_apalis(backend, n, false).await;
+            row(backend, "bare apalis, no-op jobs (baseline)", raw, String::new());
+            let (file, cpu, _) = dispatch(backend, n, None, 0).await;
+            row(backend, "due steps → rendered .eml in the file outbox", file, format!("{cpu:.2} ms CPU each"));
+        }
+    }
+    if sqlite && run("smtp") {
+        let sink = Sink::start();
+        let source = smtp_source(sink.port, n, 20);
+        row("-", "smtp-source, 20 sessions, into smtp-sink (baseline)", source, String::new());
+        let (smtp, cpu, _) = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.port)), 0).await;
+        row("sqlite", "due steps → emails into smtp-sink", smtp, format!("{cpu:.2} ms CPU each"));
+    }
+    if sqlite && run("scale") {
+        let pending = env_or("CARTBACK_BENCH_PENDING", 1_000_000);
+        let (rate, p50, p99) = ingest_http("sqlite", n, clients, pending).await;
+        row(
+            "sqlite",
+            &format!("{pending} carts pending: events over HTTP"),
+            rate,
+            format!("p50 {p50:.1} ms, p99 {p99:.1} ms"),
         );
-        println!("{:<10} {:<58} {:>12} {:>24}", "backend", "what", "per second", "");
-        let row = |backend: &str, what: &str, rate: f64, extra: String| {
-            println!("{backend:<10} {what:<58} {rate:>12.0} {extra:>24}");
-        };
-        // CARTBACK_BENCH_ONLY: see the header comment.
-        let only = std::env::var("CARTBACK_BENCH_ONLY").unwrap_or_default();
-        // Part names pick parts and backend names pick backends; either alone means all of the other.
-        const PARTS: [&str; 5] = ["ingest", "file", "smtp", "scale", "lateness"];
-        let any_part = only.split(',').any(|p| PARTS.contains(&p));
-        let run = |part: &str| !any_part || only.split(',').any(|p| p == part);
-        let backends: Vec<&str> =
-            ["sqlite", "postgres"].into_iter().filter(|b| !only.contains("sqlite") && !only.contains("postgres") || only.contains(b)).collect();
-        // SMTP, scale and lateness are measured on SQLite only.
-        let sqlite = backends.contains(&"sqlite");
-        for backend in backends {
-            if run("ingest") {
-                let push = apalis_push(backend, n, clients).await;
-                row(backend, "raw apalis push, 1 per transaction (baseline)", push, String::new());
-                let (rate, p50, p99) = ingest_http(backend, n, clients, 0).await;
-                row(backend, "signed events over HTTP, durable before 202", rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
-            }
-            if run("file") {
-                let raw = bare_apalis(backend, n, false).await;
-                row(backend, "bare apalis, no-op jobs (baseline)", raw, String::new());
-                let (file, cpu, _) = dispatch(backend, n, None, 0).await;
-                row(backend, "due steps → rendered .eml in the file outbox", file, format!("{cpu:.2} ms CPU each"));
-            }
-        }
-        if sqlite && run("smtp") {
-            let sink = Sink::start();
-            let source = smtp_source(sink.port, n, 20);
-            row("-", "smtp-source, 20 sessions, into smtp-sink (baseline)", source, String::new());
-            let (smtp, cpu, _) = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.port)), 0).await;
-            row("sqlite", "due steps → emails into smtp-sink", smtp, format!("{cpu:.2} ms CPU each"));
-        }
-        if sqlite && run("scale") {
-            let pending = env_or("CARTBACK_BENCH_PENDING", 1_000_000);
-            let (rate, p50, p99) = ingest_http("sqlite", n, clients, pending).await;
-            row("sqlite", &format!("{pending} carts pending: events over HTTP"), rate, format!("p50 {p50:.1} ms, p99 {p99:.1} ms"));
-            let (file, cpu, plan) = dispatch("sqlite", n, None, pending).await;
-            row("sqlite", &format!("{pending} carts pending: due steps → file outbox"), file, format!("{cpu:.2} ms CPU each"));
-            let (plan, polled, waiting) = plan;
-            println!("sqlite     due-job query plan with the backlog: {plan}");
-            println!(
-                "sqlite     one look for due jobs, none due: {polled:.2} ms; had the backlog waited in the polled queue: {waiting:.1} ms"
-            );
-            println!("sqlite     peak RSS of the bench process (server, worker, clients): {:.0} MiB", peak_rss_mib());
-        }
-        if !(sqlite && run("lateness")) {
-            return;
-        }
-        // One or more windows, seconds, comma-separated: the same sends due faster or slower.
-        let windows = std::env::var("CARTBACK_BENCH_LATENESS_SECS").unwrap_or_else(|_| "300,600".into());
-        let due = env_or("CARTBACK_BENCH_LATENESS_JOBS", 100_000);
-        for secs in windows.split(',').filter_map(|w| w.trim().parse::<u64>().ok()) {
-            let (p50, p99, max, early) = lateness("sqlite", due, Duration::from_secs(secs)).await;
-            println!(
-                "sqlite     lateness, {due} sends due over {secs}s ({:.0}/s): p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s, early {early}",
-                due as f64 / secs as f64
-            );
-        }
-    });
+        let (file, cpu, plan) = dispatch("sqlite", n, None, pending).await;
+        row(
+            "sqlite",
+            &format!("{pending} carts pending: due steps → file outbox"),
+            file,
+            format!("{cpu:.2} ms CPU each"),
+        );
+        let (plan, polled, waiting) = plan;
+        println!("sqlite     due-job query plan with the backlog: {plan}");
+        println!(
+            "sqlite     one look for due jobs, none due: {polled:.2} ms; had the backlog waited in the polled queue: {waiting:.1} ms"
+        );
+        println!("sqlite     peak RSS of the bench process (server, worker, clients): {:.0} MiB", peak_rss_mib());
+    }
+    if !(sqlite && run("lateness")) {
+        return;
+    }
+    // One or more windows, seconds, comma-separated: the same sends due faster or slower.
+    let windows = std::env::var("CARTBACK_BENCH_LATENESS_SECS").unwrap_or_else(|_| "300,600".into());
+    let due = env_or("CARTBACK_BENCH_LATENESS_JOBS", 100_000);
+    for secs in windows.split(',').filter_map(|w| w.trim().parse::<u64>().ok()) {
+        let (p50, p99, max, early) = lateness("sqlite", due, Duration::from_secs(secs)).await;
+        println!(
+            "sqlite     lateness, {due} sends due over {secs}s ({:.0}/s): p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s, early {early}",
+            due as f64 / secs as f64
+        );
+    }
 }
