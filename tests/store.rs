@@ -139,4 +139,74 @@ async fn a_failed_turn_rolls_back_its_group(backend: Backend) {
     t.shutdown().await;
 }
 
-on_both!(timeline_lines_are_written_with_the_commit, grouped_turns_commit_together, a_failed_turn_rolls_back_its_group,);
+/// A claim to an address checks the suppression list in the same statement: a suppressed
+/// address (as written, or as the hash an erasure keeps) gets `Suppressed` and no row; an
+/// address that is not suppressed is claimed once, and a second claim finds it held.
+async fn a_claim_checks_the_suppression_list(backend: Backend) {
+    use cartback::store::Claim;
+    use cartback::store::sends::address_hash;
+    let t = spawn_app_with(backend, &quick_campaign(600, &[("reminder", 600, "reminder")]), false, |_| {}).await;
+    assert_eq!(t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await.status(), 202);
+    let cart = t.scalar("SELECT id FROM carts").await;
+    let shop = t.text("SELECT shop FROM carts").await;
+    let mut tx = t.app.db.begin().await.expect("begin");
+    tx.suppress(&shop, "email", "blocked@example.de", "bounced", 1).await.expect("suppress");
+    tx.suppress(&shop, "email", &address_hash("erased@example.de"), "erased", 1).await.expect("suppress");
+    for (step, address, reason) in [("a", "blocked@example.de", "bounced"), ("b", "erased@example.de", "erased")] {
+        match tx.claim_send_to(&shop, address, cart, step, "email", 0, None, 10, 1_000).await.expect("claim") {
+            Claim::Suppressed(r) => assert_eq!(r, reason, "{address}"),
+            other => panic!("{address} is suppressed: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        tx.claim_send_to(&shop, "blocked@example.de", cart, "a", "sms", 0, None, 10, 1_000).await.expect("claim"),
+        Claim::Claimed(_)
+    ));
+    let Claim::Claimed(row) =
+        tx.claim_send_to(&shop, "anna@example.de", cart, "c", "email", 0, None, 10, 1_000).await.expect("claim")
+    else {
+        panic!("a new claim")
+    };
+    assert_eq!((row.cart_id, row.step.as_str(), row.channel.as_str()), (cart, "c", "email"));
+    assert!(matches!(
+        tx.claim_send_to(&shop, "anna@example.de", cart, "c", "email", 0, None, 20, 1_000).await.expect("claim"),
+        Claim::Held(_, 1_010)
+    ));
+    tx.commit().await.expect("commit");
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE channel = 'email'").await, 1, "suppressed: no rows");
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE channel = 'sms'").await, 1, "other channel claimed");
+    t.shutdown().await;
+}
+
+/// `advance_cart` moves a cart on only while it is as its job read it (abandoned, same `seq`).
+async fn advancing_an_unread_cart_is_guarded(backend: Backend) {
+    use cartback::store::CartStatus;
+    let t = spawn_app_with(backend, &quick_campaign(600, &[("reminder", 600, "reminder")]), false, |_| {}).await;
+    assert_eq!(t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await.status(), 202);
+    let cart = t.scalar("SELECT id FROM carts").await;
+    let seq = t.scalar("SELECT seq FROM carts").await;
+    let mut tx = t.app.db.begin().await.expect("begin");
+    assert!(
+        !tx.advance_cart(cart, seq, CartStatus::Completed, 1, seq, None).await.expect("advance"),
+        "an active cart is not moved on"
+    );
+    tx.commit().await.expect("commit");
+    t.exec("UPDATE carts SET status = 'abandoned'").await;
+    let mut tx = t.app.db.begin().await.expect("begin");
+    assert!(!tx.advance_cart(cart, seq - 1, CartStatus::Completed, 1, seq, None).await.expect("advance"), "old seq");
+    assert!(tx.advance_cart(cart, seq, CartStatus::Abandoned, 1, seq + 1, Some(5)).await.expect("advance"));
+    tx.commit().await.expect("commit");
+    assert_eq!(t.scalar("SELECT seq FROM carts").await, seq + 1);
+    assert_eq!(t.scalar("SELECT next_step FROM carts").await, 1);
+    assert_eq!(t.scalar("SELECT next_run_at FROM carts").await, 5);
+    assert_eq!(t.text("SELECT status FROM carts").await, "abandoned");
+    t.shutdown().await;
+}
+
+on_both!(
+    timeline_lines_are_written_with_the_commit,
+    grouped_turns_commit_together,
+    a_failed_turn_rolls_back_its_group,
+    a_claim_checks_the_suppression_list,
+    advancing_an_unread_cart_is_guarded,
+);

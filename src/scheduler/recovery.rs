@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use super::accept::reschedule;
 use super::faults::{self, Point};
 use super::queue::RecoveryJob;
+use super::queue::push;
 use crate::app::App;
 use crate::campaign::schedule::step_time;
 use crate::campaign::{Campaign, CampaignKind, Channel, ExitCondition, Step};
@@ -308,18 +309,9 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
         return Ok(());
     };
     let abandoned_at = cart.abandoned_at.unwrap_or(cart.last_activity_at);
-    let earliest = from_millis(abandoned_at + step.after.value.get().num_milliseconds());
-    let plan = step_time(earliest, tz, step.at_local.map(|t| t.0), campaign.send_window.as_ref());
-    let due = plan.at.timestamp_millis();
+    let (due, what, line) = plan_step(campaign, step, abandoned_at, tz);
     if now < due {
         if cart.next_run_at != Some(due) {
-            let mut line =
-                format!("step {} due {} (UTC {})", step.id.value, fmt_local(due, tz), plan.at.format("%H:%M:%S"));
-            for n in &plan.notes {
-                line.push_str("; ");
-                line.push_str(n);
-            }
-            let what = if plan.notes.iter().any(|n| n.starts_with("deferred")) { "deferred" } else { "scheduled" };
             tx.log(cart.id, now, what, &line).await?;
         }
         reschedule(&mut tx, &mut cart, due).await?;
@@ -422,6 +414,10 @@ async fn after_step(
     abandoned_at: i64,
     tz: Tz,
 ) -> Result<(), JobError> {
+    if retry_at.is_none() && advance_unread(&mut tx, job, campaign, step_index, abandoned_at, tz).await? {
+        tx.commit().await?;
+        return Ok(());
+    }
     let Some(mut cart) = tx.cart_by_id(job.cart).await? else {
         tx.commit().await?; // keeps a result recorded in this transaction
         return Ok(());
@@ -449,16 +445,7 @@ async fn after_step(
     cart.next_step = i64::try_from(next_index).unwrap_or(i64::MAX);
     match campaign.steps.get(next_index) {
         Some(next) => {
-            let earliest = from_millis(abandoned_at + next.after.value.get().num_milliseconds());
-            let plan = step_time(earliest, tz, next.at_local.map(|t| t.0), campaign.send_window.as_ref());
-            let at = plan.at.timestamp_millis();
-            let mut line =
-                format!("step {} due {} (UTC {})", next.id.value, fmt_local(at, tz), plan.at.format("%H:%M:%S"));
-            for n in &plan.notes {
-                line.push_str("; ");
-                line.push_str(n);
-            }
-            let what = if plan.notes.iter().any(|n| n.starts_with("deferred")) { "deferred" } else { "scheduled" };
+            let (at, what, line) = plan_step(campaign, next, abandoned_at, tz);
             tx.log(cart.id, now_ms(), what, &line).await?;
             reschedule(&mut tx, &mut cart, at.max(now_ms())).await?;
             // reschedule wrote next_run_at = at; keep the planned time for "changed?" checks.
@@ -467,6 +454,57 @@ async fn after_step(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// When `step` falls due (Unix ms) for a cart abandoned at `abandoned_at`, and its timeline
+/// line (`scheduled` or `deferred`, and why).
+fn plan_step(campaign: &Campaign, step: &Step, abandoned_at: i64, tz: Tz) -> (i64, &'static str, String) {
+    let earliest = from_millis(abandoned_at + step.after.value.get().num_milliseconds());
+    let plan = step_time(earliest, tz, step.at_local.map(|t| t.0), campaign.send_window.as_ref());
+    let at = plan.at.timestamp_millis();
+    let mut line = format!("step {} due {} (UTC {})", step.id.value, fmt_local(at, tz), plan.at.format("%H:%M:%S"));
+    for n in &plan.notes {
+        line.push_str("; ");
+        line.push_str(n);
+    }
+    let what = if plan.notes.iter().any(|n| n.starts_with("deferred")) { "deferred" } else { "scheduled" };
+    (at, what, line)
+}
+
+/// The common case of [`after_step`] without reading the cart again: no step left depends on
+/// the cart (`when`), no order can expire, and the cart is as its job left it (still
+/// abandoned, same `seq`). Then the next step is scheduled, or the sequence is complete, by
+/// one guarded update. `false`: nothing was written; read the cart and decide.
+async fn advance_unread(
+    tx: &mut crate::store::GroupTx,
+    job: RecoveryJob,
+    campaign: &Campaign,
+    step_index: usize,
+    abandoned_at: i64,
+    tz: Tz,
+) -> Result<bool, JobError> {
+    let rest = campaign.steps.get(step_index + 1..).unwrap_or_default();
+    if campaign.expire_after.is_some() || rest.iter().any(|s| s.when.is_some()) {
+        return Ok(false);
+    }
+    let next_step = i64::try_from(step_index + 1).unwrap_or(i64::MAX);
+    let now = now_ms();
+    let Some(next) = rest.first() else {
+        if !tx.advance_cart(job.cart, job.seq, CartStatus::Completed, next_step, job.seq, None).await? {
+            return Ok(false);
+        }
+        tx.log(job.cart, now, "completed", "every step has been dealt with").await?;
+        return Ok(true);
+    };
+    let (at, what, line) = plan_step(campaign, next, abandoned_at, tz);
+    let at = at.max(now);
+    let seq = job.seq + 1;
+    if !tx.advance_cart(job.cart, job.seq, CartStatus::Abandoned, next_step, seq, Some(at)).await? {
+        return Ok(false);
+    }
+    tx.log(job.cart, now, what, &line).await?;
+    push(tx, RecoveryJob { cart: job.cart, seq, due_ms: None }, from_millis(at)).await?;
+    Ok(true)
 }
 
 /// After the last step: an unpaid order still unpaid at `expire_after` is expired (the shop
@@ -576,39 +614,43 @@ async fn send_channel(
         return Ok((Outcome::Exited, None));
     }
     // Address, consent, suppression — checked at send time, so later changes are honoured.
+    let lease = i64::try_from(app.settings.worker.claim_lease.as_millis()).unwrap_or(60_000);
     let (address, consent) = match channel {
         Channel::Email => (cart.email.clone(), cart.accepts_email),
         Channel::Sms => (cart.phone.clone(), cart.accepts_sms),
     };
-    let skip = match &address {
-        None => Some(format!("no {} address", if channel == Channel::Email { "email" } else { "phone" })),
+    let claim = match &address {
+        None => Err(format!("no {} address", if channel == Channel::Email { "email" } else { "phone" })),
         Some(_) if !consent && !transactional_ok(shop, campaign, step, channel) => {
-            Some(format!("no {} marketing consent", channel.as_str()))
+            Err(format!("no {} marketing consent", channel.as_str()))
         }
-        Some(a) => tx.suppression(&cart.shop, channel.as_str(), a).await?.map(|r| format!("suppressed ({r})")),
+        // The suppression list is checked with the claim (one statement).
+        Some(a) => {
+            let customer = cart.customer_ref.as_deref();
+            Ok(tx.claim_send_to(&cart.shop, a, cart.id, step_id, channel.as_str(), due, customer, now, lease).await?)
+        }
     };
-    if let Some(why) = skip {
-        app.metrics.send(channel.as_str(), "skipped");
-        tx.record_skip(cart.id, step_id, channel.as_str(), due, now, &why).await?;
-        tx.log(cart.id, now, "skipped", &format!("{label}: {why}")).await?;
-        tx.commit().await?;
-        return Ok((Outcome::Done, None));
-    }
-    let lease = i64::try_from(app.settings.worker.claim_lease.as_millis()).unwrap_or(60_000);
-    let send =
-        match tx.claim_send(cart.id, step_id, channel.as_str(), due, cart.customer_ref.as_deref(), now, lease).await? {
-            Claim::Claimed(row) => row,
-            Claim::Done(row) => {
-                tx.commit().await?;
-                // A permanent failure recorded by an earlier run still lets the fallback channel go.
-                let failed = row.status()? == SendStatus::Failed;
-                return Ok((if failed { Outcome::FailedForGood } else { Outcome::Done }, None));
-            }
-            Claim::Held(_, until) => {
-                tx.commit().await?;
-                return Ok((Outcome::RetryAt(until), None));
-            }
-        };
+    let send = match claim {
+        Ok(Claim::Claimed(row)) => row,
+        Ok(Claim::Done(row)) => {
+            tx.commit().await?;
+            // A permanent failure recorded by an earlier run still lets the fallback channel go.
+            let failed = row.status()? == SendStatus::Failed;
+            return Ok((if failed { Outcome::FailedForGood } else { Outcome::Done }, None));
+        }
+        Ok(Claim::Held(_, until)) => {
+            tx.commit().await?;
+            return Ok((Outcome::RetryAt(until), None));
+        }
+        Ok(Claim::Suppressed(reason)) => {
+            skip_send(app, tx, &cart, step_id, channel, due, now, &label, &format!("suppressed ({reason})")).await?;
+            return Ok((Outcome::Done, None));
+        }
+        Err(why) => {
+            skip_send(app, tx, &cart, step_id, channel, due, now, &label, &why).await?;
+            return Ok((Outcome::Done, None));
+        }
+    };
     let incentive = match &step.incentive {
         Some(_) => issue_incentive(&mut tx, shop, campaign, &cart, step_id, now).await?,
         None => None,
@@ -769,6 +811,26 @@ async fn send_channel(
     tx.commit().await?;
     faults::reach(Point::Completed, &send.public_id).await;
     Ok((outcome, None))
+}
+
+/// Record a deliberate non-send of `label` (`step/channel`) and commit.
+#[allow(clippy::too_many_arguments)]
+async fn skip_send(
+    app: &App,
+    mut tx: crate::store::GroupTx,
+    cart: &CartRow,
+    step_id: &str,
+    channel: Channel,
+    due: i64,
+    now: i64,
+    label: &str,
+    why: &str,
+) -> Result<(), JobError> {
+    app.metrics.send(channel.as_str(), "skipped");
+    tx.record_skip(cart.id, step_id, channel.as_str(), due, now, why).await?;
+    tx.log(cart.id, now, "skipped", &format!("{label}: {why}")).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn issue_incentive(

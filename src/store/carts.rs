@@ -282,6 +282,37 @@ impl Tx {
         Ok(())
     }
 
+    /// Move a cart on in its sequence without reading it first, if nothing happened to it
+    /// since its job last read it (it is still `abandoned` and its `seq` is still `seen_seq`):
+    /// set its status, next step, `seq` and next run. `false` if it changed (nothing is
+    /// written: read it and decide again).
+    pub async fn advance_cart(
+        &mut self,
+        id: i64,
+        seen_seq: i64,
+        status: CartStatus,
+        next_step: i64,
+        seq: i64,
+        next_run_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let n = on_tx!(self, |c| {
+            sqlx::query(
+                "UPDATE carts SET status = $3, next_step = $4, seq = $5, next_run_at = $6
+                 WHERE id = $1 AND seq = $2 AND status = 'abandoned'",
+            )
+            .bind(id)
+            .bind(seen_seq)
+            .bind(status.as_str())
+            .bind(next_step)
+            .bind(seq)
+            .bind(next_run_at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Append a line to a cart's timeline. It is written with the transaction's commit (or
     /// before anything in the transaction reads or changes the timeline), in order.
     pub async fn log(&mut self, cart_id: i64, at_ms: i64, what: &str, detail: &str) -> Result<(), StoreError> {

@@ -285,6 +285,20 @@ impl TestApp {
         }
     }
 
+    pub async fn text(&self, sql: &'static str) -> String {
+        match &self.app.db {
+            Db::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
+            Db::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
+        }
+    }
+
+    pub async fn exec(&self, sql: &'static str) {
+        match &self.app.db {
+            Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop).expect("statement"),
+            Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(drop).expect("statement"),
+        }
+    }
+
     /// Stop the worker and the server and drop a PostgreSQL test database.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
