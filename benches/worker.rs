@@ -72,7 +72,6 @@ async fn bench_app(backend: &str, dir: &std::path::Path, tweak: impl FnOnce(&mut
     };
     s.email.outbox_dir = outbox_dir();
     s.worker.poll_interval = Duration::from_millis(50);
-    s.worker.concurrency = 16;
     s.shops.insert("b".into(), ShopSettings::new("Bench", Secret::new(SECRET), "UTC", "en", "EUR", "bench"));
     tweak(&mut s);
     (App::build(s).await.expect("app"), url)
@@ -90,6 +89,13 @@ fn outbox_dir() -> std::path::PathBuf {
 
 fn outbox_root() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("cartback-bench-outbox-{}", std::process::id()))
+}
+
+/// Jobs the service's worker takes from the queue and holds at once (`worker.prefetch`, at
+/// least `worker.concurrency`): the baseline's batch and concurrency.
+fn in_hand() -> usize {
+    let w = Settings::default().worker;
+    w.prefetch.max(w.concurrency)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -445,12 +451,13 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
             let mut conn = pool.acquire().await.expect("conn");
             apalis_sqlite::queries::push_tasks(&mut *conn, "raw", &tasks).await.expect("push");
             drop(conn);
-            let cfg = apalis_sqlite::Config::default().queue("raw").batch_size(16);
+            let cfg = apalis_sqlite::Config::default().queue("raw").batch_size(in_hand());
             let backend =
                 SqliteStorage::<u64>::new(pool).with_config(cfg).poll_with_interval(Duration::from_millis(50));
             let started = Instant::now();
-            let w =
-                tokio::spawn(WorkerBuilder::new("raw").backend(backend).concurrency(16).build(noop).run_until(signal));
+            let w = tokio::spawn(
+                WorkerBuilder::new("raw").backend(backend).concurrency(in_hand()).build(noop).run_until(signal),
+            );
             while count(&db, "SELECT COUNT(*) FROM Jobs WHERE status = 'Done'").await < n as i64 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -463,12 +470,13 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
             let mut conn = pool.acquire().await.expect("conn");
             apalis_postgres::queries::push_tasks(&mut *conn, "raw", tasks).await.expect("push");
             drop(conn);
-            let cfg = apalis_postgres::Config::default().queue("raw").batch_size(16);
+            let cfg = apalis_postgres::Config::default().queue("raw").batch_size(in_hand());
             let backend =
                 PostgresStorage::<u64>::new(pool).with_config(cfg).poll_with_interval(Duration::from_millis(50));
             let started = Instant::now();
-            let w =
-                tokio::spawn(WorkerBuilder::new("raw").backend(backend).concurrency(16).build(noop).run_until(signal));
+            let w = tokio::spawn(
+                WorkerBuilder::new("raw").backend(backend).concurrency(in_hand()).build(noop).run_until(signal),
+            );
             while count(&db, "SELECT COUNT(*) FROM apalis.jobs WHERE status = 'Done'").await < n as i64 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -346,7 +346,7 @@ impl Default for Settings {
                 idempotency_header: None,
             },
             worker: WorkerSettings {
-                concurrency: 8,
+                concurrency: 32,
                 prefetch: default_prefetch(),
                 poll_interval: Duration::from_millis(250),
                 heartbeat: Duration::from_secs(5),
