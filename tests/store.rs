@@ -7,13 +7,19 @@ mod common;
 use chrono::Utc;
 use common::{Backend, cart_event, quick_campaign, spawn_app_with};
 
+/// An app (no worker) with one active cart, and that cart's row id.
+async fn one_cart(backend: Backend) -> (common::TestApp, i64) {
+    let t = spawn_app_with(backend, &quick_campaign(600, &[("reminder", 600, "reminder")]), false, |_| {}).await;
+    assert_eq!(t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await.status(), 202);
+    let cart = t.scalar("SELECT id FROM carts").await;
+    (t, cart)
+}
+
 /// Lines logged in a transaction are written by its commit, in order, across more than one
 /// `INSERT` (200 lines each); the transaction reads its own lines before that; a transaction
 /// dropped without a commit writes none.
 async fn timeline_lines_are_written_with_the_commit(backend: Backend) {
-    let t = spawn_app_with(backend, &quick_campaign(600, &[("reminder", 600, "reminder")]), false, |_| {}).await;
-    assert_eq!(t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await.status(), 202);
-    let cart = t.scalar("SELECT id FROM carts").await;
+    let (t, cart) = one_cart(backend).await;
     let before = t.scalar("SELECT COUNT(*) FROM cart_log").await;
 
     let mut tx = t.app.db.begin().await.expect("begin");
@@ -145,9 +151,7 @@ async fn a_failed_turn_rolls_back_its_group(backend: Backend) {
 async fn a_claim_checks_the_suppression_list(backend: Backend) {
     use cartback::store::Claim;
     use cartback::store::sends::address_hash;
-    let t = spawn_app_with(backend, &quick_campaign(600, &[("reminder", 600, "reminder")]), false, |_| {}).await;
-    assert_eq!(t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await.status(), 202);
-    let cart = t.scalar("SELECT id FROM carts").await;
+    let (t, cart) = one_cart(backend).await;
     let shop = t.text("SELECT shop FROM carts").await;
     let mut tx = t.app.db.begin().await.expect("begin");
     tx.suppress(&shop, "email", "blocked@example.de", "bounced", 1).await.expect("suppress");
@@ -181,9 +185,7 @@ async fn a_claim_checks_the_suppression_list(backend: Backend) {
 /// `advance_cart` moves a cart on only while it is as its job read it (abandoned, same `seq`).
 async fn advancing_an_unread_cart_is_guarded(backend: Backend) {
     use cartback::store::CartStatus;
-    let t = spawn_app_with(backend, &quick_campaign(600, &[("reminder", 600, "reminder")]), false, |_| {}).await;
-    assert_eq!(t.post(&cart_event("cart.updated", "c_1", "anna@example.de", Utc::now())).await.status(), 202);
-    let cart = t.scalar("SELECT id FROM carts").await;
+    let (t, cart) = one_cart(backend).await;
     let seq = t.scalar("SELECT seq FROM carts").await;
     let mut tx = t.app.db.begin().await.expect("begin");
     assert!(

@@ -105,11 +105,50 @@ impl Tx {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Claim, StoreError> {
+        self.claim(None, cart_id, step, channel, due_at, customer_ref, now_ms, lease_ms).await
+    }
+
+    /// [`Tx::claim_send`] for a message to `address`, unless the address is suppressed for
+    /// `shop` on this channel ([`Claim::Suppressed`], nothing written). A new claim to an
+    /// address that is not suppressed, the common case, takes one statement instead of two.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_send_to(
+        &mut self,
+        shop: &str,
+        address: &str,
+        cart_id: i64,
+        step: &str,
+        channel: &str,
+        due_at: i64,
+        customer_ref: Option<&str>,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        self.claim(Some((shop, address)), cart_id, step, channel, due_at, customer_ref, now_ms, lease_ms).await
+    }
+
+    /// Both claims: `to` is `(shop, address)` when the suppression list is checked.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim(
+        &mut self,
+        to: Option<(&str, &str)>,
+        cart_id: i64,
+        step: &str,
+        channel: &str,
+        due_at: i64,
+        customer_ref: Option<&str>,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Claim, StoreError> {
         let public_id = super::public_id();
+        let (shop, address) = to.unzip();
+        let hashed = address.map(address_hash);
+        // Without `to`, `shop = NULL` matches no suppression: a plain claim.
         let fresh = on_tx!(self, |c| {
             sqlx::query_as::<_, SendRow>(
                 "INSERT INTO sends (public_id, cart_id, step, channel, status, due_at, claimed_at, customer_ref)
-             VALUES ($1, $2, $3, $4, 'claimed', $5, $6, $7)
+             SELECT $1, $2, $3, $4, 'claimed', $5, $6, $7
+             WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE shop = $8 AND channel = $4 AND address IN ($9, $10))
              ON CONFLICT (cart_id, step, channel) DO NOTHING RETURNING *",
             )
             .bind(&public_id)
@@ -119,11 +158,20 @@ impl Tx {
             .bind(due_at)
             .bind(now_ms)
             .bind(customer_ref)
+            .bind(shop)
+            .bind(address)
+            .bind(&hashed)
             .fetch_optional(&mut *c)
             .await?
         });
         if let Some(row) = fresh {
             return Ok(Claim::Claimed(row));
+        }
+        // Suppressed, or claimed before: the suppression is checked first, as before a new claim.
+        if let Some((shop, address)) = to
+            && let Some(reason) = self.suppression(shop, channel, address).await?
+        {
+            return Ok(Claim::Suppressed(reason));
         }
         let existing = on_tx!(self, |c| sqlx::query_as::<_, SendRow>(
             "SELECT * FROM sends WHERE cart_id = $1 AND step = $2 AND channel = $3"
@@ -153,54 +201,6 @@ impl Tx {
             Some(row) => Claim::Claimed(row),
             None => Claim::Held(existing, lease_end),
         })
-    }
-
-    /// [`Tx::claim_send`] for a message to `address`, unless the address is suppressed for
-    /// `shop` on this channel ([`Claim::Suppressed`], nothing written). A new claim to an
-    /// address that is not suppressed, the common case, takes one statement instead of two.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn claim_send_to(
-        &mut self,
-        shop: &str,
-        address: &str,
-        cart_id: i64,
-        step: &str,
-        channel: &str,
-        due_at: i64,
-        customer_ref: Option<&str>,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Claim, StoreError> {
-        let public_id = super::public_id();
-        let hashed = address_hash(address);
-        let fresh = on_tx!(self, |c| {
-            sqlx::query_as::<_, SendRow>(
-                "INSERT INTO sends (public_id, cart_id, step, channel, status, due_at, claimed_at, customer_ref)
-             SELECT $1, $2, $3, $4, 'claimed', $5, $6, $7
-             WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE shop = $8 AND channel = $4 AND address IN ($9, $10))
-             ON CONFLICT (cart_id, step, channel) DO NOTHING RETURNING *",
-            )
-            .bind(&public_id)
-            .bind(cart_id)
-            .bind(step)
-            .bind(channel)
-            .bind(due_at)
-            .bind(now_ms)
-            .bind(customer_ref)
-            .bind(shop)
-            .bind(address)
-            .bind(&hashed)
-            .fetch_optional(&mut *c)
-            .await?
-        });
-        if let Some(row) = fresh {
-            return Ok(Claim::Claimed(row));
-        }
-        // Suppressed, or claimed before: the suppression is checked first, as before a new claim.
-        if let Some(reason) = self.suppression(shop, channel, address).await? {
-            return Ok(Claim::Suppressed(reason));
-        }
-        self.claim_send(cart_id, step, channel, due_at, customer_ref, now_ms, lease_ms).await
     }
 
     /// Record a deliberate non-send (no consent, no address, holdout, …) for the send log.
