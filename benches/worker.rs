@@ -91,11 +91,10 @@ fn outbox_root() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("cartback-bench-outbox-{}", std::process::id()))
 }
 
-/// Jobs the service's worker takes from the queue and holds at once (`worker.prefetch`, at
-/// least `worker.concurrency`): the baseline's batch and concurrency.
+/// Jobs the service's worker takes from the queue and holds at once: the baseline's batch
+/// and concurrency.
 fn in_hand() -> usize {
-    let w = Settings::default().worker;
-    w.prefetch.max(w.concurrency)
+    Settings::default().worker.in_hand()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -241,6 +241,14 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
 }
 
+impl WorkerSettings {
+    /// Recovery jobs a worker takes from the queue and holds at once: `prefetch`, and at
+    /// least `concurrency` (of which `concurrency` do their work at once).
+    pub fn in_hand(&self) -> usize {
+        self.concurrency.max(1).max(self.prefetch)
+    }
+}
+
 fn default_prefetch() -> usize {
     512
 }

@@ -239,7 +239,7 @@ async fn lane(app: Arc<App>, mut shutdown: watch::Receiver<bool>, lane: Lane) {
         };
         let result = match lane {
             Lane::Recovery => {
-                let in_hand = concurrency.max(app.settings.worker.prefetch);
+                let in_hand = app.settings.worker.in_hand();
                 let running = Running(Arc::new(Semaphore::new(concurrency)));
                 run_apalis!(app, name.clone(), signal, QUEUE, RecoveryJob, handle, in_hand, running)
             }
