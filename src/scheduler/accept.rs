@@ -5,6 +5,8 @@
 //! its timestamp). The delivery record, the cart change and the job commit together, so
 //! a `202` means all three are durable.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use tracing::{debug, info};
 
@@ -13,7 +15,8 @@ use crate::app::App;
 use crate::campaign::CampaignKind;
 use crate::config::Shop;
 use crate::domain::{EventKind, ShopEvent, WebhookId, mask_email};
-use crate::store::{CartRow, CartStatus, EventInsert, StoreError, Tx};
+use crate::store::history::HistoryKey;
+use crate::store::{CartRow, CartStatus, EventRecord, StoreError, Tx};
 
 /// What happened to a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +42,10 @@ pub enum AcceptError {
     /// The shared transaction of a group commit failed; nothing of this event was stored.
     #[error("storing the event failed: {0}")]
     Batch(String),
+    /// Another transaction recorded one of the deliveries while this one applied it (two
+    /// machines took the same delivery): nothing of this transaction may be kept.
+    #[error("another transaction recorded the same delivery meanwhile")]
+    Raced,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -81,30 +88,80 @@ pub async fn accept(
     app.ingest.submit(shop, webhook_id, ev, body).await
 }
 
-/// Apply one event inside `tx` (the caller commits; on `Err` it must roll the event back).
-pub(crate) async fn accept_in(
+/// One verified delivery to apply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery<'a> {
+    /// The shop it came for.
+    pub shop: &'a Shop,
+    /// Its `webhook-id`.
+    pub webhook_id: &'a WebhookId,
+    /// The parsed event.
+    pub event: &'a ShopEvent,
+    /// The raw body, kept as evidence.
+    pub body: &'a [u8],
+}
+
+/// Apply `deliveries` in order inside `tx` (the caller commits; on `Err` it must roll them
+/// all back). One query finds the deliveries taken before and one `INSERT` records the new
+/// ones with what they did, and the events' writes are held back to go out together
+/// ([`Tx::defer_writes`]): a delivery costs the reads of its cart and customer.
+/// [`AcceptError::Raced`] when another transaction recorded one of them meanwhile.
+pub(crate) async fn accept_all(
+    app: &App,
+    tx: &mut Tx,
+    deliveries: &[Delivery<'_>],
+) -> Result<Vec<Accepted>, AcceptError> {
+    // An event's cart update, job and identity links go out with the batch's other writes.
+    tx.defer_writes();
+    let mut taken: HashSet<(&str, &str)> = HashSet::new();
+    let mut shops: Vec<&str> = deliveries.iter().map(|d| d.shop.id.as_str()).collect();
+    shops.sort_unstable();
+    shops.dedup();
+    for shop in shops {
+        let ids: Vec<&str> =
+            deliveries.iter().filter(|d| d.shop.id.as_str() == shop).map(|d| d.webhook_id.as_str()).collect();
+        let known = tx.recorded_deliveries(shop, &ids).await?;
+        taken.extend(ids.into_iter().filter(|id| known.contains(*id)).map(|id| (shop, id)));
+    }
+    let mut results = Vec::with_capacity(deliveries.len());
+    let mut records = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        // Taken before, or earlier in this same batch.
+        if !taken.insert((d.shop.id.as_str(), d.webhook_id.as_str())) {
+            debug!(shop = %d.shop.id, webhook_id = %d.webhook_id, "duplicate delivery");
+            results.push(Accepted::Duplicate);
+            continue;
+        }
+        let received_at = Utc::now();
+        let (cart_id, outcome) = apply(app, tx, d.shop, d.event, received_at).await?;
+        info!(shop = %d.shop.id, kind = d.event.kind.as_str(), cart = ?cart_id, %outcome, "event accepted");
+        records.push(EventRecord {
+            shop: d.shop.id.as_str(),
+            webhook_id: d.webhook_id.as_str(),
+            kind: d.event.kind.as_str(),
+            occurred_at: ms(d.event.occurred_at),
+            received_at: ms(received_at),
+            cart_id,
+            outcome: outcome.clone(),
+            body: String::from_utf8_lossy(d.body),
+        });
+        results.push(Accepted::New { outcome });
+    }
+    let recorded = tx.record_events(&records).await?;
+    if recorded != records.len() as u64 {
+        return Err(AcceptError::Raced);
+    }
+    Ok(results)
+}
+
+/// Apply one new event: the cart it names (if any) and what it did.
+async fn apply(
     app: &App,
     tx: &mut Tx,
     shop: &Shop,
-    webhook_id: &WebhookId,
     ev: &ShopEvent,
-    body: &[u8],
-) -> Result<Accepted, AcceptError> {
-    let now = Utc::now();
-    let inserted = tx
-        .insert_event(&EventInsert {
-            shop: shop.id.as_str(),
-            webhook_id: webhook_id.as_str(),
-            kind: ev.kind.as_str(),
-            occurred_at: ms(ev.occurred_at),
-            received_at: ms(now),
-            body: &String::from_utf8_lossy(body),
-        })
-        .await?;
-    if !inserted {
-        debug!(shop = %shop.id, webhook_id = %webhook_id, "duplicate delivery");
-        return Ok(Accepted::Duplicate);
-    }
+    now: DateTime<Utc>,
+) -> Result<(Option<i64>, String), AcceptError> {
     // The idle check runs after the shortest `abandon_after` of the shop's campaigns; the
     // job then picks the campaign whose audience matches and waits for its own delay.
     let kind = if ev.kind == EventKind::OrderUnpaid { CampaignKind::UnpaidOrder } else { CampaignKind::Cart };
@@ -114,7 +171,7 @@ pub(crate) async fn accept_in(
         .iter()
         .map(|c| c.abandon_after.get().num_milliseconds())
         .min();
-    let (cart_id, outcome) = match (ev.kind, abandon_after_ms) {
+    Ok(match (ev.kind, abandon_after_ms) {
         (EventKind::OrderUnpaid, None) => (None, "recorded: no unpaid_order campaign runs for this shop".to_owned()),
         (
             EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied | EventKind::OrderUnpaid,
@@ -127,10 +184,7 @@ pub(crate) async fn accept_in(
             let window = i64::try_from(app.settings.attribution_window.as_millis()).unwrap_or(i64::MAX / 2);
             order_event(tx, shop, ev, window, ms(now)).await?
         }
-    };
-    tx.set_event_outcome(shop.id.as_str(), webhook_id.as_str(), cart_id, &outcome).await?;
-    info!(shop = %shop.id, kind = ev.kind.as_str(), cart = ?cart_id, %outcome, "event accepted");
-    Ok(Accepted::New { outcome })
+    })
 }
 
 async fn cart_event(
@@ -168,8 +222,14 @@ async fn cart_event(
     cart.updated_at = now;
     apply_snapshot(&mut cart, ev);
     resolve_person(tx, &mut cart, ev).await?;
-    enrich_history(tx, &mut cart).await?;
-    resolve_zone(tx, &mut cart, shop, ev).await?;
+    // The customer's order history and the zone they reported with another cart: one query.
+    let key = HistoryOf::new(&cart);
+    let zone_of = earlier_zone_wanted(&cart, ev);
+    let facts = tx.customer_facts(&cart.shop, key.as_ref().map(HistoryOf::key), zone_of.map(|w| (w, cart.id))).await?;
+    if let Some(orders) = facts.orders {
+        apply_history(&mut cart, orders);
+    }
+    resolve_zone(&mut cart, shop, ev, facts.zone);
     let outcome = match ev.kind {
         EventKind::CartUpdated => {
             cart.set_status(CartStatus::Active);
@@ -278,17 +338,49 @@ async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, ev: &ShopEvent) -> Resu
     Ok(())
 }
 
-/// Raise the cart's order count and lifetime spend to what Cartback knows of the customer:
-/// imported order history and orders seen as events, by any of their identities.
-pub(crate) async fn enrich_history(tx: &mut Tx, cart: &mut CartRow) -> Result<(), StoreError> {
-    let Some(currency) = cart.currency.clone() else { return Ok(()) };
-    let id = cart.customer_ref.as_deref().and_then(|r| r.strip_prefix("id:")).map(str::to_owned);
-    let email = cart.email.as_deref().map(str::to_lowercase);
-    let (count, spent) =
-        tx.order_history(&cart.shop, id.as_deref(), email.as_deref(), cart.phone.as_deref(), &currency).await?;
+/// How the cart's customer's past orders are found: by their shop account, email and phone,
+/// counted in the cart's currency (none without one).
+struct HistoryOf {
+    customer_id: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    currency: String,
+}
+
+impl HistoryOf {
+    fn new(cart: &CartRow) -> Option<Self> {
+        Some(Self {
+            currency: cart.currency.clone()?,
+            customer_id: cart.customer_ref.as_deref().and_then(|r| r.strip_prefix("id:")).map(str::to_owned),
+            email: cart.email.as_deref().map(str::to_lowercase),
+            phone: cart.phone.clone(),
+        })
+    }
+
+    fn key(&self) -> HistoryKey<'_> {
+        HistoryKey {
+            customer_id: self.customer_id.as_deref(),
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            currency: &self.currency,
+        }
+    }
+}
+
+/// Raise the cart's order count and lifetime spend to what Cartback knows of the customer.
+fn apply_history(cart: &mut CartRow, (count, spent): (i64, i64)) {
     cart.orders_count = cart.orders_count.max(count);
     if spent > 0 {
         cart.total_spent_minor = Some(cart.total_spent_minor.unwrap_or(0).max(spent));
+    }
+}
+
+/// Raise the cart's order count and lifetime spend to what Cartback knows of the customer:
+/// imported order history and orders seen as events, by any of their identities.
+pub(crate) async fn enrich_history(tx: &mut Tx, cart: &mut CartRow) -> Result<(), StoreError> {
+    let Some(key) = HistoryOf::new(cart) else { return Ok(()) };
+    if let Some(orders) = tx.customer_facts(&cart.shop, Some(key.key()), None).await?.orders {
+        apply_history(cart, orders);
     }
     Ok(())
 }
@@ -343,9 +435,18 @@ fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
     }
 }
 
+/// The person whose earlier carts may know the zone, when neither this event nor an earlier
+/// one for this cart reported it.
+fn earlier_zone_wanted<'a>(cart: &'a CartRow, ev: &ShopEvent) -> Option<&'a str> {
+    let reported = ev.customer.as_ref().and_then(|c| c.timezone).is_some()
+        || cart.timezone_source.as_deref().is_some_and(|s| s.starts_with("event"));
+    if reported { None } else { cart.customer_ref.as_deref() }
+}
+
 /// The customer's zone, by the first source that knows it: the event → the zone reported for
-/// this customer before → the phone number's country → the customer's country → the shop.
-async fn resolve_zone(tx: &mut Tx, cart: &mut CartRow, shop: &Shop, ev: &ShopEvent) -> Result<(), StoreError> {
+/// this customer before (`earlier`, see [`earlier_zone_wanted`]) → the phone number's country
+/// → the customer's country → the shop.
+fn resolve_zone(cart: &mut CartRow, shop: &Shop, ev: &ShopEvent, earlier: Option<String>) {
     use crate::campaign::zones::country_zone;
     fn set(cart: &mut CartRow, tz: chrono_tz::Tz, source: String) {
         cart.timezone = Some(tz.name().to_owned());
@@ -353,16 +454,14 @@ async fn resolve_zone(tx: &mut Tx, cart: &mut CartRow, shop: &Shop, ev: &ShopEve
     }
     if let Some(tz) = ev.customer.as_ref().and_then(|c| c.timezone) {
         set(cart, tz, "event: customer.timezone".into());
-        return Ok(());
+        return;
     }
     if cart.timezone_source.as_deref().is_some_and(|s| s.starts_with("event")) {
-        return Ok(()); // reported by an earlier event for this cart
+        return; // reported by an earlier event for this cart
     }
-    if let Some(who) = cart.customer_ref.clone()
-        && let Some(tz) = tx.customer_zone(&cart.shop, &who, cart.id).await?.and_then(|z| z.parse().ok())
-    {
+    if let Some(tz) = earlier.and_then(|z| z.parse().ok()) {
         set(cart, tz, "customer history: zone reported with an earlier cart".into());
-        return Ok(());
+        return;
     }
     let phone_country = cart
         .phone
@@ -373,16 +472,15 @@ async fn resolve_zone(tx: &mut Tx, cart: &mut CartRow, shop: &Shop, ev: &ShopEve
         && let Some(tz) = country_zone(&cc)
     {
         set(cart, tz, format!("phone number country {cc}"));
-        return Ok(());
+        return;
     }
     if let Some(cc) = cart.country.clone()
         && let Some(tz) = country_zone(&cc)
     {
         set(cart, tz, format!("customer country {cc}"));
-        return Ok(());
+        return;
     }
     set(cart, shop.timezone, format!("shop default ({})", shop.id));
-    Ok(())
 }
 
 async fn order_event(

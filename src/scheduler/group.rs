@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info_span, warn};
 
-use super::accept::{AcceptError, Accepted, accept_in};
+use super::accept::{AcceptError, Accepted, Delivery, accept_all};
 use crate::app::App;
 use crate::config::Shop;
 use crate::domain::{ShopEvent, ShopId, WebhookId};
@@ -128,23 +128,30 @@ async fn commit(app: &App, batch: Vec<Pending>) {
 /// that fails, fails alone). Refusals are rare (storage errors, a campaign unloaded under
 /// us), so the batch does without a savepoint per event: two statements fewer each.
 async fn shared(app: &App, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
+    let deliveries = batch.iter().map(|p| delivery(app, p)).collect::<Result<Vec<_>, _>>()?;
     let mut tx = app.db.begin().await.map_err(|e| e.to_string())?;
-    let mut results = Vec::with_capacity(batch.len());
-    for p in batch {
-        let r = accept_in(app, &mut tx, shop_of(app, p)?, &p.webhook_id, &p.event, &p.body).await;
-        results.push(r.map_err(|e| e.to_string())?);
-    }
+    let results = accept_all(app, &mut tx, &deliveries).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(results)
 }
 
 /// One event in its own transaction.
 async fn alone(app: &App, p: &Pending) -> Result<Accepted, AcceptError> {
+    let d = delivery(app, p).map_err(AcceptError::Batch)?;
     let mut tx = app.db.begin().await?;
-    let shop = shop_of(app, p).map_err(AcceptError::Batch)?;
-    let r = accept_in(app, &mut tx, shop, &p.webhook_id, &p.event, &p.body).await?;
-    tx.commit().await?;
-    Ok(r)
+    match accept_all(app, &mut tx, &[d]).await {
+        Ok(r) => {
+            tx.commit().await?;
+            r.into_iter().next().ok_or_else(|| AcceptError::Batch("applying the delivery gave no result".into()))
+        }
+        // Another machine took the same delivery while this one applied it: theirs stands.
+        Err(AcceptError::Raced) => Ok(Accepted::Duplicate),
+        Err(e) => Err(e),
+    }
+}
+
+fn delivery<'a>(app: &'a App, p: &'a Pending) -> Result<Delivery<'a>, String> {
+    Ok(Delivery { shop: shop_of(app, p)?, webhook_id: &p.webhook_id, event: &p.event, body: &p.body })
 }
 
 /// The configured shop of a queued event (shops are fixed for the life of the `App`).

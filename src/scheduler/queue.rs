@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::app::App;
-use crate::store::{Db, StoreError, Tx, TxInner};
+use crate::store::{Db, JobRow, StoreError, Tx, TxInner};
 
 /// The queue every recovery job lives in.
 pub const QUEUE: &str = "cartback.recovery";
@@ -100,6 +100,20 @@ async fn push_to(tx: &mut Tx, queue: &str, job: &impl Serialize, secs: i64, key:
     let args = serde_json::to_vec(job).map_err(|e| StoreError::Queue(e.to_string()))?;
     let task =
         TaskBuilder::new(args).run_at_timestamp(secs).max_attempts(MAX_JOB_ATTEMPTS).idempotency_key(key).build();
+    if tx.deferring() {
+        // Held back with the transaction's other writes: the row apalis-sqlite's push writes.
+        let job = JobRow {
+            id: ulid::Ulid::generate().to_string(),
+            queue: queue.to_owned(),
+            max_attempts: i64::try_from(task.max_attempts().unwrap_or(MAX_JOB_ATTEMPTS)).unwrap_or(i64::MAX),
+            run_at: i64::try_from(task.run_at().unwrap_or(secs)).unwrap_or(i64::MAX),
+            priority: i64::try_from(task.priority().unwrap_or_default()).unwrap_or(0),
+            metadata: serde_json::to_string(task.metadata()).unwrap_or_default(),
+            idempotency_key: task.idempotency_key().map(str::to_owned),
+            args: task.args,
+        };
+        return tx.defer_job(job);
+    }
     match &mut tx.inner {
         TxInner::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
             .await

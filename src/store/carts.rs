@@ -1,6 +1,6 @@
 //! Carts: the state every job re-reads, and their timelines.
 
-use super::{StoreError, Tx, on_tx, on_tx_sql};
+use super::{StoreError, Tx, on_tx, on_tx_now, on_tx_sql};
 
 /// Where a cart is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,32 +150,53 @@ pub struct LogEntry {
 }
 
 impl Tx {
-    /// The cart for `(shop, external_id)`, created empty if new, locked for this transaction.
+    /// The cart for `(shop, external_id)`, created empty if new, locked for this transaction;
+    /// `true` when it was created.
     pub async fn ensure_cart(
         &mut self,
         shop: &str,
         external_id: &str,
         now_ms: i64,
     ) -> Result<(CartRow, bool), StoreError> {
+        if let Some(held) = self.deferred_cart(shop, external_id) {
+            return Ok((held.clone(), false));
+        }
         let public_id = super::public_id();
-        let inserted = on_tx!(self, |c| {
-            sqlx::query(
-                "INSERT INTO carts (public_id, shop, external_id, status, last_activity_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, 'active', 0, $4, $4) ON CONFLICT (shop, external_id) DO NOTHING",
-            )
-            .bind(&public_id)
-            .bind(shop)
-            .bind(external_id)
-            .bind(now_ms)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-        });
-        let row = self
-            .cart_by_external(shop, external_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("cart vanished".into()))?;
-        Ok((row, inserted == 1))
+        const INSERT: &str =
+            "INSERT INTO carts (public_id, shop, external_id, status, last_activity_at, created_at, updated_at)
+             VALUES ($1, $2, $3, 'active', 0, $4, $4) ON CONFLICT (shop, external_id)";
+        let row = match &mut self.inner {
+            // SQLite: the transaction holds the database's write lock already, so one upsert
+            // that hands back the row, new or not, is the lookup too. The new row carries the
+            // public id made here; an existing one keeps its own.
+            super::TxInner::Sqlite(c) => {
+                let sql = format!("{INSERT} DO UPDATE SET updated_at = carts.updated_at RETURNING *");
+                sqlx::query_as::<_, CartRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(&public_id)
+                    .bind(shop)
+                    .bind(external_id)
+                    .bind(now_ms)
+                    .fetch_one(&mut **c)
+                    .await?
+            }
+            // PostgreSQL: insert if missing, then lock the row (an upsert that changes nothing
+            // would still write a new row version on every event).
+            super::TxInner::Postgres(c) => {
+                let sql = format!("{INSERT} DO NOTHING");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&public_id)
+                    .bind(shop)
+                    .bind(external_id)
+                    .bind(now_ms)
+                    .execute(&mut **c)
+                    .await?;
+                self.cart_by_external(shop, external_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("cart vanished".into()))?
+            }
+        };
+        let created = row.public_id == public_id;
+        Ok((row, created))
     }
 
     /// The cart for `(shop, external_id)`, locked for this transaction.
@@ -224,6 +245,9 @@ impl Tx {
 
     /// Write every mutable column of `row` back.
     pub async fn save_cart(&mut self, row: &CartRow) -> Result<(), StoreError> {
+        if self.defer_cart(row).await? {
+            return Ok(());
+        }
         on_tx!(self, |c| {
             sqlx::query(
                 "UPDATE carts SET status = $2, currency = $3, total_minor = $4, items = $5, restore_url = $6,
@@ -325,11 +349,9 @@ impl Tx {
         let lines = std::mem::take(&mut self.lines);
         for chunk in lines.chunks(LINES_PER_INSERT) {
             let mut sql = String::from("INSERT INTO cart_log (cart_id, at, what, detail) VALUES ");
-            for i in 0..chunk.len() {
-                let p = 4 * i;
-                let sep = if i == 0 { "" } else { ", " };
-                sql.push_str(&format!("{sep}(${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4));
-            }
+            let mut p = super::Params::of(self);
+            let rows: Vec<String> = chunk.iter().map(|_| p.row(4)).collect();
+            sql.push_str(&rows.join(", "));
             on_tx!(self, |c| {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                 for l in chunk {
@@ -339,6 +361,31 @@ impl Tx {
             });
         }
         Ok(())
+    }
+
+    /// Ids of the carts this transaction holds back changes of.
+    pub(super) fn held_cart_ids(&self) -> Vec<i64> {
+        self.deferred_carts().iter().map(|c| c.id).collect()
+    }
+
+    /// The newest of `stored` (the query's answer, held-back carts left out) and the held-back
+    /// carts of `customer_ref` with a zone an event reported.
+    pub(super) fn newest_zone(
+        &self,
+        stored: Option<(String, i64)>,
+        shop: &str,
+        customer_ref: &str,
+        except_cart: i64,
+    ) -> Option<String> {
+        let held = self.deferred_carts().iter().filter(|c| {
+            c.shop == shop
+                && c.customer_ref.as_deref() == Some(customer_ref)
+                && c.id != except_cart
+                && c.timezone_source.as_deref().is_some_and(|s| s.starts_with("event"))
+        });
+        let held = held.filter_map(|c| Some((c.timezone.clone()?, c.updated_at)));
+        // Newest first; the stored row wins a tie, as the first of equals in the query's order.
+        stored.into_iter().chain(held).reduce(|a, b| if b.1 > a.1 { b } else { a }).map(|(tz, _)| tz)
     }
 
     /// A cart's timeline, oldest first.
@@ -369,14 +416,23 @@ impl Tx {
         customer_ref: &str,
         except_cart: i64,
     ) -> Result<Option<String>, StoreError> {
-        Ok(on_tx!(self, |c| sqlx::query_scalar::<_, String>(
-            "SELECT timezone FROM carts WHERE shop = $1 AND customer_ref = $2 AND id <> $3
-             AND timezone IS NOT NULL AND timezone_source LIKE 'event%' ORDER BY updated_at DESC LIMIT 1"
-        )
-        .bind(shop)
-        .bind(customer_ref)
-        .bind(except_cart)
-        .fetch_optional(&mut *c)
-        .await?))
+        // Carts this transaction changed and holds back count as they are now, not as stored.
+        let held = self.held_cart_ids();
+        let sql = format!(
+            "SELECT timezone, updated_at FROM carts WHERE shop = $1 AND customer_ref = $2 AND id <> $3
+             AND timezone IS NOT NULL AND timezone_source LIKE 'event%'{} ORDER BY updated_at DESC LIMIT 1",
+            super::not_in(&held, 4)
+        );
+        let stored = on_tx_now!(self, |c| {
+            let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(shop)
+                .bind(customer_ref)
+                .bind(except_cart);
+            for id in &held {
+                q = q.bind(*id);
+            }
+            q.fetch_optional(&mut *c).await?
+        });
+        Ok(self.newest_zone(stored, shop, customer_ref, except_cart))
     }
 }

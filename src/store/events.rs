@@ -1,10 +1,12 @@
 //! Received webhook deliveries: the idempotency record and the raw evidence.
 
-use super::{StoreError, Tx, on_tx};
+use std::collections::HashSet;
 
-/// A delivery to record.
+use super::{Params, StoreError, Tx, on_tx, on_tx_now};
+
+/// A delivery to record, with what it did.
 #[derive(Debug)]
-pub struct EventInsert<'a> {
+pub struct EventRecord<'a> {
     /// Shop id.
     pub shop: &'a str,
     /// `webhook-id` (or the Shopify webhook id).
@@ -15,50 +17,71 @@ pub struct EventInsert<'a> {
     pub occurred_at: i64,
     /// Arrival, Unix ms.
     pub received_at: i64,
-    /// The raw body.
-    pub body: &'a str,
+    /// The cart it was applied to, if any.
+    pub cart_id: Option<i64>,
+    /// What it did (`active: watching for inactivity`, `ignored: …`, …).
+    pub outcome: String,
+    /// The raw body (invalid UTF-8, which a parsed event cannot have, is replaced).
+    pub body: std::borrow::Cow<'a, str>,
 }
 
-impl Tx {
-    /// Record a delivery; `false` when this `(shop, webhook_id)` was already taken.
-    pub async fn insert_event(&mut self, e: &EventInsert<'_>) -> Result<bool, StoreError> {
-        let n = on_tx!(self, |c| {
-            sqlx::query(
-                "INSERT INTO webhook_events (shop, webhook_id, kind, occurred_at, received_at, outcome, body)
-             VALUES ($1, $2, $3, $4, $5, 'received', $6) ON CONFLICT (shop, webhook_id) DO NOTHING",
-            )
-            .bind(e.shop)
-            .bind(e.webhook_id)
-            .bind(e.kind)
-            .bind(e.occurred_at)
-            .bind(e.received_at)
-            .bind(e.body)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-        });
-        Ok(n == 1)
-    }
+/// Deliveries one `INSERT` writes (8 parameters each, far below either database's limit).
+const EVENTS_PER_INSERT: usize = 200;
 
-    /// Note what a delivery did (`applied`, `ignored: older than …`, …) and its cart.
-    pub async fn set_event_outcome(
+impl Tx {
+    /// Which of `webhook_ids` `shop` has recorded already, in one query.
+    pub async fn recorded_deliveries(
         &mut self,
         shop: &str,
-        webhook_id: &str,
-        cart_id: Option<i64>,
-        outcome: &str,
-    ) -> Result<(), StoreError> {
-        on_tx!(self, |c| {
-            sqlx::query("UPDATE webhook_events SET cart_id = $3, outcome = $4 WHERE shop = $1 AND webhook_id = $2")
-                .bind(shop)
-                .bind(webhook_id)
-                .bind(cart_id)
-                .bind(outcome)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
+        webhook_ids: &[&str],
+    ) -> Result<HashSet<String>, StoreError> {
+        if webhook_ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let slots: Vec<String> = (2..webhook_ids.len() + 2).map(|i| format!("${i}")).collect();
+        let sql =
+            format!("SELECT webhook_id FROM webhook_events WHERE shop = $1 AND webhook_id IN ({})", slots.join(", "));
+        // Deliveries are never among the writes a transaction holds back.
+        let rows = on_tx_now!(self, |c| {
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.clone())).bind(shop);
+            for id in webhook_ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(&mut *c).await?
         });
-        Ok(())
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Record deliveries, one multi-row `INSERT` per [`EVENTS_PER_INSERT`]; returns how many
+    /// were new. A delivery another transaction recorded meanwhile (PostgreSQL: a second
+    /// machine took the same delivery) is left as it is and not counted.
+    pub async fn record_events(&mut self, events: &[EventRecord<'_>]) -> Result<u64, StoreError> {
+        let mut new = 0;
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO webhook_events (shop, webhook_id, kind, occurred_at, received_at, cart_id, outcome, body) VALUES ",
+            );
+            let mut p = Params::of(self);
+            let rows: Vec<String> = chunk.iter().map(|_| p.row(8)).collect();
+            sql.push_str(&rows.join(", "));
+            sql.push_str(" ON CONFLICT (shop, webhook_id) DO NOTHING");
+            new += on_tx_now!(self, |c| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for e in chunk {
+                    q = q
+                        .bind(e.shop)
+                        .bind(e.webhook_id)
+                        .bind(e.kind)
+                        .bind(e.occurred_at)
+                        .bind(e.received_at)
+                        .bind(e.cart_id)
+                        .bind(e.outcome.as_str())
+                        .bind(e.body.as_ref());
+                }
+                q.execute(&mut *c).await?.rows_affected()
+            });
+        }
+        Ok(new)
     }
 
     /// How many deliveries a shop has recorded (tests and stats).

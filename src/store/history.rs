@@ -1,6 +1,6 @@
 //! Customers' order history: imported from the shop, and recorded from order events.
 
-use super::{StoreError, Tx, on_tx};
+use super::{StoreError, Tx, on_tx, on_tx_now};
 
 /// One order of a customer.
 #[derive(Debug, Clone)]
@@ -23,7 +23,91 @@ pub struct PastOrder<'a> {
     pub source: &'a str,
 }
 
+/// How a customer's past orders are found, and the currency their spend is counted in.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryKey<'a> {
+    /// The shop's customer id.
+    pub customer_id: Option<&'a str>,
+    /// Lower-case email.
+    pub email: Option<&'a str>,
+    /// E.164 phone.
+    pub phone: Option<&'a str>,
+    /// ISO 4217.
+    pub currency: &'a str,
+}
+
+/// What Cartback knows of a customer when it takes in an event for their cart.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CustomerFacts {
+    /// Orders and lifetime spend (when asked for).
+    pub orders: Option<(i64, i64)>,
+    /// The zone an event reported with another of the customer's carts, newest first (when
+    /// asked for and known).
+    pub zone: Option<String>,
+}
+
 impl Tx {
+    /// A customer's order history (`history`) and the zone reported with another of their carts
+    /// (`zone_of`: the person and the cart to leave out), in one query when both are asked
+    /// for: every event for a cart with a customer asks both, and on SQLite each query is a
+    /// round trip to the database's thread while the write lock is held.
+    pub async fn customer_facts(
+        &mut self,
+        shop: &str,
+        history: Option<HistoryKey<'_>>,
+        zone_of: Option<(&str, i64)>,
+    ) -> Result<CustomerFacts, StoreError> {
+        // No identity to look orders up by: no orders, as `order_history` answers.
+        let anonymous = history.is_some_and(|h| h.customer_id.is_none() && h.email.is_none() && h.phone.is_none());
+        let (h, (customer_ref, except_cart)) = match (history.filter(|_| !anonymous), zone_of) {
+            (Some(h), Some(z)) => (h, z),
+            (h, z) => {
+                let orders = match h {
+                    Some(h) => Some(self.order_history(shop, h.customer_id, h.email, h.phone, h.currency).await?),
+                    None if anonymous => Some((0, 0)),
+                    None => None,
+                };
+                let zone = match z {
+                    Some((who, except)) => self.customer_zone(shop, who, except).await?,
+                    None => None,
+                };
+                return Ok(CustomerFacts { orders, zone });
+            }
+        };
+        let held = self.held_cart_ids();
+        let sql = format!(
+            "SELECT h.n, h.spent, z.timezone, z.updated_at FROM
+               (SELECT COUNT(*) AS n,
+                       CAST(COALESCE(SUM(CASE WHEN currency = $5 THEN total_minor ELSE 0 END), 0) AS BIGINT) AS spent
+                FROM customer_orders WHERE shop = $1
+                  AND ((customer_id IS NOT NULL AND customer_id = $2) OR (email IS NOT NULL AND email = $3)
+                       OR (phone IS NOT NULL AND phone = $4))) AS h
+             LEFT JOIN
+               (SELECT timezone, updated_at FROM carts WHERE shop = $1 AND customer_ref = $6 AND id <> $7
+                  AND timezone IS NOT NULL AND timezone_source LIKE 'event%'{}
+                ORDER BY updated_at DESC LIMIT 1) AS z ON TRUE",
+            super::not_in(&held, 8)
+        );
+        // Past orders are never held back; held-back carts are left out here and counted below.
+        let (n, spent, tz, at) = on_tx_now!(self, |c| {
+            let mut q = sqlx::query_as::<_, (i64, i64, Option<String>, Option<i64>)>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(shop)
+                .bind(h.customer_id)
+                .bind(h.email)
+                .bind(h.phone)
+                .bind(h.currency)
+                .bind(customer_ref)
+                .bind(except_cart);
+            for id in &held {
+                q = q.bind(*id);
+            }
+            q.fetch_one(&mut *c).await?
+        });
+        let stored = tz.zip(at);
+        let zone = self.newest_zone(stored, shop, customer_ref, except_cart);
+        Ok(CustomerFacts { orders: Some((n, spent)), zone })
+    }
+
     /// Record an order; false when the shop's order id is already known.
     pub async fn record_order(&mut self, shop: &str, o: &PastOrder<'_>) -> Result<bool, StoreError> {
         Ok(on_tx!(self, |c| {
@@ -58,7 +142,8 @@ impl Tx {
         if customer_id.is_none() && email.is_none() && phone.is_none() {
             return Ok((0, 0));
         }
-        Ok(on_tx!(self, |c| sqlx::query_as::<_, (i64, i64)>(
+        // Past orders are never among the writes a transaction holds back.
+        Ok(on_tx_now!(self, |c| sqlx::query_as::<_, (i64, i64)>(
             "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN currency = $5 THEN total_minor ELSE 0 END), 0) AS BIGINT)
              FROM customer_orders WHERE shop = $1
                AND ((customer_id IS NOT NULL AND customer_id = $2) OR (email IS NOT NULL AND email = $3)

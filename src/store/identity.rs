@@ -1,6 +1,6 @@
 //! Identities: the same person reaching the shop by customer id, email or phone is one person.
 
-use super::{CartRow, StoreError, Tx, on_tx, on_tx_sql};
+use super::{CartRow, StoreError, Tx, on_tx, on_tx_now, on_tx_sql};
 
 impl Tx {
     /// Who owns each of `identities` (those with an owner), in one query.
@@ -15,14 +15,21 @@ impl Tx {
         let slots: Vec<String> = (2..identities.len() + 2).map(|i| format!("${i}")).collect();
         let sql =
             format!("SELECT identity, person FROM identities WHERE shop = $1 AND identity IN ({})", slots.join(", "));
-        let rows = on_tx!(self, |c| {
+        let rows = on_tx_now!(self, |c| {
             let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql.clone())).bind(shop);
             for i in identities {
                 q = q.bind(i);
             }
             q.fetch_all(&mut *c).await?
         });
-        Ok(rows.into_iter().collect())
+        let mut owners: std::collections::HashMap<String, String> = rows.into_iter().collect();
+        // Links this transaction made and holds back are the newest.
+        for (identity, person) in self.deferred_links(shop) {
+            if identities.iter().any(|i| i == identity) {
+                owners.insert(identity.to_owned(), person.to_owned());
+            }
+        }
+        Ok(owners)
     }
 
     /// The persons these identities already belong to (distinct, in the identities' order).
@@ -53,6 +60,9 @@ impl Tx {
 
     /// Point `identities` at `person` (new ones are added; known ones already point there).
     pub async fn link_identities(&mut self, shop: &str, identities: &[String], person: &str) -> Result<(), StoreError> {
+        if self.defer_links(shop, identities, person) {
+            return Ok(());
+        }
         for identity in identities {
             on_tx!(self, |c| sqlx::query(
                 "INSERT INTO identities (shop, identity, person) VALUES ($1, $2, $3)
