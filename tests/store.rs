@@ -289,3 +289,32 @@ on_both!(
     advancing_an_unread_cart_is_guarded,
     held_back_writes_read_as_written,
 );
+
+/// A customer's past orders are found through the indexes on shop account, email and phone,
+/// not by reading every order of the shop (each event asks; a shop may import millions).
+#[tokio::test]
+async fn sqlite_order_history_reads_its_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let db = cartback::store::Db::connect(&url).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    let cartback::store::Db::Sqlite(pool) = &db else { unreachable!("a SQLite URL") };
+    // A shop with some history, and the planner's statistics about it.
+    sqlx::query(
+        "WITH RECURSIVE k(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM k WHERE x < 5000)
+         INSERT INTO customer_orders (shop, order_id, customer_id, email, phone, currency, total_minor, placed_at, source)
+         SELECT 's', 'o' || x, 'c' || x, 'e' || x || '@x.io', '+4930' || x, 'EUR', 100, 0, 'import' FROM k",
+    )
+    .execute(pool)
+    .await
+    .expect("orders");
+    sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+    let mut tx = db.begin().await.expect("begin");
+    let plan = tx.explain_history_plan().await.expect("plan").join("\n");
+    tx.commit().await.expect("commit");
+    for index in ["customer_orders_customer (shop=? AND customer_id=?)", "customer_orders_email (shop=? AND email=?)"] {
+        assert!(plan.contains(index), "history should search {index}:\n{plan}");
+    }
+    assert!(plan.contains("customer_orders_phone (shop=? AND phone=?)"), "and by phone:\n{plan}");
+    db.close().await;
+}
