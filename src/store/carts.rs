@@ -26,6 +26,96 @@ pub enum CartStatus {
 /// Timeline lines one `INSERT` writes (4 parameters each, far below either database's limit).
 const LINES_PER_INSERT: usize = 200;
 
+/// Every column [`Tx::save_cart`] and the held-back writes (`super::deferred`) writes, `id` first.
+pub(super) const CART_COLUMNS: [&str; 39] = [
+    "id",
+    "status",
+    "currency",
+    "total_minor",
+    "items",
+    "restore_url",
+    "cart_locale",
+    "customer_ref",
+    "email",
+    "phone",
+    "first_name",
+    "timezone",
+    "timezone_source",
+    "locale",
+    "country",
+    "orders_count",
+    "total_spent_minor",
+    "accepts_email",
+    "accepts_sms",
+    "stage",
+    "reason",
+    "reason_detail",
+    "last_activity_at",
+    "campaign",
+    "abandoned_at",
+    "next_step",
+    "seq",
+    "next_run_at",
+    "exit_reason",
+    "recovered_at",
+    "order_id",
+    "order_total_minor",
+    "updated_at",
+    "arm",
+    "recovered_step",
+    "incentive_code_used",
+    "discount_minor",
+    "kind",
+    "reported_reason",
+];
+
+/// Bind every column of [`CART_COLUMNS`] of `row`, in that order, to query `q`.
+macro_rules! bind_cart {
+    ($q:expr, $row:expr) => {{
+        let r: &$crate::store::CartRow = $row;
+        $q.bind(r.id)
+            .bind(&r.status)
+            .bind(&r.currency)
+            .bind(r.total_minor)
+            .bind(&r.items)
+            .bind(&r.restore_url)
+            .bind(&r.cart_locale)
+            .bind(&r.customer_ref)
+            .bind(&r.email)
+            .bind(&r.phone)
+            .bind(&r.first_name)
+            .bind(&r.timezone)
+            .bind(&r.timezone_source)
+            .bind(&r.locale)
+            .bind(&r.country)
+            .bind(r.orders_count)
+            .bind(r.total_spent_minor)
+            .bind(r.accepts_email)
+            .bind(r.accepts_sms)
+            .bind(&r.stage)
+            .bind(&r.reason)
+            .bind(&r.reason_detail)
+            .bind(r.last_activity_at)
+            .bind(&r.campaign)
+            .bind(r.abandoned_at)
+            .bind(r.next_step)
+            .bind(r.seq)
+            .bind(r.next_run_at)
+            .bind(&r.exit_reason)
+            .bind(r.recovered_at)
+            .bind(&r.order_id)
+            .bind(r.order_total_minor)
+            .bind(r.updated_at)
+            .bind(&r.arm)
+            .bind(&r.recovered_step)
+            .bind(&r.incentive_code_used)
+            .bind(r.discount_minor)
+            .bind(&r.kind)
+            .bind(&r.reported_reason)
+    }};
+}
+pub(super) use bind_cart;
+
 /// A timeline line waiting for its transaction's commit.
 #[derive(Debug)]
 pub(super) struct LogLine {
@@ -248,61 +338,15 @@ impl Tx {
         if self.defer_cart(row).await? {
             return Ok(());
         }
-        on_tx!(self, |c| {
-            sqlx::query(
-                "UPDATE carts SET status = $2, currency = $3, total_minor = $4, items = $5, restore_url = $6,
-                 cart_locale = $7, customer_ref = $8, email = $9, phone = $10, first_name = $11, timezone = $12,
-                 timezone_source = $13, locale = $14, country = $15, orders_count = $16, total_spent_minor = $17,
-                 accepts_email = $18, accepts_sms = $19, stage = $20, reason = $21, reason_detail = $22,
-                 last_activity_at = $23, campaign = $24, abandoned_at = $25, next_step = $26, seq = $27,
-                 next_run_at = $28, exit_reason = $29, recovered_at = $30, order_id = $31, order_total_minor = $32,
-                 updated_at = $33, arm = $34, recovered_step = $35, incentive_code_used = $36, discount_minor = $37,
-                 kind = $38, reported_reason = $39
-                 WHERE id = $1",
-            )
-            .bind(row.id)
-            .bind(&row.status)
-            .bind(&row.currency)
-            .bind(row.total_minor)
-            .bind(&row.items)
-            .bind(&row.restore_url)
-            .bind(&row.cart_locale)
-            .bind(&row.customer_ref)
-            .bind(&row.email)
-            .bind(&row.phone)
-            .bind(&row.first_name)
-            .bind(&row.timezone)
-            .bind(&row.timezone_source)
-            .bind(&row.locale)
-            .bind(&row.country)
-            .bind(row.orders_count)
-            .bind(row.total_spent_minor)
-            .bind(row.accepts_email)
-            .bind(row.accepts_sms)
-            .bind(&row.stage)
-            .bind(&row.reason)
-            .bind(&row.reason_detail)
-            .bind(row.last_activity_at)
-            .bind(&row.campaign)
-            .bind(row.abandoned_at)
-            .bind(row.next_step)
-            .bind(row.seq)
-            .bind(row.next_run_at)
-            .bind(&row.exit_reason)
-            .bind(row.recovered_at)
-            .bind(&row.order_id)
-            .bind(row.order_total_minor)
-            .bind(row.updated_at)
-            .bind(&row.arm)
-            .bind(&row.recovered_step)
-            .bind(&row.incentive_code_used)
-            .bind(row.discount_minor)
-            .bind(&row.kind)
-            .bind(&row.reported_reason)
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let set: Vec<String> =
+                CART_COLUMNS[1..].iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 2)).collect();
+            format!("UPDATE carts SET {} WHERE id = $1", set.join(", "))
+        });
+        on_tx!(self, |c| bind_cart!(sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())), row)
             .execute(&mut *c)
             .await?
-            .rows_affected()
-        });
+            .rows_affected());
         Ok(())
     }
 

@@ -15,6 +15,7 @@
 
 use std::fmt::Write as _;
 
+use super::carts::{CART_COLUMNS, bind_cart};
 use super::{CartRow, Params, StoreError, Tx, TxInner};
 
 /// Held-back writes, in the order they were made.
@@ -44,49 +45,6 @@ pub(crate) struct JobRow {
 /// Carts one command writes before it is sent anyway (39 parameters each: far below
 /// SQLite's 32,766 with the links and jobs that come with them).
 const MAX_CARTS: usize = 200;
-
-/// Every column [`Tx::save_cart`] writes, `id` first.
-const CART_COLUMNS: [&str; 39] = [
-    "id",
-    "status",
-    "currency",
-    "total_minor",
-    "items",
-    "restore_url",
-    "cart_locale",
-    "customer_ref",
-    "email",
-    "phone",
-    "first_name",
-    "timezone",
-    "timezone_source",
-    "locale",
-    "country",
-    "orders_count",
-    "total_spent_minor",
-    "accepts_email",
-    "accepts_sms",
-    "stage",
-    "reason",
-    "reason_detail",
-    "last_activity_at",
-    "campaign",
-    "abandoned_at",
-    "next_step",
-    "seq",
-    "next_run_at",
-    "exit_reason",
-    "recovered_at",
-    "order_id",
-    "order_total_minor",
-    "updated_at",
-    "arm",
-    "recovered_step",
-    "incentive_code_used",
-    "discount_minor",
-    "kind",
-    "reported_reason",
-];
 
 impl Tx {
     /// Hold back this transaction's cart updates, job pushes and identity links until it
@@ -195,46 +153,7 @@ impl Tx {
         };
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for r in &carts {
-            q = q
-                .bind(r.id)
-                .bind(&r.status)
-                .bind(&r.currency)
-                .bind(r.total_minor)
-                .bind(&r.items)
-                .bind(&r.restore_url)
-                .bind(&r.cart_locale)
-                .bind(&r.customer_ref)
-                .bind(&r.email)
-                .bind(&r.phone)
-                .bind(&r.first_name)
-                .bind(&r.timezone)
-                .bind(&r.timezone_source)
-                .bind(&r.locale)
-                .bind(&r.country)
-                .bind(r.orders_count)
-                .bind(r.total_spent_minor)
-                .bind(r.accepts_email)
-                .bind(r.accepts_sms)
-                .bind(&r.stage)
-                .bind(&r.reason)
-                .bind(&r.reason_detail)
-                .bind(r.last_activity_at)
-                .bind(&r.campaign)
-                .bind(r.abandoned_at)
-                .bind(r.next_step)
-                .bind(r.seq)
-                .bind(r.next_run_at)
-                .bind(&r.exit_reason)
-                .bind(r.recovered_at)
-                .bind(&r.order_id)
-                .bind(r.order_total_minor)
-                .bind(r.updated_at)
-                .bind(&r.arm)
-                .bind(&r.recovered_step)
-                .bind(&r.incentive_code_used)
-                .bind(r.discount_minor)
-                .bind(&r.kind)
-                .bind(&r.reported_reason);
+            q = bind_cart!(q, r);
         }
         for (shop, identity, person) in &links {
             q = q.bind(shop).bind(identity).bind(person);

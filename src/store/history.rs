@@ -64,22 +64,16 @@ impl Tx {
         history: Option<HistoryKey<'_>>,
         zone_of: Option<(&str, i64)>,
     ) -> Result<CustomerFacts, StoreError> {
-        // No identity to look orders up by: no orders, as `order_history` answers.
-        let anonymous = history.is_some_and(|h| h.customer_id.is_none() && h.email.is_none() && h.phone.is_none());
-        let (h, (customer_ref, except_cart)) = match (history.filter(|_| !anonymous), zone_of) {
-            (Some(h), Some(z)) => (h, z),
-            (h, z) => {
-                let orders = match h {
-                    Some(h) => Some(self.order_history(shop, h.customer_id, h.email, h.phone, h.currency).await?),
-                    None if anonymous => Some((0, 0)),
-                    None => None,
-                };
-                let zone = match z {
-                    Some((who, except)) => self.customer_zone(shop, who, except).await?,
-                    None => None,
-                };
-                return Ok(CustomerFacts { orders, zone });
-            }
+        let (Some(h), Some((customer_ref, except_cart))) = (history, zone_of) else {
+            let orders = match history {
+                Some(h) => Some(self.order_history(shop, h.customer_id, h.email, h.phone, h.currency).await?),
+                None => None,
+            };
+            let zone = match zone_of {
+                Some((who, except)) => self.customer_zone(shop, who, except).await?,
+                None => None,
+            };
+            return Ok(CustomerFacts { orders, zone });
         };
         let held = self.held_cart_ids();
         let sql = format!(
