@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
 
 use super::relay::{Breaker, Relay, Relays};
 use super::{DeliveryError, write_atomically};
@@ -140,9 +140,9 @@ impl std::fmt::Debug for EmailTransport {
 pub struct SmtpUrlError {
     /// `email.smtp_url` or `email.smtp_secondary_url`.
     pub key: &'static str,
-    /// lettre's reason.
+    /// Why (mostly lettre's reason).
     #[source]
-    pub source: lettre::transport::smtp::Error,
+    pub source: super::smtp_pool::UrlError,
 }
 
 /// How an SMTP transport is built.
@@ -158,14 +158,9 @@ pub struct SmtpOptions {
     pub breaker_cooldown: Duration,
 }
 
-fn relay(name: &'static str, url: &str, o: &SmtpOptions) -> Result<Relay, lettre::transport::smtp::Error> {
-    // lettre writes a message and its final "." separately without TCP_NODELAY, so each
-    // message on one connection waits ~40 ms for a delayed ACK: throughput comes from
-    // sending on many pooled connections at once.
-    let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
-        .timeout(Some(o.timeout))
-        .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(o.connections.max(1)));
-    Ok(Relay::new(name, o.timeout, Box::new(move || builder.clone().build())))
+fn relay(name: &'static str, url: &str, o: &SmtpOptions) -> Result<Relay, super::smtp_pool::UrlError> {
+    let target = super::smtp_pool::Target::from_url(url)?;
+    Ok(Relay::new(name, o.timeout, super::smtp_pool::SmtpPool::new(target, o.connections)))
 }
 
 impl EmailTransport {

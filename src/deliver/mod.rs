@@ -8,6 +8,7 @@
 mod email;
 mod relay;
 mod sms;
+mod smtp_pool;
 
 pub use email::{EmailTransport, OutgoingEmail, SmtpOptions, SmtpUrlError};
 pub use relay::{Breaker, Route};

@@ -9,13 +9,15 @@
 //! failure opens it for another cooldown. While the circuit is closed, a message whose
 //! primary attempt found the relay down is handed to the secondary at once.
 
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
+use lettre::transport::smtp::response::Response;
 use tracing::{info, warn};
 
 use super::DeliveryError;
+use super::smtp_pool::{ConnectError, PoolSendError, SmtpPool};
 
 /// The breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,35 +106,32 @@ impl Breaker {
     }
 }
 
-/// One relay: its URL and its current connection pool.
+/// One relay: its name and its connection pool.
 pub struct Relay {
     name: &'static str,
-    build: Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>,
     timeout: Duration,
-    pool: RwLock<AsyncSmtpTransport<Tokio1Executor>>,
+    pool: SmtpPool,
 }
 
 impl Relay {
-    /// A relay named `name`; `build` makes a fresh connection pool.
-    pub fn new(
-        name: &'static str,
-        timeout: Duration,
-        build: Box<dyn Fn() -> AsyncSmtpTransport<Tokio1Executor> + Send + Sync>,
-    ) -> Self {
-        let pool = RwLock::new(build());
-        Self { name, build, timeout, pool }
+    /// A relay named `name`, sending through `pool`.
+    pub fn new(name: &'static str, timeout: Duration, pool: SmtpPool) -> Self {
+        Self { name, timeout, pool }
     }
 
-    /// One message, bounded by the timeout. lettre bounds only the connect; a relay that
-    /// stops answering mid-conversation would otherwise hold the message (and its claim)
-    /// forever. A conversation cut off by the timeout leaves its connection out of step, so
-    /// the whole pool is replaced: lettre cannot be told that one connection is broken.
-    async fn send(&self, msg: Message) -> Result<lettre::transport::smtp::response::Response, SendError> {
-        let pool = self.pool.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        match tokio::time::timeout(self.timeout, pool.send(msg)).await {
-            Ok(r) => r.map_err(SendError::Smtp),
+    /// One message, bounded by the timeout (waiting for a free connection, connecting and
+    /// the conversation). A relay that stops answering mid-conversation would otherwise hold
+    /// the message (and its claim) forever; the connection it was cut off on is closed, and
+    /// so are the idle ones, which may be as stuck.
+    async fn send(&self, msg: &Message) -> Result<Response, SendError> {
+        let body = msg.formatted();
+        match tokio::time::timeout(self.timeout, self.pool.send(msg.envelope(), &body)).await {
+            Ok(r) => r.map_err(|e| match e {
+                PoolSendError::Smtp(e) | PoolSendError::Connect(ConnectError::Smtp(e)) => SendError::Smtp(e),
+                PoolSendError::Connect(e @ ConnectError::Network { .. }) => SendError::Network(e.to_string()),
+            }),
             Err(_) => {
-                *self.pool.write().unwrap_or_else(std::sync::PoisonError::into_inner) = (self.build)();
+                self.pool.clear();
                 Err(SendError::Timeout(self.timeout))
             }
         }
@@ -142,6 +141,8 @@ impl Relay {
 /// Why one relay did not take a message.
 enum SendError {
     Smtp(lettre::transport::smtp::Error),
+    /// No connection: refused, unreachable, TLS handshake failed.
+    Network(String),
     Timeout(Duration),
 }
 
@@ -185,14 +186,14 @@ impl SendError {
     fn relay_down(&self) -> bool {
         match self {
             Self::Smtp(e) => relay_down(e),
-            Self::Timeout(_) => true,
+            Self::Network(_) | Self::Timeout(_) => true,
         }
     }
 
     fn verdict(&self, relay: &str) -> DeliveryError {
         match self {
             Self::Smtp(e) => classify(e, relay),
-            Self::Timeout(t) => DeliveryError::Transient(self.describe(relay, t)),
+            Self::Network(_) | Self::Timeout(_) => DeliveryError::Transient(self.text(relay)),
         }
     }
 
@@ -203,6 +204,7 @@ impl SendError {
     fn text(&self, relay: &str) -> String {
         match self {
             Self::Smtp(e) => format!("SMTP ({relay}): {e}"),
+            Self::Network(e) => format!("SMTP ({relay}): {e}"),
             Self::Timeout(t) => self.describe(relay, t),
         }
     }
@@ -225,7 +227,7 @@ impl Relays {
         let primary_error = if route == Route::Skip {
             "primary relay skipped (circuit open)".to_owned()
         } else {
-            match self.primary.send(msg.clone()).await {
+            match self.primary.send(&msg).await {
                 Ok(resp) => {
                     self.breaker.succeeded();
                     return Ok(format!("smtp {}", resp.code()));
@@ -241,7 +243,7 @@ impl Relays {
             }
         };
         match &self.secondary {
-            Some(secondary) => match secondary.send(msg).await {
+            Some(secondary) => match secondary.send(&msg).await {
                 Ok(resp) => Ok(format!("smtp {} via secondary", resp.code())),
                 Err(e) => match e.verdict(secondary.name) {
                     DeliveryError::Transient(t) => Err(DeliveryError::Transient(format!("{primary_error}; {t}"))),
