@@ -13,7 +13,8 @@
 //! message waits for a free one instead of opening more. A connection goes back to the
 //! pool only when its conversation finished; one left mid-conversation (cut off by the
 //! timeout, its task cancelled) or broken by an error is closed. A connection that sat idle
-//! is checked with `NOOP` before it is used again (relays close idle connections).
+//! for 10 s is checked with `NOOP` before it is used again (relays close idle connections);
+//! one idle for a minute is closed when the next message comes.
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,6 +34,10 @@ use tokio::net::TcpStream;
 
 /// How long a connection may sit idle before it is checked with `NOOP` on reuse.
 const IDLE_CHECK: Duration = Duration::from_secs(10);
+
+/// Idle connections older than this are closed (lettre's pool default), so a quiet
+/// Cartback does not hold connections the relay counts against it.
+const IDLE_CLOSE: Duration = Duration::from_secs(60);
 
 /// How the conversation is encrypted.
 #[derive(Clone)]
@@ -236,6 +241,8 @@ impl SmtpPool {
     /// Send one message on a pooled connection (opening one if none is free and the pool is
     /// not full). The caller bounds the time; a cancelled send closes its connection.
     pub async fn send(&self, envelope: &Envelope, body: &[u8]) -> Result<Response, PoolSendError> {
+        // Dropping a connection closes its socket (without QUIT: that would need a task).
+        self.0.retain(|_, metrics| metrics.last_used() < IDLE_CLOSE);
         let mut conn: Object<Connector> = self.0.get().await.map_err(|e| match e {
             managed::PoolError::Backend(e) => PoolSendError::Connect(e),
             other => PoolSendError::Connect(ConnectError::Network {
