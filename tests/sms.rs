@@ -295,3 +295,23 @@ fn a_fallback_needs_an_sms_step_without_email() {
     assert!(text.contains("quick.yaml:7:"), "file and line: {text}");
     assert!(text.contains("`fallback: email` is the only fallback"), "{text}");
 }
+
+/// Credentials the provider refuses (a rotated or mistyped auth token) are the operator's to
+/// fix: the message is retried with backoff, not failed, and the timeline says what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_delay_messages_instead_of_failing_them() {
+    let (fake, t) = with_fake_provider_and(&campaign(), |s| {
+        s.sms.auth_token = Some(cartback::config::Secret::new("a-rotated-token"));
+    })
+    .await;
+    assert_eq!(t.post(&event("creds", "+4915123456789")).await.status(), 202);
+    t.wait_for("the refused send to be scheduled for a retry", Duration::from_secs(30), || async {
+        (t.scalar("SELECT COUNT(*) FROM cart_log WHERE what = 'retry' AND detail LIKE '%sms.auth_token%'").await == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'failed'").await, 0, "nothing is failed");
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'completed'").await, 0, "the step is still ahead");
+    assert!(fake.seen.lock().expect("lock").is_empty(), "the provider accepted nothing");
+    t.shutdown().await;
+}

@@ -153,8 +153,26 @@ pub struct Relays {
     breaker: Breaker,
 }
 
+/// Whether the relay refused Cartback's login: 530 (authentication or STARTTLS required),
+/// 534 and 538 (a mechanism or encryption it insists on), 535 (bad credentials). That is a
+/// configuration problem the operator fixes, not a verdict on the message.
+fn login_refused(e: &lettre::transport::smtp::Error) -> bool {
+    e.status().is_some_and(|c| matches!(c.to_string().as_str(), "530" | "534" | "535" | "538"))
+}
+
+/// What to tell the operator about a refused login.
+fn login_refused_text(e: &lettre::transport::smtp::Error, relay: &str) -> String {
+    format!(
+        "SMTP ({relay}): the relay refused Cartback's login ({e}); check the user, password and TLS settings \
+         of its URL (email.smtp_url or email.smtp_secondary_url)"
+    )
+}
+
 /// Whether an SMTP error says the relay itself is unavailable (as opposed to refusing one message).
 fn relay_down(e: &lettre::transport::smtp::Error) -> bool {
+    if login_refused(e) {
+        return true;
+    }
     if e.is_permanent() || e.is_client() {
         return false;
     }
@@ -168,6 +186,10 @@ fn relay_down(e: &lettre::transport::smtp::Error) -> bool {
 /// Turn an SMTP error into a delivery verdict.
 fn classify(e: &lettre::transport::smtp::Error, relay: &str) -> DeliveryError {
     let text = e.to_string();
+    if login_refused(e) {
+        // Retried with backoff, so nothing is lost while the credentials are put right.
+        return DeliveryError::Transient(login_refused_text(e, relay));
+    }
     if e.is_client() && text.contains("SMTPUTF8") {
         return DeliveryError::Permanent(format!(
             "the address is internationalized (non-ASCII) and the {relay} SMTP relay does not offer SMTPUTF8, so it \
@@ -203,6 +225,7 @@ impl SendError {
 
     fn text(&self, relay: &str) -> String {
         match self {
+            Self::Smtp(e) if login_refused(e) => login_refused_text(e, relay),
             Self::Smtp(e) => format!("SMTP ({relay}): {e}"),
             Self::Network(e) => format!("SMTP ({relay}): {e}"),
             Self::Timeout(t) => self.describe(relay, t),
@@ -258,6 +281,26 @@ impl Relays {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::smtp_pool::{Target, tests::serve};
+
+    #[tokio::test]
+    async fn a_refused_login_is_the_relays_trouble_not_the_messages() {
+        let (port, seen) = serve();
+        let target = Target::from_url(&format!("smtp://cartback:wrong@127.0.0.1:{port}")).expect("url");
+        let primary = Relay::new("primary", Duration::from_secs(5), SmtpPool::new(target, 1));
+        let relays = Relays::new(primary, None, Breaker::new(1, Duration::from_secs(30)));
+        let msg = Message::builder()
+            .from("shop@example.com".parse().expect("from"))
+            .to("anna@example.com".parse().expect("to"))
+            .subject("Your cart")
+            .body(String::from("Still there."))
+            .expect("message");
+        let err = relays.send(msg).await.expect_err("the login is refused");
+        let DeliveryError::Transient(why) = &err else { panic!("a refused login must not fail the message: {err:?}") };
+        assert!(why.contains("535") && why.contains("email.smtp_url"), "{why}");
+        assert!(relays.circuit_open(), "a refused login counts as the relay being down");
+        assert!(seen.delivered.lock().expect("lock").is_empty());
+    }
 
     #[test]
     fn opens_after_threshold_probes_after_cooldown_and_closes_on_success() {

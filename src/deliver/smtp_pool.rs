@@ -263,7 +263,7 @@ impl SmtpPool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! Against a scripted SMTP server on loopback that counts its connections.
 
     use std::io::{BufRead, BufReader, Write};
@@ -277,14 +277,16 @@ mod tests {
 
     use super::{SmtpPool, Target};
 
+    /// What the scripted server saw.
     #[derive(Default)]
-    struct Seen {
-        connections: AtomicUsize,
-        delivered: Mutex<Vec<String>>,
+    pub(crate) struct Seen {
+        pub connections: AtomicUsize,
+        pub delivered: Mutex<Vec<String>>,
     }
 
-    /// Accept connections forever; a message to `stall@…` gets no answer after its `.`.
-    fn serve() -> (u16, Arc<Seen>) {
+    /// Accept connections forever; a message to `stall@…` gets no answer after its `.`,
+    /// and every login is refused (`535`).
+    pub(crate) fn serve() -> (u16, Arc<Seen>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Seen::default());
@@ -313,7 +315,9 @@ mod tests {
             }
             let cmd = line.to_ascii_uppercase();
             let ok = if cmd.starts_with("EHLO") {
-                say("250-scripted\r\n250 8BITMIME\r\n")
+                say("250-scripted\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
+            } else if cmd.starts_with("AUTH") {
+                say("535 5.7.8 authentication credentials invalid\r\n")
             } else if cmd.starts_with("RCPT") {
                 rcpt = line.trim().to_owned();
                 say("250 ok\r\n")
