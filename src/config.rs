@@ -62,7 +62,7 @@ pub struct EmailSettings {
     /// Timeout for one SMTP conversation.
     #[serde(with = "humantime_serde_compat")]
     pub smtp_timeout: Duration,
-    /// Pooled SMTP connections (messages go out on this many connections at once).
+    /// SMTP connections per relay at most (a message waits for a free one).
     #[serde(default = "default_smtp_connections")]
     pub smtp_connections: u32,
     /// A second relay used while the primary is down (behind a circuit breaker).
