@@ -182,6 +182,54 @@ async fn a_claim_checks_the_suppression_list(backend: Backend) {
     t.shutdown().await;
 }
 
+/// A recovery job's transaction on SQLite holds its cart's changes and its next job back and
+/// sends them in the same command as the claim: the claim's own values and the cart's are
+/// stored as given, a claim refused by the suppression list keeps the cart's changes, the job
+/// is queued once. PostgreSQL writes at once: the same result.
+async fn a_claim_carries_the_held_back_writes(backend: Backend) {
+    use cartback::scheduler::queue::{RecoveryJob, push};
+    use cartback::store::Claim;
+    let (t, cart) = one_cart(backend).await;
+    let shop = t.text("SELECT shop FROM carts").await;
+    let jobs_sql = match backend {
+        Backend::Sqlite => "SELECT COUNT(*) FROM Jobs",
+        Backend::Postgres => "SELECT COUNT(*) FROM apalis.jobs",
+    };
+    let jobs_before = t.scalar(jobs_sql).await;
+    let mut tx = t.app.db.begin().await.expect("begin");
+    tx.defer_writes();
+    tx.suppress(&shop, "email", "blocked@example.de", "bounced", 1).await.expect("suppress");
+    let mut row = tx.cart_by_id(cart).await.expect("read").expect("cart");
+    row.first_name = Some("Claimed".into());
+    row.next_step = 2;
+    row.next_run_at = Some(77);
+    tx.save_cart(&row).await.expect("save");
+    push(&mut tx, RecoveryJob { cart, seq: 99, due_ms: None }, Utc::now() + chrono::Duration::seconds(30))
+        .await
+        .expect("push");
+    let claim = tx.claim_send_to(&shop, "anna@example.de", cart, "a", "email", 5, Some("id:7"), 10, 1_000).await;
+    let Claim::Claimed(send) = claim.expect("claim") else { panic!("a new claim") };
+    assert_eq!(
+        (send.cart_id, send.step.as_str(), send.channel.as_str(), send.status.as_str()),
+        (cart, "a", "email", "claimed")
+    );
+    assert_eq!((send.due_at, send.claimed_at, send.customer_ref.as_deref()), (5, 10, Some("id:7")));
+    let read = tx.cart_by_id(cart).await.expect("read").expect("cart");
+    assert_eq!(format!("{read:?}"), format!("{row:?}"), "the cart as the job saved it");
+
+    row.first_name = Some("Suppressed".into());
+    tx.save_cart(&row).await.expect("save");
+    let claim = tx.claim_send_to(&shop, "blocked@example.de", cart, "b", "email", 5, None, 10, 1_000).await;
+    assert!(matches!(claim.expect("claim"), Claim::Suppressed(r) if r == "bounced"));
+    tx.commit().await.expect("commit");
+
+    assert_eq!(t.text("SELECT first_name FROM carts").await, "Suppressed");
+    assert_eq!(t.scalar("SELECT next_run_at FROM carts").await, 77);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends").await, 1, "the suppressed claim wrote no row");
+    assert_eq!(t.scalar(jobs_sql).await, jobs_before + 1, "the job was queued once");
+    t.shutdown().await;
+}
+
 /// `advance_cart` moves a cart on only while it is as its job read it (abandoned, same `seq`).
 async fn advancing_an_unread_cart_is_guarded(backend: Backend) {
     use cartback::store::CartStatus;
@@ -286,6 +334,7 @@ on_both!(
     grouped_turns_commit_together,
     a_failed_turn_rolls_back_its_group,
     a_claim_checks_the_suppression_list,
+    a_claim_carries_the_held_back_writes,
     advancing_an_unread_cart_is_guarded,
     held_back_writes_read_as_written,
 );

@@ -10,12 +10,16 @@
 //! customer's zone) consult the held-back writes themselves, so they see exactly what they
 //! would have seen had each write gone out at once.
 //!
+//! Recovery jobs' grouped transactions hold back the same writes ([`super::TxGroup`]): a job
+//! that decided something about its cart (abandoned, entered a campaign) sends that update in
+//! the same command as its claim ([`HeldBack`] in front of the claim's `INSERT`).
+//!
 //! PostgreSQL transactions write at once: a round trip there is a network one, and deferring
 //! would change the order in which concurrent transactions take their row locks.
 
 use std::fmt::Write as _;
 
-use super::carts::{CART_COLUMNS, bind_cart};
+use super::carts::CART_COLUMNS;
 use super::{CartRow, Params, StoreError, Tx, TxInner};
 
 /// Held-back writes, in the order they were made.
@@ -111,9 +115,21 @@ impl Tx {
 
     /// Write every held-back change: one command to SQLite's thread.
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
-        let Some(d) = self.deferred.as_mut() else { return Ok(()) };
+        let Some(held) = self.take_held_back() else { return Ok(()) };
+        let TxInner::Sqlite(c) = &mut self.inner else {
+            return Err(StoreError::Corrupt("deferred writes on a PostgreSQL transaction".into()));
+        };
+        let q = sqlx::query(sqlx::AssertSqlSafe(held.sql.as_str())).persistent(held.repeats());
+        bind_held_back!(q, held).execute(&mut **c).await?;
+        Ok(())
+    }
+
+    /// Take the held-back changes out, as statements to send ahead of another one in the same
+    /// command ([`bind_held_back!`] binds their parameters): `None` when nothing is held back.
+    pub(super) fn take_held_back(&mut self) -> Option<HeldBack> {
+        let d = self.deferred.as_mut()?;
         if d.carts.is_empty() && d.links.is_empty() && d.jobs.is_empty() {
-            return Ok(());
+            return None;
         }
         let Deferred { carts, links, jobs } = std::mem::take(d);
         // One command of several statements: their parameters are bound as one list, in order.
@@ -148,17 +164,43 @@ impl Tx {
             sql.push_str(&rows.join(", "));
             sql.push_str(" ON CONFLICT (job_type, idempotency_key) DO NOTHING;\n");
         }
-        let TxInner::Sqlite(c) = &mut self.inner else {
-            return Err(StoreError::Corrupt("deferred writes on a PostgreSQL transaction".into()));
-        };
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for r in &carts {
-            q = bind_cart!(q, r);
+        Some(HeldBack { sql, params: p.next, carts, links, jobs })
+    }
+}
+
+/// Held-back changes on their way to SQLite: statements with anonymous (`?`) parameters.
+#[derive(Debug)]
+pub(super) struct HeldBack {
+    /// The statements, each ending in `;`.
+    pub sql: String,
+    /// How many parameters they take: a statement sent after them in the same command numbers
+    /// its own from `params + 1` ([`shift_params`]).
+    pub params: usize,
+    pub carts: Vec<CartRow>,
+    pub links: Vec<(String, String, String)>,
+    pub jobs: Vec<JobRow>,
+}
+
+impl HeldBack {
+    /// Whether this command's text comes back often enough to keep it prepared: one or two
+    /// rows (a recovery job's cart and its next job), not an ingest batch's varying shapes.
+    pub fn repeats(&self) -> bool {
+        self.carts.len() + self.links.len() + self.jobs.len() <= 2
+    }
+}
+
+/// Bind a [`HeldBack`]'s parameters, in order, to a query whose text starts with its statements.
+macro_rules! bind_held_back {
+    ($q:expr, $held:expr) => {{
+        let held: &$crate::store::deferred::HeldBack = &$held;
+        let mut q = $q;
+        for r in &held.carts {
+            q = $crate::store::carts::bind_cart!(q, r);
         }
-        for (shop, identity, person) in &links {
+        for (shop, identity, person) in &held.links {
             q = q.bind(shop).bind(identity).bind(person);
         }
-        for j in &jobs {
+        for j in &held.jobs {
             q = q
                 .bind(&j.args)
                 .bind(&j.id)
@@ -169,7 +211,41 @@ impl Tx {
                 .bind(&j.metadata)
                 .bind(&j.idempotency_key);
         }
-        q.execute(&mut **c).await?;
-        Ok(())
+        q
+    }};
+}
+pub(super) use bind_held_back;
+
+/// `sql` with every numbered parameter `$n` renumbered `$(n + by)`: the statement sent after
+/// `by` parameters of other statements in one command (SQLite numbers them across the command).
+pub(super) fn shift_params(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        // A `$` without digits is not a parameter.
+        if let Ok(n) = rest[..digits].parse::<usize>() {
+            let _ = write!(out, "{}", n + by);
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_params;
+
+    #[test]
+    fn shifted_parameters_keep_their_order_and_reuse() {
+        assert_eq!(
+            shift_params("SELECT $1, $4 WHERE a = $4 AND b = $10", 7),
+            "SELECT $8, $11 WHERE a = $11 AND b = $17"
+        );
+        assert_eq!(shift_params("SELECT '$' || $2", 3), "SELECT '$' || $5");
+        assert_eq!(shift_params("SELECT $1", 0), "SELECT $1");
     }
 }

@@ -17,6 +17,11 @@
 //! the recovery protocol already survives (each job retries and re-reads its cart). The cost
 //! is that a failing job fails the others of its group; failures are storage errors, rare.
 //!
+//! Within a turn, a job's cart and job writes are held back ([`super::Tx::defer_writes`]) and
+//! ride in the same command as its next statement: the claim, in a step that sends. Each
+//! turn writes whatever it still holds back before it hands over, so a write that fails
+//! fails its own turn.
+//!
 //! PostgreSQL runs its transactions side by side on many connections: there a `GroupTx` is
 //! a plain transaction of its own.
 
@@ -114,7 +119,9 @@ impl TxGroup {
             self.open.clone().lock_owned().await
         };
         if guard.is_none() {
-            let tx = self.db.begin().await?;
+            let mut tx = self.db.begin().await?;
+            // One round trip to SQLite's thread fewer per message (module docs).
+            tx.defer_writes();
             *guard = Some(Open { tx, turns: 0, done: watch::channel(None).0, committer: false });
         }
         Ok(GroupTx { turn: Turn::Grouped(guard, self.waiting.clone()) })
@@ -132,6 +139,10 @@ async fn commit_group(mut guard: OwnedMutexGuard<Option<Open>>) {
 impl GroupTx {
     /// End this turn; `Ok` once what it wrote is durable.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        if matches!(self.turn, Turn::Grouped(..)) {
+            // On error the turn is dropped, which rolls back its group.
+            self.flush().await?;
+        }
         let (mut guard, waiting) = match std::mem::replace(&mut self.turn, Turn::Ended) {
             Turn::Alone(tx) => return tx.commit().await,
             Turn::Grouped(guard, waiting) => (guard, waiting),

@@ -1,6 +1,6 @@
 //! The send log: claimed before a provider is called, completed after.
 
-use super::{StoreError, Tx, on_tx};
+use super::{StoreError, Tx, TxInner, on_tx, on_tx_now};
 
 /// How an erased person's address is kept on the suppression list: a hash, not the address.
 pub fn address_hash(address: &str) -> String {
@@ -144,26 +144,40 @@ impl Tx {
         let (shop, address) = to.unzip();
         let hashed = address.map(address_hash);
         // Without `to`, `shop = NULL` matches no suppression: a plain claim.
-        let fresh = on_tx!(self, |c| {
-            sqlx::query_as::<_, SendRow>(
-                "INSERT INTO sends (public_id, cart_id, step, channel, status, due_at, claimed_at, customer_ref)
+        const CLAIM: &str =
+            "INSERT INTO sends (public_id, cart_id, step, channel, status, due_at, claimed_at, customer_ref)
              SELECT $1, $2, $3, $4, 'claimed', $5, $6, $7
              WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE shop = $8 AND channel = $4 AND address IN ($9, $10))
-             ON CONFLICT (cart_id, step, channel) DO NOTHING RETURNING *",
-            )
-            .bind(&public_id)
-            .bind(cart_id)
-            .bind(step)
-            .bind(channel)
-            .bind(due_at)
-            .bind(now_ms)
-            .bind(customer_ref)
-            .bind(shop)
-            .bind(address)
-            .bind(&hashed)
-            .fetch_optional(&mut *c)
-            .await?
-        });
+             ON CONFLICT (cart_id, step, channel) DO NOTHING RETURNING *";
+        macro_rules! bind_claim {
+            ($q:expr) => {
+                $q.bind(&public_id)
+                    .bind(cart_id)
+                    .bind(step)
+                    .bind(channel)
+                    .bind(due_at)
+                    .bind(now_ms)
+                    .bind(customer_ref)
+                    .bind(shop)
+                    .bind(address)
+                    .bind(&hashed)
+            };
+        }
+        // What the job decided about its cart (held back on SQLite) goes in the same command as
+        // the claim: one round trip to SQLite's thread instead of two.
+        let fresh = match self.take_held_back() {
+            Some(held) => {
+                let TxInner::Sqlite(c) = &mut self.inner else {
+                    return Err(StoreError::Corrupt("deferred writes on a PostgreSQL transaction".into()));
+                };
+                let sql = format!("{}{}", held.sql, super::deferred::shift_params(CLAIM, held.params));
+                let q = sqlx::query_as::<_, SendRow>(sqlx::AssertSqlSafe(sql)).persistent(held.repeats());
+                bind_claim!(super::deferred::bind_held_back!(q, held)).fetch_optional(&mut **c).await?
+            }
+            None => {
+                on_tx_now!(self, |c| bind_claim!(sqlx::query_as::<_, SendRow>(CLAIM)).fetch_optional(&mut *c).await?)
+            }
+        };
         if let Some(row) = fresh {
             return Ok(Claim::Claimed(row));
         }
