@@ -367,3 +367,36 @@ async fn sqlite_order_history_reads_its_indexes() {
     assert!(plan.contains("customer_orders_phone (shop=? AND phone=?)"), "and by phone:\n{plan}");
     db.close().await;
 }
+
+/// SQLite keeps statement plans whatever values are bound (a build with `ENABLE_QPSG`, or
+/// statements are prepared again on most executions once statistics exist), and the worker's
+/// `optimize` gives a database that never had statistics some: the planner's counts.
+#[tokio::test]
+async fn sqlite_keeps_plans_and_statistics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let db = cartback::store::Db::connect(&url).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    let cartback::store::Db::Sqlite(pool) = &db else { unreachable!("a SQLite URL") };
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(pool).await.expect("options");
+    assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "built without the stability guarantee: {options:?}");
+    sqlx::query(
+        "WITH RECURSIVE k(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM k WHERE x < 2000)
+         INSERT INTO carts (public_id, shop, external_id, status, last_activity_at, created_at, updated_at)
+         SELECT 'p' || x, 's', 'c' || x, 'active', 0, 0, 0 FROM k",
+    )
+    .execute(pool)
+    .await
+    .expect("carts");
+    let stats = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_stat1'";
+    let before: i64 = sqlx::query_scalar(stats).fetch_one(pool).await.expect("stats");
+    assert_eq!(before, 0, "a new database has no statistics");
+    db.optimize(true).await.expect("optimize");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'carts'")
+        .fetch_one(pool)
+        .await
+        .expect("carts' statistics");
+    assert!(rows > 0, "optimize analysed carts");
+    db.optimize(false).await.expect("the periodic optimize");
+    db.close().await;
+}

@@ -292,10 +292,16 @@ async fn promote(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Periodically delete finished jobs so the queue stays as large as the number of live carts.
+/// Periodically delete finished jobs so the queue stays as large as the number of live carts,
+/// and keep the database's statistics current ([`Db::optimize`]).
 async fn maintain(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let keep = app.settings.worker.keep_done_jobs;
+    let mut first = true;
     loop {
+        if let Err(e) = app.db.optimize(first).await {
+            warn!(error = %e, "updating the database's statistics failed");
+        }
+        first = false;
         let before = Utc::now().timestamp() - i64::try_from(keep.as_secs()).unwrap_or(i64::MAX / 2);
         for queue in [QUEUE, OUTBOUND_QUEUE] {
             match app.db.vacuum_jobs(queue, before).await {

@@ -397,7 +397,9 @@ impl Tx {
             let rows: Vec<String> = chunk.iter().map(|_| p.row(4)).collect();
             sql.push_str(&rows.join(", "));
             on_tx!(self, |c| {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                // Its text changes with the number of lines: kept prepared only for the counts
+                // light traffic repeats (see `store::not_in`).
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).persistent(chunk.len() <= 2);
                 for l in chunk {
                     q = q.bind(l.cart_id).bind(l.at).bind(l.what.as_str()).bind(l.detail.as_str());
                 }
@@ -461,21 +463,20 @@ impl Tx {
         except_cart: i64,
     ) -> Result<Option<String>, StoreError> {
         // Carts this transaction changed and holds back count as they are now, not as stored.
-        let held = self.held_cart_ids();
+        let held = super::ids_param(&self.held_cart_ids());
         let sql = format!(
             "SELECT timezone, updated_at FROM carts WHERE shop = $1 AND customer_ref = $2 AND id <> $3
              AND timezone IS NOT NULL AND timezone_source LIKE 'event%'{} ORDER BY updated_at DESC LIMIT 1",
-            super::not_in(&held, 4)
+            super::not_in(self, 4)
         );
         let stored = on_tx_now!(self, |c| {
-            let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()))
+            sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(shop)
                 .bind(customer_ref)
-                .bind(except_cart);
-            for id in &held {
-                q = q.bind(*id);
-            }
-            q.fetch_optional(&mut *c).await?
+                .bind(except_cart)
+                .bind(&held)
+                .fetch_optional(&mut *c)
+                .await?
         });
         Ok(self.newest_zone(stored, shop, customer_ref, except_cart))
     }

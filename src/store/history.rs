@@ -75,7 +75,7 @@ impl Tx {
             };
             return Ok(CustomerFacts { orders, zone });
         };
-        let held = self.held_cart_ids();
+        let held = super::ids_param(&self.held_cart_ids());
         let sql = format!(
             "SELECT h.n, h.spent, z.timezone, z.updated_at FROM
                (SELECT COUNT(*) AS n,
@@ -85,22 +85,21 @@ impl Tx {
                (SELECT timezone, updated_at FROM carts WHERE shop = $1 AND customer_ref = $6 AND id <> $7
                   AND timezone IS NOT NULL AND timezone_source LIKE 'event%'{}
                 ORDER BY updated_at DESC LIMIT 1) AS z ON TRUE",
-            super::not_in(&held, 8)
+            super::not_in(self, 8)
         );
         // Past orders are never held back; held-back carts are left out here and counted below.
         let (n, spent, tz, at) = on_tx_now!(self, |c| {
-            let mut q = sqlx::query_as::<_, (i64, i64, Option<String>, Option<i64>)>(sqlx::AssertSqlSafe(sql.clone()))
+            sqlx::query_as::<_, (i64, i64, Option<String>, Option<i64>)>(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(shop)
                 .bind(h.customer_id)
                 .bind(h.email)
                 .bind(h.phone)
                 .bind(h.currency)
                 .bind(customer_ref)
-                .bind(except_cart);
-            for id in &held {
-                q = q.bind(*id);
-            }
-            q.fetch_one(&mut *c).await?
+                .bind(except_cart)
+                .bind(&held)
+                .fetch_one(&mut *c)
+                .await?
         });
         let stored = tz.zip(at);
         let zone = self.newest_zone(stored, shop, customer_ref, except_cart);

@@ -39,6 +39,19 @@ impl Db {
         Ok(n)
     }
 
+    /// Keep SQLite's table statistics current (`PRAGMA optimize`; `thorough` analyses every
+    /// table that has none, as when a worker starts on a database that never had them): with a
+    /// million carts and no statistics, dispatch ran at 793–862 messages/s instead of about
+    /// 1,380, the planner's guesses being worse than its counts. It reads a sample of each
+    /// index (`analysis_limit`), milliseconds even then. PostgreSQL's autovacuum does this.
+    pub async fn optimize(&self, thorough: bool) -> Result<(), StoreError> {
+        if let Db::Sqlite(p) = self {
+            let sql = if thorough { "PRAGMA optimize = 0x10002" } else { "PRAGMA optimize" };
+            sqlx::query(sql).execute(p).await?;
+        }
+        Ok(())
+    }
+
     /// Move SQLite's pending jobs of `from` due by `until_secs` (Unix seconds) into `to`;
     /// returns how many (a range of the queue's `(job_type, status, run_at)` index).
     pub async fn promote_jobs(&self, from: &str, to: &str, until_secs: i64) -> Result<u64, StoreError> {
