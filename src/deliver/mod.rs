@@ -29,6 +29,12 @@ pub enum DeliveryError {
     /// The recipient opted out at the provider (Twilio 21610): permanent, and the address is suppressed.
     #[error("recipient unsubscribed at the provider: {0}")]
     Unsubscribed(String),
+    /// The provider refuses Cartback's credentials (SMTP 530/534/535/538, Twilio 20003 or
+    /// HTTP 401): the operator's to put right, not the message's fault. Retried with backoff
+    /// until `worker.send_give_up` without using up the message's attempts, so a rotated key
+    /// fixed within that time loses nothing.
+    #[error("credentials refused: {0}")]
+    CredentialsRefused(String),
 }
 
 /// Write `name` into `dir` so that it appears whole or not at all (a temporary file, then a

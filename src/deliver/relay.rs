@@ -151,6 +151,9 @@ pub struct Relays {
     primary: Relay,
     secondary: Option<Relay>,
     breaker: Breaker,
+    /// Whether the primary's last failure was a refused login: messages skipped while its
+    /// circuit is open are then waiting for credentials too.
+    primary_refused: std::sync::atomic::AtomicBool,
 }
 
 /// Whether the relay refused Cartback's login: 530 (authentication or STARTTLS required),
@@ -188,7 +191,7 @@ fn classify(e: &lettre::transport::smtp::Error, relay: &str) -> DeliveryError {
     let text = e.to_string();
     if login_refused(e) {
         // Retried with backoff, so nothing is lost while the credentials are put right.
-        return DeliveryError::Transient(login_refused_text(e, relay));
+        return DeliveryError::CredentialsRefused(login_refused_text(e, relay));
     }
     if e.is_client() && text.contains("SMTPUTF8") {
         return DeliveryError::Permanent(format!(
@@ -210,6 +213,11 @@ impl SendError {
             Self::Smtp(e) => relay_down(e),
             Self::Network(_) | Self::Timeout(_) => true,
         }
+    }
+
+    /// Whether the relay refused Cartback's login.
+    fn login_refused(&self) -> bool {
+        matches!(self, Self::Smtp(e) if login_refused(e))
     }
 
     fn verdict(&self, relay: &str) -> DeliveryError {
@@ -236,7 +244,7 @@ impl SendError {
 impl Relays {
     /// Relays behind a breaker.
     pub fn new(primary: Relay, secondary: Option<Relay>, breaker: Breaker) -> Self {
-        Self { primary, secondary, breaker }
+        Self { primary, secondary, breaker, primary_refused: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// Whether the primary is being skipped.
@@ -246,6 +254,7 @@ impl Relays {
 
     /// Send through the primary, or the secondary when the primary is down.
     pub async fn send(&self, msg: Message) -> Result<String, DeliveryError> {
+        use std::sync::atomic::Ordering;
         let route = self.breaker.route(Instant::now());
         let primary_error = if route == Route::Skip {
             "primary relay skipped (circuit open)".to_owned()
@@ -253,27 +262,42 @@ impl Relays {
             match self.primary.send(&msg).await {
                 Ok(resp) => {
                     self.breaker.succeeded();
+                    self.primary_refused.store(false, Ordering::Relaxed);
                     return Ok(format!("smtp {}", resp.code()));
                 }
                 Err(e) if e.relay_down() => {
                     self.breaker.failed(Instant::now());
+                    self.primary_refused.store(e.login_refused(), Ordering::Relaxed);
                     e.text(self.primary.name)
                 }
                 Err(e) => {
                     self.breaker.succeeded();
+                    self.primary_refused.store(false, Ordering::Relaxed);
                     return Err(e.verdict(self.primary.name));
                 }
+            }
+        };
+        // Down for refused credentials: the message waits for the operator without using up
+        // its attempts (DeliveryError::CredentialsRefused), as long as no relay took it.
+        let waiting = |why: String| {
+            if self.primary_refused.load(Ordering::Relaxed) {
+                DeliveryError::CredentialsRefused(why)
+            } else {
+                DeliveryError::Transient(why)
             }
         };
         match &self.secondary {
             Some(secondary) => match secondary.send(&msg).await {
                 Ok(resp) => Ok(format!("smtp {} via secondary", resp.code())),
                 Err(e) => match e.verdict(secondary.name) {
-                    DeliveryError::Transient(t) => Err(DeliveryError::Transient(format!("{primary_error}; {t}"))),
+                    DeliveryError::Transient(t) => Err(waiting(format!("{primary_error}; {t}"))),
+                    DeliveryError::CredentialsRefused(t) => {
+                        Err(DeliveryError::CredentialsRefused(format!("{primary_error}; {t}")))
+                    }
                     other => Err(other),
                 },
             },
-            None => Err(DeliveryError::Transient(primary_error)),
+            None => Err(waiting(primary_error)),
         }
     }
 }
@@ -296,9 +320,22 @@ mod tests {
             .body(String::from("Still there."))
             .expect("message");
         let err = relays.send(msg).await.expect_err("the login is refused");
-        let DeliveryError::Transient(why) = &err else { panic!("a refused login must not fail the message: {err:?}") };
+        let DeliveryError::CredentialsRefused(why) = &err else {
+            panic!("a refused login must not fail the message: {err:?}")
+        };
         assert!(why.contains("535") && why.contains("email.smtp_url"), "{why}");
         assert!(relays.circuit_open(), "a refused login counts as the relay being down");
+        let msg = Message::builder()
+            .from("shop@example.com".parse().expect("from"))
+            .to("ben@example.com".parse().expect("to"))
+            .subject("Your cart")
+            .body(String::from("Still there."))
+            .expect("message");
+        let err = relays.send(msg).await.expect_err("skipped while the circuit is open");
+        assert!(
+            matches!(&err, DeliveryError::CredentialsRefused(why) if why.contains("circuit open")),
+            "a message skipped because of the refused login waits for the credentials too: {err:?}"
+        );
         assert!(seen.delivered.lock().expect("lock").is_empty());
     }
 

@@ -87,7 +87,7 @@ pub fn classify(http: u16, code: Option<i64>, message: &str, retry_after: Option
         (Some(20429), _) | (_, 429) => DeliveryError::Throttled(what, retry_after),
         // Cartback's credentials (or the account) are refused: the operator's to fix, and
         // the messages wait for it with backoff rather than fail.
-        (Some(20003), _) | (_, 401) => DeliveryError::Transient(format!(
+        (Some(20003), _) | (_, 401) => DeliveryError::CredentialsRefused(format!(
             "{what}; the provider refuses Cartback's credentials: check sms.account_sid and sms.auth_token"
         )),
         (_, 500..=599) => DeliveryError::Transient(what),
@@ -194,9 +194,9 @@ mod tests {
         assert!(matches!(classify(429, None, "slow down", None), DeliveryError::Throttled(_, None)));
         assert!(matches!(classify(503, None, "unavailable", None), DeliveryError::Transient(_)));
         assert!(
-            matches!(classify(401, Some(20003), "auth", None), DeliveryError::Transient(t) if t.contains("sms.auth_token"))
+            matches!(classify(401, Some(20003), "auth", None), DeliveryError::CredentialsRefused(t) if t.contains("sms.auth_token"))
         );
-        assert!(matches!(classify(401, None, "unauthorized", None), DeliveryError::Transient(_)));
+        assert!(matches!(classify(401, None, "unauthorized", None), DeliveryError::CredentialsRefused(_)));
         assert!(matches!(classify(403, None, "forbidden", None), DeliveryError::Permanent(_)));
     }
 }

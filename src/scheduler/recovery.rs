@@ -759,18 +759,12 @@ async fn send_channel(
             }
             (Outcome::FailedForGood, ours)
         }
-        Err(DeliveryError::Transient(e) | DeliveryError::Throttled(e, _))
-            if send.attempts >= MAX_SEND_ATTEMPTS || done >= give_up_at =>
-        {
-            let why = if send.attempts >= MAX_SEND_ATTEMPTS {
-                format!("gave up after {} attempts: {e}", send.attempts)
-            } else {
-                format!(
-                    "gave up {} after it was due (worker.send_give_up), after {} attempts: {e}",
-                    humantime::format_duration(app.settings.worker.send_give_up),
-                    send.attempts
-                )
-            };
+        Err(
+            ref
+            err @ (DeliveryError::Transient(_) | DeliveryError::Throttled(..) | DeliveryError::CredentialsRefused(_)),
+        ) if give_up(err, send.attempts, done, give_up_at, app.settings.worker.send_give_up).is_some() => {
+            let why =
+                give_up(err, send.attempts, done, give_up_at, app.settings.worker.send_give_up).unwrap_or_default();
             let ours = tx.complete_send(send.id, send.attempts, SendStatus::Failed, Some(&why), None, done).await?;
             if ours {
                 app.metrics.send(channel.as_str(), "failed");
@@ -778,7 +772,9 @@ async fn send_channel(
             }
             (Outcome::Done, ours)
         }
-        Err(err @ (DeliveryError::Transient(_) | DeliveryError::Throttled(..))) => {
+        Err(
+            err @ (DeliveryError::Transient(_) | DeliveryError::Throttled(..) | DeliveryError::CredentialsRefused(_)),
+        ) => {
             let hint = match &err {
                 DeliveryError::Throttled(_, Some(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
                 _ => 0,
@@ -811,6 +807,30 @@ async fn send_channel(
     tx.commit().await?;
     faults::reach(Point::Completed, &send.public_id).await;
     Ok((outcome, None))
+}
+
+/// Why a message that failed for now (`err`, on attempt `attempts`, at `done`) is given up,
+/// or `None` to retry it. Every such failure is given up `worker.send_give_up`
+/// (`give_up_after`) after the message was due (`give_up_at`); a transient or throttled one
+/// also after [`MAX_SEND_ATTEMPTS`]. Refused credentials are the operator's to fix, not the
+/// message's fault: they use up no attempts, only time.
+fn give_up(
+    err: &DeliveryError,
+    attempts: i64,
+    done: i64,
+    give_up_at: i64,
+    give_up_after: std::time::Duration,
+) -> Option<String> {
+    let counts = !matches!(err, DeliveryError::CredentialsRefused(_));
+    if counts && attempts >= MAX_SEND_ATTEMPTS {
+        return Some(format!("gave up after {attempts} attempts: {err}"));
+    }
+    (done >= give_up_at).then(|| {
+        format!(
+            "gave up {} after it was due (worker.send_give_up), after {attempts} attempts: {err}",
+            humantime::format_duration(give_up_after)
+        )
+    })
 }
 
 /// Record a deliberate non-send of `label` (`step/channel`) and commit.
@@ -1062,6 +1082,20 @@ fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_credentials_use_up_time_not_attempts() {
+        let six_hours = std::time::Duration::from_secs(6 * 3600);
+        let (due, give_up_at) = (0, 6 * 3_600_000);
+        let refused = DeliveryError::CredentialsRefused("535 auth failed".into());
+        let transient = DeliveryError::Transient("421 busy".into());
+        assert_eq!(give_up(&refused, MAX_SEND_ATTEMPTS * 3, due + 60_000, give_up_at, six_hours), None);
+        let late = give_up(&refused, 2, give_up_at, give_up_at, six_hours).expect("given up at send_give_up");
+        assert!(late.contains("worker.send_give_up") && late.contains("535"), "{late}");
+        assert_eq!(give_up(&transient, MAX_SEND_ATTEMPTS - 1, due + 60_000, give_up_at, six_hours), None);
+        let spent = give_up(&transient, MAX_SEND_ATTEMPTS, due + 60_000, give_up_at, six_hours).expect("attempts");
+        assert!(spent.starts_with(&format!("gave up after {MAX_SEND_ATTEMPTS} attempts")), "{spent}");
+    }
 
     #[test]
     fn backoff_grows_within_bounds() {
