@@ -339,14 +339,20 @@ on_both!(
     held_back_writes_read_as_written,
 );
 
+/// A migrated SQLite database of its own (removed with the directory).
+async fn fresh_sqlite() -> (tempfile::TempDir, cartback::store::Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("cartback.db").display());
+    let db = cartback::store::Db::connect(&url).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    (dir, db)
+}
+
 /// A customer's past orders are found through the indexes on shop account, email and phone,
 /// not by reading every order of the shop (each event asks; a shop may import millions).
 #[tokio::test]
 async fn sqlite_order_history_reads_its_indexes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("h.db").display());
-    let db = cartback::store::Db::connect(&url).await.expect("connect");
-    db.migrate().await.expect("migrate");
+    let (_dir, db) = fresh_sqlite().await;
     let cartback::store::Db::Sqlite(pool) = &db else { unreachable!("a SQLite URL") };
     // A shop with some history, and the planner's statistics about it.
     sqlx::query(
@@ -373,10 +379,7 @@ async fn sqlite_order_history_reads_its_indexes() {
 /// `optimize` gives a database that never had statistics some: the planner's counts.
 #[tokio::test]
 async fn sqlite_keeps_plans_and_statistics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("s.db").display());
-    let db = cartback::store::Db::connect(&url).await.expect("connect");
-    db.migrate().await.expect("migrate");
+    let (_dir, db) = fresh_sqlite().await;
     let cartback::store::Db::Sqlite(pool) = &db else { unreachable!("a SQLite URL") };
     let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(pool).await.expect("options");
     assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "built without the stability guarantee: {options:?}");

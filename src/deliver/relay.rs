@@ -307,31 +307,28 @@ mod tests {
     use super::*;
     use crate::deliver::smtp_pool::{Target, tests::serve};
 
+    fn reminder(to: &str) -> Message {
+        Message::builder()
+            .from("shop@example.com".parse().expect("from"))
+            .to(to.parse().expect("to"))
+            .subject("Your cart")
+            .body(String::from("Still there."))
+            .expect("message")
+    }
+
     #[tokio::test]
     async fn a_refused_login_is_the_relays_trouble_not_the_messages() {
         let (port, seen) = serve();
         let target = Target::from_url(&format!("smtp://cartback:wrong@127.0.0.1:{port}")).expect("url");
         let primary = Relay::new("primary", Duration::from_secs(5), SmtpPool::new(target, 1));
         let relays = Relays::new(primary, None, Breaker::new(1, Duration::from_secs(30)));
-        let msg = Message::builder()
-            .from("shop@example.com".parse().expect("from"))
-            .to("anna@example.com".parse().expect("to"))
-            .subject("Your cart")
-            .body(String::from("Still there."))
-            .expect("message");
-        let err = relays.send(msg).await.expect_err("the login is refused");
+        let err = relays.send(reminder("anna@example.com")).await.expect_err("the login is refused");
         let DeliveryError::CredentialsRefused(why) = &err else {
             panic!("a refused login must not fail the message: {err:?}")
         };
         assert!(why.contains("535") && why.contains("email.smtp_url"), "{why}");
         assert!(relays.circuit_open(), "a refused login counts as the relay being down");
-        let msg = Message::builder()
-            .from("shop@example.com".parse().expect("from"))
-            .to("ben@example.com".parse().expect("to"))
-            .subject("Your cart")
-            .body(String::from("Still there."))
-            .expect("message");
-        let err = relays.send(msg).await.expect_err("skipped while the circuit is open");
+        let err = relays.send(reminder("ben@example.com")).await.expect_err("skipped while the circuit is open");
         assert!(
             matches!(&err, DeliveryError::CredentialsRefused(why) if why.contains("circuit open")),
             "a message skipped because of the refused login waits for the credentials too: {err:?}"

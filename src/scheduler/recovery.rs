@@ -760,11 +760,8 @@ async fn send_channel(
             (Outcome::FailedForGood, ours)
         }
         Err(
-            ref
             err @ (DeliveryError::Transient(_) | DeliveryError::Throttled(..) | DeliveryError::CredentialsRefused(_)),
-        ) if give_up(err, send.attempts, done, give_up_at, app.settings.worker.send_give_up).is_some() => {
-            let why =
-                give_up(err, send.attempts, done, give_up_at, app.settings.worker.send_give_up).unwrap_or_default();
+        ) if let Some(why) = give_up(&err, send.attempts, done, give_up_at, app.settings.worker.send_give_up) => {
             let ours = tx.complete_send(send.id, send.attempts, SendStatus::Failed, Some(&why), None, done).await?;
             if ours {
                 app.metrics.send(channel.as_str(), "failed");

@@ -397,9 +397,8 @@ impl Tx {
             let rows: Vec<String> = chunk.iter().map(|_| p.row(4)).collect();
             sql.push_str(&rows.join(", "));
             on_tx!(self, |c| {
-                // Its text changes with the number of lines: kept prepared only for the counts
-                // light traffic repeats (see `store::not_in`).
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).persistent(chunk.len() <= 2);
+                let mut q =
+                    sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).persistent(super::keep_prepared(chunk.len()));
                 for l in chunk {
                     q = q.bind(l.cart_id).bind(l.at).bind(l.what.as_str()).bind(l.detail.as_str());
                 }

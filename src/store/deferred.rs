@@ -182,10 +182,10 @@ pub(super) struct HeldBack {
 }
 
 impl HeldBack {
-    /// Whether this command's text comes back often enough to keep it prepared: one or two
-    /// rows (a recovery job's cart and its next job), not an ingest batch's varying shapes.
+    /// Whether this command's text comes back often enough to keep it prepared (a recovery
+    /// job's cart and its next job; not an ingest batch's varying shapes).
     pub fn repeats(&self) -> bool {
-        self.carts.len() + self.links.len() + self.jobs.len() <= 2
+        super::keep_prepared(self.carts.len() + self.links.len() + self.jobs.len())
     }
 }
 

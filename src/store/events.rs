@@ -43,10 +43,8 @@ impl Tx {
             format!("SELECT webhook_id FROM webhook_events WHERE shop = $1 AND webhook_id IN ({})", slots.join(", "));
         // Deliveries are never among the writes a transaction holds back.
         let rows = on_tx_now!(self, |c| {
-            // Its text changes with the batch's size: kept prepared only for the sizes light
-            // traffic repeats (see `store::not_in`).
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.clone()))
-                .persistent(webhook_ids.len() <= 2)
+                .persistent(super::keep_prepared(webhook_ids.len()))
                 .bind(shop);
             for id in webhook_ids {
                 q = q.bind(*id);
@@ -70,7 +68,8 @@ impl Tx {
             sql.push_str(&rows.join(", "));
             sql.push_str(" ON CONFLICT (shop, webhook_id) DO NOTHING");
             new += on_tx_now!(self, |c| {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).persistent(chunk.len() <= 2);
+                let mut q =
+                    sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).persistent(super::keep_prepared(chunk.len()));
                 for e in chunk {
                     q = q
                         .bind(e.shop)

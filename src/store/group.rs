@@ -139,10 +139,9 @@ async fn commit_group(mut guard: OwnedMutexGuard<Option<Open>>) {
 impl GroupTx {
     /// End this turn; `Ok` once what it wrote is durable.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        if matches!(self.turn, Turn::Grouped(..)) {
-            // On error the turn is dropped, which rolls back its group.
-            self.flush().await?;
-        }
+        // What the turn still holds back (nothing on PostgreSQL). On error the turn is
+        // dropped, which rolls back its group.
+        self.flush().await?;
         let (mut guard, waiting) = match std::mem::replace(&mut self.turn, Turn::Ended) {
             Turn::Alone(tx) => return tx.commit().await,
             Turn::Grouped(guard, waiting) => (guard, waiting),

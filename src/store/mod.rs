@@ -332,6 +332,14 @@ fn not_in(tx: &Tx, n: usize) -> String {
     }
 }
 
+/// Whether a statement whose text grows with its rows (a multi-row `INSERT`, an `IN` list)
+/// is kept prepared: only for the one or two rows light traffic repeats. Batches of every
+/// size would each be prepared once and push the per-event statements out of the
+/// connection's statement cache (100 statements).
+pub(crate) fn keep_prepared(rows: usize) -> bool {
+    rows <= 2
+}
+
 /// `ids` as the JSON array [`not_in`] takes.
 fn ids_param(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
