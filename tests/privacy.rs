@@ -8,19 +8,27 @@ use std::time::Duration;
 use chrono::Utc;
 use common::{Backend, SECRET, SHOP, cart_event, header, quick_campaign, spawn_app_with};
 
-on_both!(a_person_is_erased_but_stays_unsubscribed);
+on_both!(a_person_is_erased_but_stays_unsubscribed, a_signed_erase_works_once_for_the_customer_it_names);
+
+/// The Standard Webhooks headers a shop sends to erase customer `id`, signed with `key`.
+fn erase_headers(key: &[u8], webhook_id: &str, id: &str) -> [(&'static str, String); 3] {
+    use cartback::ingest::signature::{request_payload, sign};
+    let ts = Utc::now().timestamp();
+    let path = format!("/v1/shops/{SHOP}/customers/{id}");
+    let sig = sign(key, webhook_id, ts, &request_payload("DELETE", &path, b""));
+    [("webhook-id", webhook_id.to_owned()), ("webhook-timestamp", ts.to_string()), ("webhook-signature", sig)]
+}
+
+async fn send_erase(t: &common::TestApp, id: &str, headers: &[(&'static str, String)]) -> reqwest::Response {
+    let mut req = t.client.delete(format!("{}/v1/shops/{SHOP}/customers/{id}", t.base));
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    req.send().await.expect("delete")
+}
 
 async fn erase(t: &common::TestApp, id: &str, key: &[u8]) -> reqwest::Response {
-    let ts = Utc::now().timestamp();
-    let sig = cartback::ingest::signature::sign(key, "erase-1", ts, b"");
-    t.client
-        .delete(format!("{}/v1/shops/{SHOP}/customers/{id}", t.base))
-        .header("webhook-id", "erase-1")
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .send()
-        .await
-        .expect("delete")
+    send_erase(t, id, &erase_headers(key, "erase-1", id)).await
 }
 
 async fn a_person_is_erased_but_stays_unsubscribed(backend: Backend) {
@@ -121,5 +129,48 @@ async fn erasure_covers_identities_and_order_history() {
         1,
         "the amount stays, anonymous"
     );
+    t.shutdown().await;
+}
+
+/// A shop-signed erase names its customer: the same headers sent again for another customer
+/// (the replay that erased anyone) are refused and erase nobody; the same request sent twice
+/// is carried out once; a signature over the empty body alone (the old form) is refused.
+async fn a_signed_erase_works_once_for_the_customer_it_names(backend: Backend) {
+    let t = spawn_app_with(backend, &quick_campaign(3600, &[("reminder", 60, "reminder")]), true, |_| {}).await;
+    let now = Utc::now();
+    for (cart, email) in [("a1", "ada@example.com"), ("b1", "ben@example.com")] {
+        assert_eq!(t.post(&cart_event("cart.updated", cart, email, now)).await.status(), 202);
+    }
+    let key = cartback::ingest::signature::secret_key(SECRET).expect("key");
+    let kept = || t.scalar("SELECT COUNT(*) FROM carts WHERE email IS NOT NULL");
+
+    // The old form: Standard Webhooks over the empty body, which named no customer.
+    let ts = Utc::now().timestamp();
+    let bare = cartback::ingest::signature::sign(&key, "erase-old", ts, b"");
+    let old =
+        [("webhook-id", "erase-old".to_owned()), ("webhook-timestamp", ts.to_string()), ("webhook-signature", bare)];
+    let r = send_erase(&t, "cu_a1", &old).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(kept().await, 2, "a refused erase changes nothing");
+
+    let signed = erase_headers(&key, "erase-a", "cu_a1");
+    // Replayed against another customer: the signature does not cover that path.
+    let r = send_erase(&t, "cu_b1", &signed).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(kept().await, 2);
+
+    let r = send_erase(&t, "cu_a1", &signed).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["carts"], 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM carts WHERE email = 'ben@example.com'").await, 1, "Ben is untouched");
+
+    // Ada comes back within the signature's five minutes; the captured request is refused.
+    assert_eq!(t.post(&cart_event("cart.updated", "a2", "ada@example.com", now)).await.status(), 202);
+    let r = send_erase(&t, "cu_a2", &erase_headers(&key, "erase-a", "cu_a2")).await;
+    assert_eq!(r.status(), 409, "the same webhook-id a second time");
+    let problem: serde_json::Value = r.json().await.expect("problem+json");
+    assert_eq!(problem["field"], "webhook-id");
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM carts WHERE email = 'ada@example.com'").await, 1, "her new cart stays");
     t.shutdown().await;
 }

@@ -143,7 +143,7 @@ pub struct StatsArgs {
 impl From<OpsError> for Failure {
     fn from(e: OpsError) -> Self {
         match e {
-            OpsError::NotFound(_) | OpsError::Conflict(_) => Failure::User(e.into()),
+            OpsError::NotFound(_) | OpsError::Conflict(_) | OpsError::Replayed(_) => Failure::User(e.into()),
             OpsError::Store(_) => Failure::Internal(e.into()),
         }
     }

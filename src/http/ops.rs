@@ -72,6 +72,7 @@ impl From<OpsError> for Problem {
         match e {
             OpsError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, "Not found", m),
             OpsError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "Conflict", m),
+            OpsError::Replayed(m) => Problem::new(StatusCode::CONFLICT, "Request replayed", m).field("webhook-id"),
             OpsError::Store(e) => Problem::internal(&e),
         }
     }
@@ -229,29 +230,34 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
 
 /// `DELETE /v1/shops/{shop}/customers/{id}`: erase a person by the shop's customer id.
 /// Authorised by the ops token, or by the shop itself with a Standard Webhooks signature
-/// over the empty body.
+/// over the request line and body ([`request_payload`](crate::ingest::signature::request_payload)),
+/// so the signature names the customer it erases; each signed `webhook-id` works once.
 pub async fn erase_customer(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Path((shop, id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
+    use crate::ingest::signature;
     let Some(s) = app.shop(&shop) else {
         return Err(Problem::new(StatusCode::NOT_FOUND, "Unknown shop", format!("no shop {shop:?} is configured")));
     };
+    let mut once = None;
     if authorized(&app, &headers).is_err() {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        crate::ingest::signature::verify(
+        signature::verify(
             &s.webhook_key,
             h("webhook-id"),
             h("webhook-timestamp"),
             h("webhook-signature"),
-            b"",
+            &signature::request_payload("DELETE", uri.path(), b""),
             Utc::now().timestamp(),
         )
         .map_err(|e| {
             Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", format!("ops token or shop signature required: {e}"))
         })?;
+        once = h("webhook-id");
     }
     let who = ops::privacy::Person { shop, customer_id: Some(id), ..Default::default() };
-    Ok(Json(ops::privacy::erase(&app, &who).await?).into_response())
+    Ok(Json(ops::privacy::erase_once(&app, &who, once).await?).into_response())
 }

@@ -116,6 +116,20 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", B64.encode(hmac_sha256(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body])))
 }
 
+/// What a shop signs for a request that is not a webhook delivery (the customer erase): the
+/// method, the path as Cartback receives it, a newline, then the body. Standard Webhooks signs
+/// only `id.timestamp.body`, which would let a signed `DELETE …/customers/A` be replayed
+/// against `…/customers/B`; any Standard Webhooks library signs this payload unchanged.
+pub fn request_payload(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(method.len() + path.len() + 2 + body.len());
+    payload.extend_from_slice(method.to_ascii_uppercase().as_bytes());
+    payload.push(b' ');
+    payload.extend_from_slice(path.as_bytes());
+    payload.push(b'\n');
+    payload.extend_from_slice(body);
+    payload
+}
+
 /// Verify a Standard Webhooks delivery at time `now` (Unix seconds).
 pub fn verify(
     key: &[u8],
@@ -186,6 +200,27 @@ mod tests {
         assert_eq!(verify(&k, Some(ID), Some("soon"), Some(SIG), BODY, TS), Err(SignatureError::BadTimestamp));
         let wrong = secret_key("another-secret-of-enough-length").expect("raw secret");
         assert_eq!(verify(&wrong, Some(ID), Some(&ts), Some(SIG), BODY, TS), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn a_signed_request_covers_its_method_and_path() {
+        let k = key();
+        let ts = TS.to_string();
+        let path = "/v1/shops/s/customers/cu_1";
+        let sig = sign(&k, ID, TS, &request_payload("DELETE", path, b""));
+        let check = |method: &str, path: &str, body: &[u8]| {
+            verify(&k, Some(ID), Some(&ts), Some(&sig), &request_payload(method, path, body), TS)
+        };
+        assert_eq!(check("DELETE", path, b""), Ok(()));
+        assert_eq!(check("DELETE", "/v1/shops/s/customers/cu_2", b""), Err(SignatureError::Mismatch));
+        assert_eq!(check("GET", path, b""), Err(SignatureError::Mismatch));
+        assert_eq!(check("DELETE", path, b"{}"), Err(SignatureError::Mismatch));
+        // The old form (the empty body alone) no longer authorises anything.
+        let bare = sign(&k, ID, TS, b"");
+        assert_eq!(
+            verify(&k, Some(ID), Some(&ts), Some(&bare), &request_payload("DELETE", path, b""), TS),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum OpsError {
     /// The action does not fit the current state (→ 409, exit 1).
     #[error("{0}")]
     Conflict(String),
+    /// A signed request was sent again with a `webhook-id` already used (→ 409, nothing done).
+    #[error("{0}")]
+    Replayed(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -56,11 +56,22 @@ impl Person {
 /// rendered messages and timelines. Aggregate facts stay, and suppressions stay as hashes so
 /// an unsubscribed person is never messaged again.
 pub async fn erase(app: &App, who: &Person) -> Result<Erasure, OpsError> {
+    erase_once(app, who, None).await
+}
+
+/// [`erase`], carried out at most once for the shop-signed request `webhook_id`: a request
+/// whose id was seen before is refused with [`OpsError::Replayed`] and changes nothing.
+pub async fn erase_once(app: &App, who: &Person, webhook_id: Option<&str>) -> Result<Erasure, OpsError> {
     let (email, phone) = who.normalised()?;
     if app.shop(&who.shop).is_none() {
         return Err(OpsError::NotFound(format!("no shop {:?} is configured", who.shop)));
     }
     let mut tx = app.db.begin().await?;
+    if let Some(id) = webhook_id
+        && !tx.remember_request(&who.shop, id, chrono::Utc::now().timestamp_millis()).await?
+    {
+        return Err(OpsError::Replayed(format!("webhook-id {id:?} was already used for a signed request")));
+    }
     let mut carts =
         tx.carts_of_person(&who.shop, email.as_deref(), phone.as_deref(), who.customer_id.as_deref()).await?;
     // Carts filed under the same person by another of their identities.

@@ -303,6 +303,11 @@ async fn maintain(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         }
         first = false;
         let before = Utc::now().timestamp() - i64::try_from(keep.as_secs()).unwrap_or(i64::MAX / 2);
+        let replays_refused_before =
+            Utc::now().timestamp_millis() - 3 * 1000 * crate::ingest::signature::TOLERANCE_SECS;
+        if let Err(e) = app.db.forget_requests(replays_refused_before).await {
+            warn!(error = %e, "forgetting old signed requests failed");
+        }
         for queue in [QUEUE, OUTBOUND_QUEUE] {
             match app.db.vacuum_jobs(queue, before).await {
                 Ok(0) => {}

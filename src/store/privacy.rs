@@ -1,6 +1,6 @@
 //! Erasure and export of a person's data (GDPR art. 15/17).
 
-use super::{CartRow, StoreError, Tx, on_tx};
+use super::{CartRow, Db, StoreError, Tx, on_tx};
 use crate::store::sends::address_hash;
 
 impl Tx {
@@ -88,5 +88,33 @@ impl Tx {
         .bind(cart_id)
         .fetch_all(&mut *c)
         .await?))
+    }
+
+    /// Remember a signed request by its `webhook-id`; `false` when the shop already sent one
+    /// with this id (a replay), which the caller refuses. Written in the transaction that
+    /// carries the request out, so a request that fails can be sent again.
+    pub async fn remember_request(&mut self, shop: &str, webhook_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query(
+            "INSERT INTO signed_requests (shop, webhook_id, received_at) VALUES ($1, $2, $3)
+             ON CONFLICT (shop, webhook_id) DO NOTHING"
+        )
+        .bind(shop)
+        .bind(webhook_id)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected())
+            == 1)
+    }
+}
+
+impl Db {
+    /// Forget signed requests received before `before_ms`: their timestamps are refused anyway.
+    pub async fn forget_requests(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM signed_requests WHERE received_at < $1";
+        Ok(match self {
+            Db::Sqlite(p) => sqlx::query(sql).bind(before_ms).execute(p).await?.rows_affected(),
+            Db::Postgres(p) => sqlx::query(sql).bind(before_ms).execute(p).await?.rows_affected(),
+        })
     }
 }
