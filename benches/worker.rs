@@ -194,8 +194,8 @@ async fn backlog(db: &Db, n: usize) {
         "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, idempotency_key)
          SELECT CAST('{{\"cart\":' || id || ',\"seq\":1}}' AS BLOB), 'bl' || id, '{later_queue}', 'Pending', 0, 5,
                 {later_s}, 0, id || ':1' FROM carts WHERE public_id LIKE 'bl%'",
-        // Due tomorrow: where the service files such jobs (scheduler::LATER on SQLite).
-        later_queue = cartback::scheduler::LATER
+        // Due tomorrow: where the service files such jobs (queue::LATER on SQLite).
+        later_queue = cartback::queue::LATER
     );
     let Db::Sqlite(pool) = db else { panic!("the backlog is measured on SQLite") };
     for sql in statements.iter().chain(std::iter::once(&jobs)) {
@@ -222,7 +222,7 @@ async fn fetch_plan(db: &Db) -> (String, f64, f64) {
     let Db::Sqlite(p) = db else { return (String::new(), f64::NAN, f64::NAN) };
     let rows: Vec<(i64, i64, i64, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {DUE_JOBS}")))
-            .bind(cartback::scheduler::QUEUE)
+            .bind(cartback::queue::QUEUE)
             .fetch_all(p)
             .await
             .expect("explain");
@@ -234,7 +234,7 @@ async fn fetch_plan(db: &Db) -> (String, f64, f64) {
         }
         started.elapsed().as_secs_f64() * 1000.0 / 5.0
     };
-    (plan, time(cartback::scheduler::QUEUE).await, time(cartback::scheduler::LATER).await)
+    (plan, time(cartback::queue::QUEUE).await, time(cartback::queue::LATER).await)
 }
 
 /// Peak resident memory of this process (server, worker and bench clients together), MiB.
@@ -351,7 +351,7 @@ async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize)
     let (stop, rx) = watch::channel(false);
     let started = Instant::now();
     let cpu0 = cpu_seconds();
-    let worker = tokio::spawn(cartback::scheduler::run_worker(app.clone(), rx));
+    let worker = tokio::spawn(cartback::worker::run_worker(app.clone(), rx));
     // Progress is read from `sends` (this run's messages only), not by scanning the carts: with
     // a million carts pending that scan takes ~60 ms, and it would hold the database's one
     // connection while the worker waits. A send's result and its cart's completion commit together.
@@ -376,15 +376,16 @@ async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize)
 /// Accept `n` events in-process; cart `i` was last active at `first + i * spacing`.
 async fn accept_due(app: &App, n: usize, first: chrono::DateTime<Utc>, spacing: Duration) {
     let shop = app.shop("b").expect("shop").clone();
+    let ingest = cartback::ingest::Ingest::start(app);
     let spacing = chrono::Duration::from_std(spacing).expect("spacing");
     let mut pending = futures::stream::iter(0..n)
         .map(|i| {
-            let shop = shop.clone();
+            let (shop, ingest) = (shop.clone(), ingest.clone());
             async move {
                 let body = event(i, first + spacing * i32::try_from(i).expect("i"));
                 let ev = cartback::ingest::generic::parse(&body).expect("parse");
                 let id = WebhookId::parse(&format!("m{i}")).expect("id");
-                cartback::scheduler::accept::accept(app, &shop, &id, &ev, &body).await.expect("accept");
+                ingest.accept(&shop, &id, &ev, &body).await.expect("accept");
             }
         })
         .buffer_unordered(64);
@@ -403,7 +404,7 @@ async fn lateness(backend: &str, n: usize, window: Duration) -> (f64, f64, f64, 
     let first = Utc::now() + chrono::Duration::seconds(lead) - chrono::Duration::seconds(2);
     accept_due(&app, n, first, window / u32::try_from(n).expect("n")).await;
     let (stop, rx) = watch::channel(false);
-    let worker = tokio::spawn(cartback::scheduler::run_worker(app.clone(), rx));
+    let worker = tokio::spawn(cartback::worker::run_worker(app.clone(), rx));
     while count(&app.db, DONE).await < n as i64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

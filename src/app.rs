@@ -1,11 +1,11 @@
 //! Everything a request or a job needs, built once at start-up.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::campaign::CampaignSet;
+use crate::campaign::{CampaignSet, Campaigns};
 use crate::config::{EmailTransportKind, Settings, Shop, SmsTransportKind};
 use crate::deliver::{EmailTransport, SmsTransport};
 use crate::domain::ShopId;
@@ -23,7 +23,7 @@ pub struct App {
     /// Shops by id.
     pub shops: BTreeMap<ShopId, Shop>,
     /// Loaded campaigns; replaced whole on reload, so a job sees one consistent set.
-    campaigns: RwLock<Arc<CampaignSet>>,
+    pub campaign_set: Campaigns,
     /// Templates.
     pub renderer: Renderer,
     /// Link-signing keys.
@@ -38,8 +38,6 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// HTTP client for outbound webhooks to shops.
     pub http: reqwest::Client,
-    /// Accepted events, committed in groups.
-    pub ingest: crate::scheduler::group::GroupCommit,
     /// Recovery jobs' transactions, committed in groups on SQLite.
     pub jobs_tx: crate::store::TxGroup,
 }
@@ -113,14 +111,13 @@ impl App {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for outbound webhooks")?;
-        let (ingest, writers) = crate::scheduler::group::GroupCommit::new();
         let jobs_tx = crate::store::TxGroup::new(db.clone());
         let app = Arc::new(Self {
             settings,
             db,
             jobs_tx,
             shops,
-            campaigns: RwLock::new(Arc::new(campaigns)),
+            campaign_set: Campaigns::new(campaigns),
             renderer,
             keys,
             email,
@@ -128,9 +125,7 @@ impl App {
             public_base,
             metrics: crate::metrics::Metrics::default(),
             http,
-            ingest,
         });
-        crate::scheduler::group::spawn_writer(&app, writers);
         Ok(app)
     }
 
@@ -141,7 +136,7 @@ impl App {
 
     /// The campaigns in force now.
     pub fn campaigns(&self) -> Arc<CampaignSet> {
-        self.campaigns.read().map_or_else(|e| e.into_inner().clone(), |g| g.clone())
+        self.campaign_set.current()
     }
 
     /// Re-read the campaign files. A set with any error is refused as a whole and the one in
@@ -149,10 +144,7 @@ impl App {
     pub fn reload_campaigns(&self) -> anyhow::Result<usize> {
         let set = load_campaigns(&self.settings, &self.renderer, &self.shops)?;
         let n = set.names().count();
-        match self.campaigns.write() {
-            Ok(mut g) => *g = Arc::new(set),
-            Err(e) => *e.into_inner() = Arc::new(set),
-        }
+        self.campaign_set.replace(set);
         Ok(n)
     }
 }

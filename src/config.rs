@@ -422,11 +422,11 @@ pub struct Shop {
 
 impl Shop {
     /// How this shop's SMS end.
-    pub fn opt_out(&self) -> crate::render::OptOut<'_> {
+    pub fn opt_out(&self) -> OptOut<'_> {
         match self.sms_opt_out_line.as_deref() {
-            None => crate::render::OptOut::Localized,
-            Some("") => crate::render::OptOut::None,
-            Some(line) => crate::render::OptOut::Line(line),
+            None => OptOut::Localized,
+            Some("") => OptOut::None,
+            Some(line) => OptOut::Line(line),
         }
     }
 }
@@ -504,7 +504,7 @@ impl Settings {
                 .map_err(|_| invalid(id, "timezone", format!("{:?} is not an IANA time zone", s.timezone)))?;
             let locale = Locale::parse(&s.locale).map_err(|e| invalid(id, "locale", e.to_string()))?;
             let currency = Currency::parse(&s.currency).map_err(|e| invalid(id, "currency", e.to_string()))?;
-            let webhook_key = crate::ingest::signature::secret_key(s.webhook_secret.expose())
+            let webhook_key = crate::crypto::secret_key(s.webhook_secret.expose())
                 .map_err(|e| invalid(id, "webhook_secret", e.to_string()))?;
             let mailbox = |key: &str, v: &str| -> Result<Mailbox, ConfigError> {
                 v.parse().map_err(|e| {
@@ -573,6 +573,17 @@ mod humantime_serde_compat {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
     }
+}
+
+/// How the opt-out line of an SMS is chosen (per shop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptOut<'a> {
+    /// The localized `opt_out` SMS template (`templates/<locale>/opt_out.sms.txt.hbs`).
+    Localized,
+    /// This exact line.
+    Line(&'a str),
+    /// No opt-out line (only where the shop's law and provider allow it).
+    None,
 }
 
 #[cfg(test)]

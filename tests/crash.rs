@@ -84,13 +84,14 @@ async fn accept_due_carts(s: cartback::config::Settings, n: usize) -> Db {
     let app = App::build(s).await.expect("app");
     let shop = app.shop(SHOP).expect("shop").clone();
     let past = Utc::now() - chrono::Duration::hours(1);
+    let ingest = cartback::ingest::Ingest::start(&app);
     for i in 0..n {
         let body =
             serde_json::to_vec(&cart_event("cart.updated", &format!("c_{i}"), &format!("p{i}@example.com"), past))
                 .expect("json");
         let ev = cartback::ingest::generic::parse(&body).expect("parse");
         let id = WebhookId::parse(&format!("m_{i}")).expect("id");
-        cartback::scheduler::accept::accept(&app, &shop, &id, &ev, &body).await.expect("accept");
+        ingest.accept(&shop, &id, &ev, &body).await.expect("accept");
     }
     app.db.clone()
 }

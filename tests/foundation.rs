@@ -122,7 +122,7 @@ async fn same_delivery_twice_makes_one_sequence(backend: Backend) {
     assert_eq!(second.json::<Value>().await.expect("json")["status"], "duplicate");
     assert_eq!(t.scalar("SELECT COUNT(*) FROM webhook_events").await, 1);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM carts").await, 1);
-    let jobs = t.app.db.queue_counts(cartback::scheduler::RECOVERY).await.expect("counts");
+    let jobs = t.app.db.queue_counts(cartback::queue::RECOVERY).await.expect("counts");
     assert_eq!(jobs.pending, 1, "one pending job for one cart: {jobs:?}");
     t.shutdown().await;
 }
@@ -163,7 +163,7 @@ async fn bad_requests_are_refused_and_nothing_is_stored(backend: Backend) {
 
     assert_eq!(t.scalar("SELECT COUNT(*) FROM webhook_events").await, 0);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM carts").await, 0);
-    assert_eq!(t.app.db.queue_counts(cartback::scheduler::RECOVERY).await.expect("counts").pending, 0);
+    assert_eq!(t.app.db.queue_counts(cartback::queue::RECOVERY).await.expect("counts").pending, 0);
     // And the good one still goes through afterwards.
     assert_eq!(t.post_raw(SHOP, "m8", now, &good, None).await.status(), 202);
     t.shutdown().await;

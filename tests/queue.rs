@@ -85,7 +85,7 @@ mod on_time {
     /// (its key already in the recovery queue) does not stop the others. PostgreSQL keeps one
     /// queue.
     async fn a_far_job_waits_apart_until_it_falls_due_soon(backend: Backend) {
-        use cartback::scheduler::{LATER, QUEUE};
+        use cartback::queue::{LATER, QUEUE};
         use cartback::store::ops::JobFilter;
         let t = spawn_app_with(backend, &quick_campaign(3600, &[("reminder", 60, "reminder")]), false, |_| {}).await;
         for (cart, email) in [("c_1", "anna@example.de"), ("c_2", "ben@example.de")] {
@@ -119,12 +119,12 @@ mod on_time {
         );
         let mut tx = t.app.db.begin().await.expect("begin");
         let listed = tx
-            .list_jobs(cartback::scheduler::RECOVERY, &JobFilter { limit: 10, ..JobFilter::default() })
+            .list_jobs(cartback::queue::RECOVERY, &JobFilter { limit: 10, ..JobFilter::default() })
             .await
             .expect("list");
         tx.commit().await.expect("commit");
         assert_eq!(listed.iter().map(|j| j.state.as_str()).collect::<Vec<_>>(), ["scheduled", "scheduled"]);
-        assert_eq!(t.app.db.queue_counts(cartback::scheduler::RECOVERY).await.expect("counts").pending, 2);
+        assert_eq!(t.app.db.queue_counts(cartback::queue::RECOVERY).await.expect("counts").pending, 2);
 
         let now = Utc::now().timestamp();
         assert_eq!(t.app.db.promote_jobs(LATER, QUEUE, now + 60).await.expect("promote"), 0, "not due within 60 s");

@@ -187,7 +187,7 @@ async fn a_claim_checks_the_suppression_list(backend: Backend) {
 /// stored as given, a claim refused by the suppression list keeps the cart's changes, the job
 /// is queued once. PostgreSQL writes at once: the same result.
 async fn a_claim_carries_the_held_back_writes(backend: Backend) {
-    use cartback::scheduler::queue::{RecoveryJob, push};
+    use cartback::queue::{RecoveryJob, push};
     use cartback::store::Claim;
     let (t, cart) = one_cart(backend).await;
     let shop = t.text("SELECT shop FROM carts").await;
@@ -259,7 +259,7 @@ async fn advancing_an_unread_cart_is_guarded(backend: Backend) {
 /// them first, and the commit writes the last version. PostgreSQL writes at once: the same
 /// reads, the same result.
 async fn held_back_writes_read_as_written(backend: Backend) {
-    use cartback::scheduler::queue::{RecoveryJob, push};
+    use cartback::queue::{RecoveryJob, push};
     let (t, cart) = one_cart(backend).await;
     let jobs_sql = match backend {
         Backend::Sqlite => "SELECT COUNT(*) FROM Jobs",

@@ -4,7 +4,6 @@
 mod duration;
 mod model;
 pub mod schedule;
-pub mod simulate;
 pub mod zones;
 
 use std::collections::{BTreeMap, HashSet};
@@ -248,6 +247,32 @@ pub fn parse_campaign(
         err(campaign.name.referenced, "frequency_cap.max must be at least 1".into());
     }
     if errors.is_empty() { Ok(campaign) } else { Err(errors) }
+}
+
+/// The campaigns in force, shared by everything that reads them: replaced whole on reload,
+/// so a reader holding one [`CampaignSet`] sees one consistent set.
+#[derive(Debug, Clone)]
+pub struct Campaigns(std::sync::Arc<std::sync::RwLock<std::sync::Arc<CampaignSet>>>);
+
+impl Campaigns {
+    /// Share `set`.
+    pub fn new(set: CampaignSet) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(set))))
+    }
+
+    /// The set in force now.
+    pub fn current(&self) -> std::sync::Arc<CampaignSet> {
+        self.0.read().map_or_else(|e| e.into_inner().clone(), |g| g.clone())
+    }
+
+    /// Put `set` in force.
+    pub fn replace(&self, set: CampaignSet) {
+        let set = std::sync::Arc::new(set);
+        match self.0.write() {
+            Ok(mut g) => *g = set,
+            Err(e) => *e.into_inner() = set,
+        }
+    }
 }
 
 /// Every campaign loaded from a directory, by name.

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::{Cli, Failure, settings};
-use crate::campaign::simulate::{SampleCart, simulate};
 use crate::campaign::{CampaignSet, Channel};
 use crate::domain::{Currency, Money};
+use crate::recovery::simulate::{SampleCart, simulate};
 use crate::render::Renderer;
 
 /// Campaign subcommands.

@@ -216,7 +216,7 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
     let app = App::build(s).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(crate::scheduler::run_worker(app.clone(), stop_rx.clone()));
+    let worker = tokio::spawn(crate::worker::run_worker(app.clone(), stop_rx.clone()));
     let mut rx = stop_rx.clone();
     let http = tokio::spawn(crate::http::launch(listener, app.clone(), async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -54,7 +54,7 @@ pub async fn serve(cli: &Cli, http: bool) -> Result<(), Failure> {
     let app = App::build(s).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(reload_on_sighup(app.clone()));
-    let worker = tokio::spawn(crate::scheduler::run_worker(app.clone(), stop_rx.clone()));
+    let worker = tokio::spawn(crate::worker::run_worker(app.clone(), stop_rx.clone()));
     if http {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         info!(listen = %listener.local_addr().context("local address")?, "listening");

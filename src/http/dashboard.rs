@@ -14,23 +14,15 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::ops::{COOKIE, authorized};
+use super::auth::{COOKIE, authorized, session_value};
 use crate::app::App;
 use crate::domain::from_millis;
 use crate::ops;
-use crate::scheduler::RECOVERY;
+use crate::queue::RECOVERY;
 use crate::store::ops::JobFilter;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// The cookie value for a token: an HMAC, so the token itself never sits in a browser.
-pub fn session_value(token: &str) -> String {
-    crate::ingest::signature::hmac_sha256(token.as_bytes(), &[b"cartback dashboard session"])
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 const STYLE: &str = "body{font-family:-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f4f4f5;color:#18181b}

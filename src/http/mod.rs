@@ -1,5 +1,6 @@
 //! HTTP: webhooks in, customer links, health. One router, errors mapped in one place.
 
+mod auth;
 mod dashboard;
 mod health;
 mod links;
@@ -20,12 +21,33 @@ use tower_http::trace::TraceLayer;
 pub use problem::Problem;
 
 use crate::app::App;
+use crate::ingest::Ingest;
+
+/// What the handlers share: the application and the ingest writer (each handler extracts the
+/// part it needs).
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    app: Arc<App>,
+    ingest: Ingest,
+}
+
+impl axum::extract::FromRef<HttpState> for Arc<App> {
+    fn from_ref(s: &HttpState) -> Self {
+        s.app.clone()
+    }
+}
+
+impl axum::extract::FromRef<HttpState> for Ingest {
+    fn from_ref(s: &HttpState) -> Self {
+        s.ingest.clone()
+    }
+}
 
 /// Bodies larger than this are refused with 413 before they are read in full.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// The router with every route.
-pub fn router(app: Arc<App>) -> Router {
+/// The router with every route; events go to `ingest`.
+pub fn router(app: Arc<App>, ingest: Ingest) -> Router {
     let protected = Router::new()
         .route("/ops/jobs", get(ops::list_jobs))
         .route("/ops/jobs/{id}", get(ops::show_job))
@@ -37,7 +59,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ops/outbound/{id}/retry", post(ops::retry_outbound))
         .route("/ops/campaigns/{name}/{action}", post(ops::pause))
         .route("/metrics", get(ops::metrics))
-        .route_layer(from_fn_with_state(app.clone(), ops::require_token));
+        .route_layer(from_fn_with_state(app.clone(), auth::require_token));
     Router::new()
         .merge(protected)
         .route("/ops/", get(dashboard::dashboard))
@@ -62,7 +84,7 @@ pub fn router(app: Arc<App>) -> Router {
                 tracing::info_span!("request", method = %req.method(), route)
             }),
         )
-        .with_state(app)
+        .with_state(HttpState { app, ingest })
 }
 
 /// The OpenAPI description of every public endpoint (`docs/openapi.json`).
@@ -107,7 +129,8 @@ pub async fn launch(
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+    let ingest = Ingest::start(&app);
+    axum::serve(listener, router(app, ingest)).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]

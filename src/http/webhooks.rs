@@ -12,8 +12,8 @@ use serde_json::json;
 use super::{MAX_BODY, Problem};
 use crate::app::App;
 use crate::domain::WebhookId;
+use crate::ingest::{Accepted, Ingest};
 use crate::ingest::{generic, signature};
-use crate::scheduler::accept::{Accepted, accept};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -45,6 +45,7 @@ async fn shop_and_body<'a>(
 #[tracing::instrument(skip_all, fields(shop = %shop))]
 pub async fn generic(
     State(app): State<Arc<App>>,
+    State(ingest): State<Ingest>,
     Path(shop): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -67,7 +68,7 @@ pub async fn generic(
     let webhook_id = WebhookId::parse(header(&headers, "webhook-id").unwrap_or_default())
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("webhook-id"))?;
     let event = generic::parse(&bytes).inspect_err(|_| count("invalid")).map_err(payload_problem)?;
-    respond(&app, shop, &webhook_id, &event, &bytes).await
+    respond(&app, &ingest, shop, &webhook_id, &event, &bytes).await
 }
 
 /// A refused payload: 400 for broken JSON, 422 naming the field otherwise.
@@ -85,13 +86,14 @@ fn payload_problem(e: generic::PayloadError) -> Problem {
 /// Accept a verified, parsed event and answer 202 (new) or 200 (repeat).
 async fn respond(
     app: &App,
+    ingest: &Ingest,
     shop: &crate::config::Shop,
     webhook_id: &WebhookId,
     event: &crate::domain::ShopEvent,
     bytes: &[u8],
 ) -> Result<Response, Problem> {
     let kind = event.kind.as_str();
-    match accept(app, shop, webhook_id, event, bytes).await {
+    match ingest.accept(shop, webhook_id, event, bytes).await {
         Ok(Accepted::New { outcome }) => {
             app.metrics.event(kind, "accepted");
             Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted", "outcome": outcome }))).into_response())
@@ -111,6 +113,7 @@ async fn respond(
 #[tracing::instrument(skip_all, fields(shop = %shop))]
 pub async fn shopify(
     State(app): State<Arc<App>>,
+    State(ingest): State<Ingest>,
     Path(shop): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -136,5 +139,5 @@ pub async fn shopify(
         Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("x-shopify-webhook-id")
     })?;
     let event = shopify::parse(topic, &bytes).inspect_err(|_| count("invalid")).map_err(payload_problem)?;
-    respond(&app, shop, &webhook_id, &event, &bytes).await
+    respond(&app, &ingest, shop, &webhook_id, &event, &bytes).await
 }

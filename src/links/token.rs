@@ -13,7 +13,7 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::ingest::signature::{hmac_sha256, verify_hmac_truncated};
+use crate::crypto::{hmac_sha256, verify_hmac_truncated};
 use crate::store::{Db, StoreError};
 
 const KID_LEN: usize = 8;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::domain::{Currency, Money, from_millis};
 use crate::incentive::ChosenOffer;
-use crate::scheduler::{QUEUE, RECOVERY};
+use crate::queue::{QUEUE, RECOVERY};
 use crate::store::ops::{JobFilter, JobRow};
 use crate::store::{CartRow, LogEntry, SendRow, StoreError};
 

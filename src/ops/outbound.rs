@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::OpsError;
 use crate::app::App;
-use crate::scheduler::queue::{OutboundJob, push_outbound};
+use crate::queue::{OutboundJob, push_outbound};
 use crate::store::outbound::{OutboundRow, OutboundState};
 
 /// Outbound webhooks, newest first.

@@ -16,6 +16,7 @@ use handlebars::Handlebars;
 use serde_json::Value;
 
 use crate::campaign::Channel;
+pub use crate::config::OptOut;
 use crate::domain::Locale;
 
 /// Template loading and rendering failures.
@@ -57,17 +58,6 @@ pub enum RenderError {
         /// The campaign's limit.
         max: u8,
     },
-}
-
-/// How the opt-out line of an SMS is chosen (per shop).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptOut<'a> {
-    /// The localized `opt_out` SMS template (`templates/<locale>/opt_out.sms.txt.hbs`).
-    Localized,
-    /// This exact line.
-    Line(&'a str),
-    /// No opt-out line (only where the shop's law and provider allow it).
-    None,
 }
 
 /// A rendered SMS with its carrier cost.

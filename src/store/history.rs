@@ -1,6 +1,6 @@
 //! Customers' order history: imported from the shop, and recorded from order events.
 
-use super::{StoreError, Tx, on_tx, on_tx_now};
+use super::{CartRow, StoreError, Tx, on_tx, on_tx_now};
 
 /// One order of a customer.
 #[derive(Debug, Clone)]
@@ -170,5 +170,54 @@ impl Tx {
         .bind(currency)
         .fetch_one(&mut *c)
         .await?))
+    }
+}
+
+/// How the cart's customer's past orders are found: by their shop account, email and phone,
+/// counted in the cart's currency (none without one).
+pub struct HistoryOf {
+    customer_id: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    currency: String,
+}
+
+impl HistoryOf {
+    pub fn new(cart: &CartRow) -> Option<Self> {
+        Some(Self {
+            currency: cart.currency.clone()?,
+            customer_id: cart.customer_ref.as_deref().and_then(|r| r.strip_prefix("id:")).map(str::to_owned),
+            email: cart.email.as_deref().map(str::to_lowercase),
+            phone: cart.phone.clone(),
+        })
+    }
+
+    pub fn key(&self) -> HistoryKey<'_> {
+        HistoryKey {
+            customer_id: self.customer_id.as_deref(),
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            currency: &self.currency,
+        }
+    }
+}
+
+/// Raise the cart's order count and lifetime spend to what Cartback knows of the customer.
+pub fn apply_history(cart: &mut CartRow, (count, spent): (i64, i64)) {
+    cart.orders_count = cart.orders_count.max(count);
+    if spent > 0 {
+        cart.total_spent_minor = Some(cart.total_spent_minor.unwrap_or(0).max(spent));
+    }
+}
+
+impl Tx {
+    /// Raise the cart's order count and lifetime spend to what Cartback knows of the customer:
+    /// imported order history and orders seen as events, by any of their identities.
+    pub async fn enrich_history(&mut self, cart: &mut CartRow) -> Result<(), StoreError> {
+        let Some(key) = HistoryOf::new(cart) else { return Ok(()) };
+        if let Some(orders) = self.customer_facts(&cart.shop, Some(key.key()), None).await?.orders {
+            apply_history(cart, orders);
+        }
+        Ok(())
     }
 }

@@ -158,7 +158,7 @@ pub async fn spawn_app_with(
     tokio::spawn(cartback::http::launch(listener, app.clone(), async move {
         let _ = http_rx.wait_for(|s| *s).await;
     }));
-    let worker = with_worker.then(|| tokio::spawn(cartback::scheduler::run_worker(app.clone(), rx.clone())));
+    let worker = with_worker.then(|| tokio::spawn(cartback::worker::run_worker(app.clone(), rx.clone())));
     TestApp {
         app,
         base: format!("http://{addr}"),
@@ -200,7 +200,7 @@ impl TestApp {
     /// Start the worker later (tests that need events in place before any job runs).
     pub fn start_worker(&mut self) {
         let rx = self.stop.subscribe();
-        self.worker = Some(tokio::spawn(cartback::scheduler::run_worker(self.app.clone(), rx)));
+        self.worker = Some(tokio::spawn(cartback::worker::run_worker(self.app.clone(), rx)));
     }
 
     /// POST a signed body with a fresh webhook id.

@@ -10,12 +10,12 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use tracing::{debug, info};
 
-use super::queue::{RecoveryJob, push};
-use crate::app::App;
+use super::batch::Env;
 use crate::campaign::CampaignKind;
 use crate::config::Shop;
 use crate::domain::{EventKind, ShopEvent, WebhookId, mask_email};
-use crate::store::history::HistoryKey;
+use crate::queue::ensure_job;
+use crate::store::history::{HistoryOf, apply_history};
 use crate::store::{CartRow, CartStatus, EventRecord, StoreError, Tx};
 
 /// What happened to a delivery.
@@ -59,35 +59,6 @@ pub fn customer_ref(cart: &CartRow) -> Option<String> {
         .or_else(|| cart.phone.as_ref().map(|p| format!("phone:{p}")))
 }
 
-/// Make sure a job runs for `cart` no later than `needed_at`: bump `seq` and push one if the
-/// pending job (if any) runs later than that.
-pub(crate) async fn ensure_job(tx: &mut Tx, cart: &mut CartRow, needed_at: i64) -> Result<(), StoreError> {
-    if cart.next_run_at.is_none_or(|t| t > needed_at) {
-        reschedule(tx, cart, needed_at).await?;
-    }
-    Ok(())
-}
-
-/// Replace whatever job is pending for `cart` by one at `at` (the old one becomes a no-op).
-pub(crate) async fn reschedule(tx: &mut Tx, cart: &mut CartRow, at: i64) -> Result<(), StoreError> {
-    cart.seq += 1;
-    cart.next_run_at = Some(at);
-    tx.save_cart(cart).await?;
-    push(tx, RecoveryJob { cart: cart.id, seq: cart.seq, due_ms: None }, crate::domain::from_millis(at)).await
-}
-
-/// Accept one verified event for `shop`: durable when this returns `Ok`. Concurrent events
-/// share one transaction and one disk flush (`super::group`).
-pub async fn accept(
-    app: &App,
-    shop: &Shop,
-    webhook_id: &WebhookId,
-    ev: &ShopEvent,
-    body: &[u8],
-) -> Result<Accepted, AcceptError> {
-    app.ingest.submit(shop, webhook_id, ev, body).await
-}
-
 /// One verified delivery to apply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Delivery<'a> {
@@ -107,7 +78,7 @@ pub(crate) struct Delivery<'a> {
 /// ([`Tx::defer_writes`]): a delivery costs the reads of its cart and customer.
 /// [`AcceptError::Raced`] when another transaction recorded one of them meanwhile.
 pub(crate) async fn accept_all(
-    app: &App,
+    app: &Env,
     tx: &mut Tx,
     deliveries: &[Delivery<'_>],
 ) -> Result<Vec<Accepted>, AcceptError> {
@@ -156,7 +127,7 @@ pub(crate) async fn accept_all(
 
 /// Apply one new event: the cart it names (if any) and what it did.
 async fn apply(
-    app: &App,
+    app: &Env,
     tx: &mut Tx,
     shop: &Shop,
     ev: &ShopEvent,
@@ -166,7 +137,8 @@ async fn apply(
     // job then picks the campaign whose audience matches and waits for its own delay.
     let kind = if ev.kind == EventKind::OrderUnpaid { CampaignKind::UnpaidOrder } else { CampaignKind::Cart };
     let abandon_after_ms = app
-        .campaigns()
+        .campaigns
+        .current()
         .for_shop_kind(shop.id.as_str(), &shop.campaign, kind)
         .iter()
         .map(|c| c.abandon_after.get().num_milliseconds())
@@ -181,8 +153,7 @@ async fn apply(
             return Err(AcceptError::NoCampaign(shop.campaign.clone()));
         }
         (EventKind::OrderPlaced | EventKind::OrderPaid, _) => {
-            let window = i64::try_from(app.settings.attribution_window.as_millis()).unwrap_or(i64::MAX / 2);
-            order_event(tx, shop, ev, window, ms(now)).await?
+            order_event(tx, shop, ev, app.attribution_window_ms, ms(now)).await?
         }
     })
 }
@@ -335,53 +306,6 @@ async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, ev: &ShopEvent) -> Resu
     let new: Vec<String> = ids.iter().filter(|i| !owners.contains_key(*i)).cloned().collect();
     tx.link_identities(&cart.shop, &new, &canonical).await?;
     cart.customer_ref = Some(canonical);
-    Ok(())
-}
-
-/// How the cart's customer's past orders are found: by their shop account, email and phone,
-/// counted in the cart's currency (none without one).
-struct HistoryOf {
-    customer_id: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-    currency: String,
-}
-
-impl HistoryOf {
-    fn new(cart: &CartRow) -> Option<Self> {
-        Some(Self {
-            currency: cart.currency.clone()?,
-            customer_id: cart.customer_ref.as_deref().and_then(|r| r.strip_prefix("id:")).map(str::to_owned),
-            email: cart.email.as_deref().map(str::to_lowercase),
-            phone: cart.phone.clone(),
-        })
-    }
-
-    fn key(&self) -> HistoryKey<'_> {
-        HistoryKey {
-            customer_id: self.customer_id.as_deref(),
-            email: self.email.as_deref(),
-            phone: self.phone.as_deref(),
-            currency: &self.currency,
-        }
-    }
-}
-
-/// Raise the cart's order count and lifetime spend to what Cartback knows of the customer.
-fn apply_history(cart: &mut CartRow, (count, spent): (i64, i64)) {
-    cart.orders_count = cart.orders_count.max(count);
-    if spent > 0 {
-        cart.total_spent_minor = Some(cart.total_spent_minor.unwrap_or(0).max(spent));
-    }
-}
-
-/// Raise the cart's order count and lifetime spend to what Cartback knows of the customer:
-/// imported order history and orders seen as events, by any of their identities.
-pub(crate) async fn enrich_history(tx: &mut Tx, cart: &mut CartRow) -> Result<(), StoreError> {
-    let Some(key) = HistoryOf::new(cart) else { return Ok(()) };
-    if let Some(orders) = tx.customer_facts(&cart.shop, Some(key.key()), None).await?.orders {
-        apply_history(cart, orders);
-    }
     Ok(())
 }
 

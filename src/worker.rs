@@ -1,4 +1,6 @@
-//! apalis wiring: the queue name, pushing jobs inside our own transactions, running workers.
+//! The worker: apalis lanes for recovery jobs and outbound webhooks, the promoter that moves
+//! far-future SQLite jobs into the live queue, and the maintenance loop. With [`crate::queue`],
+//! the only code that knows apalis.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,123 +8,21 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::app::App;
-use crate::store::{Db, JobRow, StoreError, Tx, TxInner};
-
-/// The queue every recovery job lives in.
-pub const QUEUE: &str = "cartback.recovery";
-
-/// The payload: ids and the due time. The job re-reads everything else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecoveryJob {
-    /// Cart row id.
-    pub cart: i64,
-    /// The cart's `seq` when this job was scheduled.
-    pub seq: i64,
-    /// When the job is due, Unix milliseconds ([`push`] sets it). The queue keeps whole
-    /// seconds and hands the job out up to [`LEAD`] early; the worker waits for this instant.
-    /// Absent in jobs queued by earlier versions, which the queue hands out on time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_ms: Option<i64>,
-}
-
-/// How early the queue hands out a recovery job: the queue's clock has whole seconds and a
-/// worker looks for due jobs every `worker.poll_interval`, so a job becomes available between
-/// one and two seconds before it is due and the worker sleeps to the exact millisecond.
-pub const LEAD: Duration = Duration::from_secs(1);
+use crate::queue::{HORIZON, LATER, OUTBOUND_QUEUE, OutboundJob, QUEUE, RecoveryJob};
+use crate::store::Db;
 
 /// The longest a fetched job waits for its due time; anything further off (a clock step) runs
 /// at once and reschedules itself.
 const MAX_HOLD: Duration = Duration::from_secs(5);
 
-/// Queue-level attempts for a job that fails unexpectedly (database down, a bug). Delivery
-/// failures never reach this: they are retried by the recovery logic with backoff.
-const MAX_JOB_ATTEMPTS: usize = 5;
-
-/// The queue of outbound webhooks (`incentive.issued`, `order.expire`).
-pub const OUTBOUND_QUEUE: &str = "cartback.outbound";
-
-/// An outbound webhook delivery attempt: the row id; the row holds the payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboundJob {
-    /// `outbound_webhooks` row id.
-    pub id: i64,
-    /// Attempt number this job makes (1-based).
-    pub attempt: i64,
-}
-
-/// On SQLite, recovery jobs due more than [`HORIZON`] ahead wait under this queue name, which
-/// no worker polls, and [`promote`] moves them into [`QUEUE`] shortly before their time.
-/// apalis-sqlite's due-job query (`run_at IS NULL OR run_at <= now`) cannot read an index
-/// range, so each look for due jobs reads every pending job of its queue: 114 ms per look with
-/// a million carts waiting, on the database's one connection, every `worker.poll_interval`
-/// while the worker is idle. With the far future kept apart, a look reads the jobs due within
-/// the horizon.
-pub const LATER: &str = "cartback.recovery.later";
-
-/// The recovery lane's two queue names, as operators see them: one queue.
-pub const RECOVERY: (&str, &str) = (QUEUE, LATER);
-
-/// A recovery job due within this goes straight into [`QUEUE`].
-pub const HORIZON: Duration = Duration::from_secs(120);
-
 /// How often waiting jobs are moved into [`QUEUE`]: each moves between 90 s and 120 s before
 /// it is due.
 const PROMOTE_EVERY: Duration = Duration::from_secs(30);
-
-/// Enqueue `job` to run at `run_at`, inside `tx`: it exists exactly when the transaction commits.
-pub async fn push(tx: &mut Tx, job: RecoveryJob, run_at: DateTime<Utc>) -> Result<(), StoreError> {
-    let ms = run_at.timestamp_millis().max(0);
-    let job = RecoveryJob { due_ms: Some(ms), ..job };
-    // Whole seconds, at least LEAD early; the worker holds the job until `due_ms`.
-    let lead = i64::try_from(LEAD.as_millis()).unwrap_or(1000);
-    let secs = (ms - lead).max(0) / 1000;
-    let horizon = i64::try_from(HORIZON.as_millis()).unwrap_or(i64::MAX / 4);
-    let far = ms > Utc::now().timestamp_millis() + horizon;
-    let queue = if far && matches!(tx.inner, TxInner::Sqlite(_)) { LATER } else { QUEUE };
-    push_to(tx, queue, &job, secs, format!("{}:{}", job.cart, job.seq)).await
-}
-
-/// Enqueue an outbound delivery attempt inside `tx`.
-pub async fn push_outbound(tx: &mut Tx, job: OutboundJob, run_at: DateTime<Utc>) -> Result<(), StoreError> {
-    // Whole seconds, rounded up so it never runs before its time.
-    let secs = (run_at.timestamp_millis().max(0) + 999) / 1000;
-    push_to(tx, OUTBOUND_QUEUE, &job, secs, format!("out:{}:{}", job.id, job.attempt)).await
-}
-
-async fn push_to(tx: &mut Tx, queue: &str, job: &impl Serialize, secs: i64, key: String) -> Result<(), StoreError> {
-    let secs = u64::try_from(secs).unwrap_or(0);
-    let args = serde_json::to_vec(job).map_err(|e| StoreError::Queue(e.to_string()))?;
-    let task =
-        TaskBuilder::new(args).run_at_timestamp(secs).max_attempts(MAX_JOB_ATTEMPTS).idempotency_key(key).build();
-    if tx.deferring() {
-        // Held back with the transaction's other writes: the row apalis-sqlite's push writes.
-        let job = JobRow {
-            id: ulid::Ulid::generate().to_string(),
-            queue: queue.to_owned(),
-            max_attempts: i64::try_from(task.max_attempts().unwrap_or(MAX_JOB_ATTEMPTS)).unwrap_or(i64::MAX),
-            run_at: i64::try_from(task.run_at().unwrap_or(secs)).unwrap_or(i64::MAX),
-            priority: i64::try_from(task.priority().unwrap_or_default()).unwrap_or(0),
-            metadata: serde_json::to_string(task.metadata()).unwrap_or_default(),
-            idempotency_key: task.idempotency_key().map(str::to_owned),
-            args: task.args,
-        };
-        return tx.defer_job(job);
-    }
-    match &mut tx.inner {
-        TxInner::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
-            .await
-            .map_err(|e| StoreError::Queue(e.to_string())),
-        TxInner::Postgres(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
-            .await
-            .map_err(|e| StoreError::Queue(e.to_string())),
-    }
-}
 
 /// The recovery lane's running jobs: the queue hands out up to `worker.prefetch` jobs ahead
 /// of time; this many of them (`worker.concurrency`) do their work at once.
@@ -145,7 +45,7 @@ async fn handle(
     let Running(permits) = &*running;
     let _turn = permits.acquire().await?;
     let span = info_span!("recovery_job", cart = job.cart, seq = job.seq, attempt = attempt.current());
-    match super::recovery::run(&app, job).instrument(span).await {
+    match crate::recovery::run(&app, job).instrument(span).await {
         Ok(()) => Ok(()),
         Err(e) => {
             // The queue retries a failed job as soon as it is fetched again. Hold it for a
@@ -160,7 +60,7 @@ async fn handle(
 
 async fn handle_outbound(job: OutboundJob, app: Data<Arc<App>>, attempt: Attempt) -> Result<(), BoxDynError> {
     let span = info_span!("outbound_job", id = job.id, attempt = job.attempt);
-    match super::outbound::run(&app, job).instrument(span).await {
+    match crate::outbound::run(&app, job).instrument(span).await {
         Ok(()) => Ok(()),
         Err(e) => {
             let pause = Duration::from_secs(1 << attempt.current().min(5)).min(Duration::from_secs(30));

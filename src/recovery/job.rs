@@ -5,10 +5,7 @@ use chrono_tz::Tz;
 use rand::Rng;
 use tracing::{info, warn};
 
-use super::accept::reschedule;
 use super::faults::{self, Point};
-use super::queue::RecoveryJob;
-use super::queue::push;
 use crate::app::App;
 use crate::campaign::schedule::step_time;
 use crate::campaign::{Campaign, CampaignKind, Channel, ExitCondition, Step};
@@ -17,6 +14,7 @@ use crate::deliver::{DeliveryError, OutgoingEmail, OutgoingSms};
 use crate::domain::{CartItem, Currency, Email, Locale, Money, Phone, from_millis, mask_email, mask_phone};
 use crate::incentive::{self, ChosenOffer};
 use crate::links::Purpose;
+use crate::queue::{RecoveryJob, push, reschedule};
 use crate::store::{CartRow, CartStatus, Claim, SendRow, SendStatus, StoreError};
 
 /// Delivery attempts per message before it is marked failed.
@@ -535,7 +533,7 @@ async fn finish(
         return reschedule(tx, cart, expire_at).await;
     }
     let order = cart.order_id.clone();
-    let announced = super::outbound::enqueue(
+    let announced = crate::outbound::enqueue(
         tx,
         shop,
         "order.expire",
@@ -867,7 +865,7 @@ async fn issue_incentive(
     };
     // Orders imported or seen since the cart was last updated count too.
     let mut cart = cart.clone();
-    super::accept::enrich_history(tx, &mut cart).await?;
+    tx.enrich_history(&mut cart).await?;
     let cart = &cart;
     let Some(total) = cart
         .currency
@@ -934,7 +932,7 @@ async fn issue_incentive(
     tx.insert_incentive(cart.id, step, cart.customer_ref.as_deref(), &offer.tier, &code, &offer_json, now, expires)
         .await?;
     // The shop learns of the code in the same transaction, so it can create the discount.
-    let announced = super::outbound::enqueue(
+    let announced = crate::outbound::enqueue(
         tx,
         shop,
         "incentive.issued",

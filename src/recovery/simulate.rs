@@ -3,8 +3,8 @@
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::schedule::step_time;
-use super::{Campaign, Channel};
+use crate::campaign::schedule::step_time;
+use crate::campaign::{Campaign, Channel};
 use crate::domain::{Currency, Money};
 use crate::incentive::{self, Facts};
 
@@ -115,7 +115,7 @@ mod tests {
 
     fn default_campaign() -> Campaign {
         let text = std::fs::read_to_string("campaigns/default.yaml").expect("default campaign");
-        super::super::parse_campaign(std::path::Path::new("default.yaml"), &text, &|_, _| true).expect("valid")
+        crate::campaign::parse_campaign(std::path::Path::new("default.yaml"), &text, &|_, _| true).expect("valid")
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -147,7 +147,7 @@ mod tests {
         let mut c = default_campaign();
         c.send_window = None;
         c.frequency_cap =
-            Some(super::super::FrequencyCap { max: 1, per: super::super::Span::parse("48h").expect("span") });
+            Some(crate::campaign::FrequencyCap { max: 1, per: crate::campaign::Span::parse("48h").expect("span") });
         let steps =
             simulate(&c, utc("2026-06-01T10:00:00Z"), chrono_tz::UTC, None, Currency::parse("EUR").expect("EUR"));
         // reminder at +1h; faq at +24h is within 48h of it → deferred to reminder + 48h.

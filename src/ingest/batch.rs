@@ -9,15 +9,19 @@
 //! transaction of its own, so an event that fails fails alone. Alone, an event is its own
 //! transaction: under light load nothing waits longer than before.
 
-use std::sync::{Arc, Weak};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info_span, warn};
 
-use super::accept::{AcceptError, Accepted, Delivery, accept_all};
+use super::apply::{AcceptError, Accepted, Delivery, accept_all};
 use crate::app::App;
+use crate::campaign::Campaigns;
 use crate::config::Shop;
 use crate::domain::{ShopEvent, ShopId, WebhookId};
+use crate::store::Db;
 
 /// The most events one transaction takes.
 const MAX_BATCH: usize = 128;
@@ -31,10 +35,27 @@ struct Pending {
     reply: oneshot::Sender<Result<Accepted, AcceptError>>,
 }
 
-/// The entry point requests use; writers run until the `App` is dropped.
+/// Where verified events go: [`Ingest::accept`] answers once the event is durable. The
+/// writer runs until the last handle is dropped.
 #[derive(Debug, Clone)]
-pub struct GroupCommit {
+pub struct Ingest {
     queue: mpsc::Sender<Pending>,
+}
+
+/// What applying events needs: the store, the campaigns in force and the shops; nothing of
+/// delivery, rendering or the worker.
+#[derive(Debug)]
+pub(crate) struct Env {
+    /// The database.
+    pub db: Db,
+    /// The campaigns in force (each event reads them once).
+    pub campaigns: Campaigns,
+    /// Shops by id.
+    pub shops: BTreeMap<ShopId, Shop>,
+    /// `attribution_window`, in milliseconds.
+    pub attribution_window_ms: i64,
+    /// Events per shared transaction (`/metrics`).
+    batch_sizes: Histogram,
 }
 
 impl std::fmt::Debug for Pending {
@@ -43,19 +64,24 @@ impl std::fmt::Debug for Pending {
     }
 }
 
-/// The receiving end, handed to [`spawn_writer`] once the `App` exists.
-#[derive(Debug)]
-pub struct Writers(mpsc::Receiver<Pending>);
-
-impl GroupCommit {
-    /// A queue and its receiving end.
-    pub fn new() -> (Self, Writers) {
+impl Ingest {
+    /// Start the writer for `app`'s store, campaigns and shops.
+    pub fn start(app: &App) -> Self {
+        let env = Env {
+            db: app.db.clone(),
+            campaigns: app.campaign_set.clone(),
+            shops: app.shops.clone(),
+            attribution_window_ms: i64::try_from(app.settings.attribution_window.as_millis()).unwrap_or(i64::MAX / 2),
+            batch_sizes: app.metrics.ingest_batch.clone(),
+        };
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        (Self { queue }, Writers(rx))
+        tokio::spawn(write(Arc::new(env), rx));
+        Self { queue }
     }
 
-    /// Queue an event and wait until it is durable (or refused).
-    pub async fn submit(
+    /// Accept one verified event for `shop`: durable when this returns `Ok`. Concurrent
+    /// events share one transaction and one disk flush.
+    pub async fn accept(
         &self,
         shop: &Shop,
         webhook_id: &WebhookId,
@@ -76,14 +102,10 @@ impl GroupCommit {
     }
 }
 
-/// Start the writer. One: SQLite writes one transaction at a time anyway, and on PostgreSQL
-/// two writers' batches lock rows in different orders and deadlock (measured: a burst of
-/// 360 deliveries, three per cart, deadlocked within seconds with four writers).
-pub fn spawn_writer(app: &Arc<App>, writers: Writers) {
-    tokio::spawn(write(Arc::downgrade(app), writers.0));
-}
-
-async fn write(app: Weak<App>, mut rx: mpsc::Receiver<Pending>) {
+/// The writer. One: SQLite writes one transaction at a time anyway, and on PostgreSQL two
+/// writers' batches lock rows in different orders and deadlock (measured: a burst of 360
+/// deliveries, three per cart, deadlocked within seconds with four writers).
+async fn write(env: Arc<Env>, mut rx: mpsc::Receiver<Pending>) {
     loop {
         let batch = {
             let Some(first) = rx.recv().await else { return };
@@ -96,14 +118,13 @@ async fn write(app: Weak<App>, mut rx: mpsc::Receiver<Pending>) {
             }
             batch
         };
-        let Some(app) = app.upgrade() else { return };
         let span = info_span!("group_commit", events = batch.len());
-        commit(&app, batch).instrument(span).await;
+        commit(&env, batch).instrument(span).await;
     }
 }
 
-async fn commit(app: &App, batch: Vec<Pending>) {
-    app.metrics.ingest_batch.observe(batch.len() as f64);
+async fn commit(app: &Env, batch: Vec<Pending>) {
+    app.batch_sizes.observe(batch.len() as f64);
     if batch.len() > 1 {
         match shared(app, &batch).await {
             Ok(results) => {
@@ -127,7 +148,7 @@ async fn commit(app: &App, batch: Vec<Pending>) {
 /// was refused: then nothing of the batch is stored and its events go one by one (an event
 /// that fails, fails alone). Refusals are rare (storage errors, a campaign unloaded under
 /// us), so the batch does without a savepoint per event: two statements fewer each.
-async fn shared(app: &App, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
+async fn shared(app: &Env, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
     let deliveries = batch.iter().map(|p| delivery(app, p)).collect::<Result<Vec<_>, _>>()?;
     let mut tx = app.db.begin().await.map_err(|e| e.to_string())?;
     let results = accept_all(app, &mut tx, &deliveries).await.map_err(|e| e.to_string())?;
@@ -136,7 +157,7 @@ async fn shared(app: &App, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
 }
 
 /// One event in its own transaction.
-async fn alone(app: &App, p: &Pending) -> Result<Accepted, AcceptError> {
+async fn alone(app: &Env, p: &Pending) -> Result<Accepted, AcceptError> {
     let d = delivery(app, p).map_err(AcceptError::Batch)?;
     let mut tx = app.db.begin().await?;
     match accept_all(app, &mut tx, &[d]).await {
@@ -150,11 +171,11 @@ async fn alone(app: &App, p: &Pending) -> Result<Accepted, AcceptError> {
     }
 }
 
-fn delivery<'a>(app: &'a App, p: &'a Pending) -> Result<Delivery<'a>, String> {
+fn delivery<'a>(app: &'a Env, p: &'a Pending) -> Result<Delivery<'a>, String> {
     Ok(Delivery { shop: shop_of(app, p)?, webhook_id: &p.webhook_id, event: &p.event, body: &p.body })
 }
 
 /// The configured shop of a queued event (shops are fixed for the life of the `App`).
-fn shop_of<'a>(app: &'a App, p: &Pending) -> Result<&'a Shop, String> {
+fn shop_of<'a>(app: &'a Env, p: &Pending) -> Result<&'a Shop, String> {
     app.shops.get(&p.shop).ok_or_else(|| format!("shop {} is not configured", p.shop.as_str()))
 }

@@ -11,9 +11,9 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::queue::{OutboundJob, push_outbound};
 use crate::app::App;
 use crate::config::Shop;
+use crate::queue::{OutboundJob, push_outbound};
 use crate::store::{StoreError, Tx};
 
 /// Outbound delivery failures that are not the shop's answer (those are retried).

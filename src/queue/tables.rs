@@ -1,0 +1,1 @@
+//! Every statement Cartback runs on apalis's own tables, in both dialects.
