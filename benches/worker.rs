@@ -197,14 +197,14 @@ async fn backlog(db: &Db, n: usize) {
         // Due tomorrow: where the service files such jobs (queue::LATER on SQLite).
         later_queue = cartback::queue::LATER
     );
-    let Db::Sqlite(pool) = db else { panic!("the backlog is measured on SQLite") };
+    let pool = db.as_sqlite().expect("the backlog is measured on SQLite");
     for sql in statements.iter().chain(std::iter::once(&jobs)) {
         sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
             .execute(pool)
             .await
             .unwrap_or_else(|e| panic!("backlog: {e}\n{sql}"));
     }
-    if let Db::Sqlite(p) = db {
+    if let Some(p) = db.as_sqlite() {
         sqlx::query("ANALYZE").execute(p).await.expect("analyze");
     }
 }
@@ -219,7 +219,7 @@ const DUE_JOBS: &str = "SELECT ROWID, priority, run_at, id FROM Jobs
 /// queue name the backlog waits under (what every look would cost if the backlog waited in
 /// the polled queue: the `run_at` condition cannot bound an index range).
 async fn fetch_plan(db: &Db) -> (String, f64, f64) {
-    let Db::Sqlite(p) = db else { return (String::new(), f64::NAN, f64::NAN) };
+    let Some(p) = db.as_sqlite() else { return (String::new(), f64::NAN, f64::NAN) };
     let rows: Vec<(i64, i64, i64, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {DUE_JOBS}")))
             .bind(cartback::queue::QUEUE)
@@ -260,7 +260,7 @@ async fn apalis_push(backend: &str, n: usize, clients: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = fresh_db(backend, dir.path(), "push").await;
     let db = Db::connect(&url).await.expect("connect");
-    db.migrate().await.expect("migrate");
+    cartback::queue::migrate(&db).await.expect("migrate");
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -273,13 +273,13 @@ async fn apalis_push(backend: &str, n: usize, clients: usize) -> f64 {
                     return;
                 }
                 let task = TaskBuilder::new(serde_json::to_vec(&i).expect("json")).max_attempts(5).build();
-                match &db {
-                    Db::Sqlite(pool) => {
+                match raw(&db) {
+                    Raw::Sqlite(pool) => {
                         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
                         apalis_sqlite::queries::push_tasks(&mut *tx, "raw", &[task]).await.expect("push");
                         tx.commit().await.expect("commit");
                     }
-                    Db::Postgres(pool) => {
+                    Raw::Postgres(pool) => {
                         let mut tx = pool.begin().await.expect("begin");
                         apalis_postgres::queries::push_tasks(&mut *tx, "raw", vec![task]).await.expect("push");
                         tx.commit().await.expect("commit");
@@ -323,9 +323,9 @@ async fn drop_db(url: &str) {
 }
 
 async fn count(db: &Db, sql: &'static str) -> i64 {
-    match db {
-        Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("count"),
-        Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("count"),
+    match raw(db) {
+        Raw::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("count"),
+        Raw::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("count"),
     }
 }
 
@@ -410,9 +410,9 @@ async fn lateness(backend: &str, n: usize, window: Duration) -> (f64, f64, f64, 
     }
     let _ = stop.send(true);
     let _ = worker.await;
-    let mut late: Vec<f64> = match &app.db {
-        Db::Sqlite(p) => sqlx::query_scalar::<_, i64>("SELECT completed_at - due_at FROM sends").fetch_all(p).await,
-        Db::Postgres(p) => sqlx::query_scalar::<_, i64>("SELECT completed_at - due_at FROM sends").fetch_all(p).await,
+    let mut late: Vec<f64> = match raw(&app.db) {
+        Raw::Sqlite(p) => sqlx::query_scalar::<_, i64>("SELECT completed_at - due_at FROM sends").fetch_all(p).await,
+        Raw::Postgres(p) => sqlx::query_scalar::<_, i64>("SELECT completed_at - due_at FROM sends").fetch_all(p).await,
     }
     .expect("lateness")
     .into_iter()
@@ -434,7 +434,7 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = fresh_db(backend, dir.path(), "raw").await;
     let db = Db::connect(&url).await.expect("connect");
-    db.migrate().await.expect("migrate");
+    cartback::queue::migrate(&db).await.expect("migrate");
     let tasks: Vec<_> = (0..n as u64)
         .map(|i| TaskBuilder::new(serde_json::to_vec(&i).expect("json")).max_attempts(5).build())
         .collect();
@@ -443,8 +443,8 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
         let _ = rx.wait_for(|s| *s).await;
         Ok::<(), std::io::Error>(())
     };
-    let rate = match &db {
-        Db::Sqlite(pool) => {
+    let rate = match raw(&db) {
+        Raw::Sqlite(pool) => {
             if keep_lidx {
                 sqlx::query("CREATE INDEX IF NOT EXISTS LIdx ON Jobs(lock_by)").execute(pool).await.expect("LIdx");
             }
@@ -466,7 +466,7 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
             let _ = w.await;
             r
         }
-        Db::Postgres(pool) => {
+        Raw::Postgres(pool) => {
             let mut conn = pool.acquire().await.expect("conn");
             apalis_postgres::queries::push_tasks(&mut *conn, "raw", tasks).await.expect("push");
             drop(conn);
@@ -590,5 +590,19 @@ async fn parts(n: usize) {
             "sqlite     lateness, {due} sends due over {secs}s ({:.0}/s): p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s, early {early}",
             due as f64 / secs as f64
         );
+    }
+}
+
+/// The pool behind a [`Db`], for the baselines that talk to apalis directly.
+enum Raw<'a> {
+    Sqlite(&'a sqlx::SqlitePool),
+    Postgres(&'a sqlx::PgPool),
+}
+
+fn raw(db: &Db) -> Raw<'_> {
+    match (db.as_sqlite(), db.as_postgres()) {
+        (Some(p), _) => Raw::Sqlite(p),
+        (None, Some(p)) => Raw::Postgres(p),
+        (None, None) => unreachable!("a database is SQLite or PostgreSQL"),
     }
 }

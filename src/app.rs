@@ -53,7 +53,7 @@ impl App {
             .with_context(|| format!("loading templates from {}", settings.templates_dir.display()))?;
         let campaigns = load_campaigns(&settings, &renderer, &shops)?;
         let db = Db::connect(settings.database_url.expose()).await.context("connecting to the database")?;
-        db.migrate().await.context("applying migrations")?;
+        crate::queue::migrate(&db).await.context("applying migrations")?;
         let keys = Keyring::load(&db, settings.signing_key.as_ref().map(|s| s.expose())).await?;
         let email = match settings.email.transport {
             EmailTransportKind::File => EmailTransport::File(settings.email.outbox_dir.clone()),

@@ -209,9 +209,9 @@ impl ShopSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
-    /// Jobs processed at once per process.
+    /// How many jobs are processed at once per process.
     pub concurrency: usize,
-    /// Jobs a worker takes from the queue shortly before they are due (up to 2 s early) and
+    /// How many jobs a worker takes from the queue shortly before they are due (up to 2 s early) and
     /// holds until their exact millisecond; at most `concurrency` of them run at once.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,

@@ -14,7 +14,6 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::app::App;
 use crate::queue::{HORIZON, LATER, OUTBOUND_QUEUE, OutboundJob, QUEUE, RecoveryJob};
-use crate::store::Db;
 
 /// The longest a fetched job waits for its due time; anything further off (a clock step) runs
 /// at once and reschedules itself.
@@ -81,8 +80,8 @@ fn worker_name() -> String {
 macro_rules! run_apalis {
     ($app:expr, $name:expr, $signal:expr, $queue:expr, $job:ty, $handler:expr, $concurrency:expr, $data:expr) => {{
         let ws = &$app.settings.worker;
-        match &$app.db {
-            Db::Sqlite(pool) => {
+        match ($app.db.as_sqlite(), $app.db.as_postgres()) {
+            (Some(pool), _) => {
                 let config = apalis_sqlite::Config::default()
                     .queue($queue)
                     .batch_size($concurrency)
@@ -97,7 +96,8 @@ macro_rules! run_apalis {
                     .run_until($signal)
                     .await
             }
-            Db::Postgres(pool) => {
+            (None, pool) => {
+                let pool = pool.expect("a database is SQLite or PostgreSQL");
                 let config = apalis_postgres::Config::default()
                     .queue($queue)
                     .batch_size($concurrency)
@@ -180,7 +180,7 @@ async fn lane(app: Arc<App>, mut shutdown: watch::Receiver<bool>, lane: Lane) {
 async fn promote(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let until = Utc::now().timestamp() + i64::try_from(HORIZON.as_secs()).unwrap_or(0);
-        match app.db.promote_jobs(LATER, QUEUE, until).await {
+        match crate::queue::tables::promote(&app.db, LATER, QUEUE, until).await {
             Ok(0) => {}
             Ok(n) => debug!(moved = n, "jobs falling due soon moved into the recovery queue"),
             Err(e) => warn!(error = %e, "moving jobs that fall due soon into the recovery queue failed; trying again"),
@@ -209,7 +209,7 @@ async fn maintain(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             warn!(error = %e, "forgetting old signed requests failed");
         }
         for queue in [QUEUE, OUTBOUND_QUEUE] {
-            match app.db.vacuum_jobs(queue, before).await {
+            match crate::queue::tables::vacuum(&app.db, queue, before).await {
                 Ok(0) => {}
                 Ok(n) => info!(queue, deleted = n, "vacuumed finished jobs"),
                 Err(e) => warn!(queue, error = %e, "vacuuming finished jobs failed"),

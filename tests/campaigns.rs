@@ -25,9 +25,9 @@ async fn cart_field(db: &Db, id: &str, column: &'static str) -> Option<String> {
         "status" => "SELECT status FROM carts WHERE external_id = $1",
         _ => panic!("unknown column {column}"),
     };
-    match db {
-        Db::Sqlite(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.expect("cart"),
-        Db::Postgres(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.expect("cart"),
+    match common::raw(db) {
+        common::Raw::Sqlite(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.expect("cart"),
+        common::Raw::Postgres(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await.expect("cart"),
     }
 }
 
@@ -107,12 +107,12 @@ async fn a_cart_nobody_can_reach_does_not_enter_and_says_why() {
         (t.scalar("SELECT COUNT(*) FROM carts WHERE status = 'not_entered'").await == 1).then_some(())
     })
     .await;
-    let why: String = match &t.app.db {
-        Db::Sqlite(p) => sqlx::query_scalar("SELECT detail FROM cart_log WHERE what = 'not_entered'")
+    let why: String = match common::raw(&t.app.db) {
+        common::Raw::Sqlite(p) => sqlx::query_scalar("SELECT detail FROM cart_log WHERE what = 'not_entered'")
             .fetch_one(p)
             .await
             .expect("log"),
-        Db::Postgres(p) => sqlx::query_scalar("SELECT detail FROM cart_log WHERE what = 'not_entered'")
+        common::Raw::Postgres(p) => sqlx::query_scalar("SELECT detail FROM cart_log WHERE what = 'not_entered'")
             .fetch_one(p)
             .await
             .expect("log"),
@@ -154,9 +154,9 @@ async fn the_restore_link_applies_the_incentive_code_and_campaign_utm() {
     assert_eq!(t.post(&common::cart_event("cart.updated", "c_utm", "u@example.com", past)).await.status(), 202);
     let (_, raw) =
         t.wait_for("the incentive email", Duration::from_secs(20), || async { t.emails().into_iter().next() }).await;
-    let code: String = match &t.app.db {
-        Db::Sqlite(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
-        Db::Postgres(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
+    let code: String = match common::raw(&t.app.db) {
+        common::Raw::Sqlite(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
+        common::Raw::Postgres(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
     };
     let link = common::restore_link(&raw, &t.base).expect("restore link");
     let resp = t.client.get(&link).send().await.expect("click");

@@ -97,9 +97,9 @@ async fn accept_due_carts(s: cartback::config::Settings, n: usize) -> Db {
 }
 
 async fn count(db: &Db, sql: &'static str) -> i64 {
-    match db {
-        Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
-        Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
+    match common::raw(db) {
+        common::Raw::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
+        common::Raw::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
     }
 }
 

@@ -26,7 +26,7 @@ async fn an_operator_retries_a_dead_job_from_the_dashboard() {
     })
     .await;
     // … and one of its jobs turned into a dead one, as a relay outage would leave it.
-    let cartback::store::Db::Sqlite(pool) = &t.app.db else { unreachable!("sqlite test") };
+    let pool = t.app.db.as_sqlite().expect("a SQLite database");
     let id: String =
         sqlx::query_scalar("SELECT id FROM Jobs WHERE status = 'Done' LIMIT 1").fetch_one(pool).await.expect("job");
     sqlx::query("UPDATE Jobs SET status = 'Killed', attempts = 5, last_result = '{\"Err\":\"SMTP relay answered 554: rejected\"}' WHERE id = $1")

@@ -55,11 +55,11 @@ async fn each_class_of_relay_trouble_gets_its_verdict() {
             (n >= 1).then_some(())
         })
         .await;
-        let row: (String, Option<String>, i64) = match &t.app.db {
-            cartback::store::Db::Sqlite(p) => {
+        let row: (String, Option<String>, i64) = match common::raw(&t.app.db) {
+            common::Raw::Sqlite(p) => {
                 sqlx::query_as("SELECT status, reason, claimed_at FROM sends").fetch_one(p).await.expect("send row")
             }
-            cartback::store::Db::Postgres(_) => unreachable!(),
+            common::Raw::Postgres(_) => unreachable!(),
         };
         assert_eq!(row.0, status, "{what}: {row:?}");
         let why = row.1.unwrap_or_default();

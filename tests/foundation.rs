@@ -58,13 +58,9 @@ async fn abandoned_cart_receives_each_step_with_a_working_restore_link(backend: 
     assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent' AND completed_at < due_at").await, 0);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, 3);
     // The incentive code issued once, and it is in the email.
-    let code: String = match &t.app.db {
-        cartback::store::Db::Sqlite(p) => {
-            sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code")
-        }
-        cartback::store::Db::Postgres(p) => {
-            sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code")
-        }
+    let code: String = match common::raw(&t.app.db) {
+        common::Raw::Sqlite(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
+        common::Raw::Postgres(p) => sqlx::query_scalar("SELECT code FROM incentives").fetch_one(p).await.expect("code"),
     };
     assert!(mails.iter().any(|(_, raw)| raw.contains(&code)), "incentive email shows {code}");
     t.shutdown().await;
@@ -122,7 +118,7 @@ async fn same_delivery_twice_makes_one_sequence(backend: Backend) {
     assert_eq!(second.json::<Value>().await.expect("json")["status"], "duplicate");
     assert_eq!(t.scalar("SELECT COUNT(*) FROM webhook_events").await, 1);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM carts").await, 1);
-    let jobs = t.app.db.queue_counts(cartback::queue::RECOVERY).await.expect("counts");
+    let jobs = cartback::queue::tables::counts(&t.app.db, cartback::queue::RECOVERY).await.expect("counts");
     assert_eq!(jobs.pending, 1, "one pending job for one cart: {jobs:?}");
     t.shutdown().await;
 }
@@ -163,7 +159,7 @@ async fn bad_requests_are_refused_and_nothing_is_stored(backend: Backend) {
 
     assert_eq!(t.scalar("SELECT COUNT(*) FROM webhook_events").await, 0);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM carts").await, 0);
-    assert_eq!(t.app.db.queue_counts(cartback::queue::RECOVERY).await.expect("counts").pending, 0);
+    assert_eq!(cartback::queue::tables::counts(&t.app.db, cartback::queue::RECOVERY).await.expect("counts").pending, 0);
     // And the good one still goes through afterwards.
     assert_eq!(t.post_raw(SHOP, "m8", now, &good, None).await.status(), 202);
     t.shutdown().await;

@@ -87,8 +87,8 @@ async fn retry_and_cancel_never_touch_a_held_job(backend: Backend) {
     assert_eq!(post(&t, &format!("/ops/jobs/{id}/cancel")).await.0, 409, "cancelled twice");
 
     // A job a worker holds is left alone.
-    let hold = match &t.app.db {
-        cartback::store::Db::Sqlite(p) => {
+    let hold = match common::raw(&t.app.db) {
+        common::Raw::Sqlite(p) => {
             sqlx::query("INSERT INTO Workers (id, worker_type, storage_name, layers, last_seen) VALUES ('w1', 'cartback.recovery', 'x', '', strftime('%s','now'))").execute(p).await.expect("worker");
             sqlx::query("UPDATE Jobs SET status = 'Running', lock_by = 'w1' WHERE id = $1")
                 .bind(&id)
@@ -97,7 +97,7 @@ async fn retry_and_cancel_never_touch_a_held_job(backend: Backend) {
                 .expect("hold")
                 .rows_affected()
         }
-        cartback::store::Db::Postgres(p) => {
+        common::Raw::Postgres(p) => {
             sqlx::query("INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) VALUES ('w1', 'cartback.recovery', 'x', '', now())").execute(p).await.expect("worker");
             sqlx::query("UPDATE apalis.jobs SET status = 'Running', lock_by = 'w1' WHERE id = $1")
                 .bind(&id)
@@ -114,9 +114,9 @@ async fn retry_and_cancel_never_touch_a_held_job(backend: Backend) {
     assert_eq!(post(&t, &format!("/ops/jobs/{id}/retry")).await.0, 409);
 
     // Released and failed for good: retry puts it back, due now, and the worker runs it.
-    match &t.app.db {
-        cartback::store::Db::Sqlite(p) => sqlx::query("UPDATE Jobs SET status = 'Killed', lock_by = NULL, last_result = '{\"Err\":\"boom\"}' WHERE id = $1").bind(&id).execute(p).await.expect("kill").rows_affected(),
-        cartback::store::Db::Postgres(p) => sqlx::query("UPDATE apalis.jobs SET status = 'Killed', lock_by = NULL, last_result = '{\"Err\":\"boom\"}'::jsonb WHERE id = $1").bind(&id).execute(p).await.expect("kill").rows_affected(),
+    match common::raw(&t.app.db) {
+        common::Raw::Sqlite(p) => sqlx::query("UPDATE Jobs SET status = 'Killed', lock_by = NULL, last_result = '{\"Err\":\"boom\"}' WHERE id = $1").bind(&id).execute(p).await.expect("kill").rows_affected(),
+        common::Raw::Postgres(p) => sqlx::query("UPDATE apalis.jobs SET status = 'Killed', lock_by = NULL, last_result = '{\"Err\":\"boom\"}'::jsonb WHERE id = $1").bind(&id).execute(p).await.expect("kill").rows_affected(),
     };
     assert_eq!(get(&t, &format!("/ops/jobs/{id}")).await.1["job"]["state"], "dead");
     let (s, p) = post(&t, &format!("/ops/jobs/{id}/retry")).await;

@@ -11,12 +11,12 @@ async fn sqlite_ack_does_not_walk_the_lock_by_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("q.db").display());
     let db = Db::connect(&url).await.expect("connect");
-    db.migrate().await.expect("migrate");
+    cartback::queue::migrate(&db).await.expect("migrate");
     db.close().await;
     // A fresh connection, as `cartback serve` after `cartback migrate` has: EXPLAIN does not
     // re-check a pooled connection's cached schema.
     let db = Db::connect(&url).await.expect("reconnect");
-    let plan = db.explain_ack_plan().await.expect("plan").join("\n");
+    let plan = cartback::queue::tables::explain_ack_plan(&db).await.expect("plan").join("\n");
     assert!(!plan.contains("LIdx"), "ack walks LIdx:\n{plan}");
     assert!(plan.contains("sqlite_autoindex_Jobs_1"), "ack should look jobs up by id:\n{plan}");
 }
@@ -30,14 +30,14 @@ mod on_time {
 
     /// `(run_at seconds, payload)` of every recovery job, whatever the backend.
     async fn recovery_jobs(t: &super::common::TestApp) -> Vec<(i64, serde_json::Value)> {
-        let rows: Vec<(i64, String)> = match &t.app.db {
-            cartback::store::Db::Sqlite(p) => sqlx::query_as(
+        let rows: Vec<(i64, String)> = match crate::common::raw(&t.app.db) {
+            crate::common::Raw::Sqlite(p) => sqlx::query_as(
                 "SELECT run_at, CAST(job AS TEXT) FROM Jobs WHERE job_type = 'cartback.recovery' ORDER BY id",
             )
             .fetch_all(p)
             .await
             .expect("jobs"),
-            cartback::store::Db::Postgres(p) => sqlx::query_as(
+            crate::common::Raw::Postgres(p) => sqlx::query_as(
                 "SELECT EXTRACT(EPOCH FROM run_at)::BIGINT, convert_from(job, 'UTF8') FROM apalis.jobs
                  WHERE job_type = 'cartback.recovery' ORDER BY id",
             )
@@ -85,8 +85,8 @@ mod on_time {
     /// (its key already in the recovery queue) does not stop the others. PostgreSQL keeps one
     /// queue.
     async fn a_far_job_waits_apart_until_it_falls_due_soon(backend: Backend) {
+        use cartback::queue::tables::JobFilter;
         use cartback::queue::{LATER, QUEUE};
-        use cartback::store::ops::JobFilter;
         let t = spawn_app_with(backend, &quick_campaign(3600, &[("reminder", 60, "reminder")]), false, |_| {}).await;
         for (cart, email) in [("c_1", "anna@example.de"), ("c_2", "ben@example.de")] {
             assert_eq!(t.post(&cart_event("cart.updated", cart, email, Utc::now())).await.status(), 202);
@@ -95,14 +95,14 @@ mod on_time {
         let in_queue = |name: &'static str| {
             let db = t.app.db.clone();
             async move {
-                match &db {
-                    cartback::store::Db::Sqlite(p) => {
+                match crate::common::raw(&db) {
+                    crate::common::Raw::Sqlite(p) => {
                         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM Jobs WHERE job_type = $1")
                             .bind(name)
                             .fetch_one(p)
                             .await
                     }
-                    cartback::store::Db::Postgres(p) => {
+                    crate::common::Raw::Postgres(p) => {
                         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1")
                             .bind(name)
                             .fetch_one(p)
@@ -118,19 +118,25 @@ mod on_time {
             "both due in an hour"
         );
         let mut tx = t.app.db.begin().await.expect("begin");
-        let listed = tx
-            .list_jobs(cartback::queue::RECOVERY, &JobFilter { limit: 10, ..JobFilter::default() })
-            .await
-            .expect("list");
+        let filter = JobFilter { limit: 10, ..JobFilter::default() };
+        let listed =
+            cartback::queue::tables::list_jobs(&mut tx, cartback::queue::RECOVERY, &filter).await.expect("list");
         tx.commit().await.expect("commit");
         assert_eq!(listed.iter().map(|j| j.state.as_str()).collect::<Vec<_>>(), ["scheduled", "scheduled"]);
-        assert_eq!(t.app.db.queue_counts(cartback::queue::RECOVERY).await.expect("counts").pending, 2);
+        assert_eq!(
+            cartback::queue::tables::counts(&t.app.db, cartback::queue::RECOVERY).await.expect("counts").pending,
+            2
+        );
 
         let now = Utc::now().timestamp();
-        assert_eq!(t.app.db.promote_jobs(LATER, QUEUE, now + 60).await.expect("promote"), 0, "not due within 60 s");
+        assert_eq!(
+            cartback::queue::tables::promote(&t.app.db, LATER, QUEUE, now + 60).await.expect("promote"),
+            0,
+            "not due within 60 s"
+        );
         if sqlite {
             // A copy of the first job's key in the recovery queue: that job cannot move.
-            let cartback::store::Db::Sqlite(p) = &t.app.db else { unreachable!() };
+            let p = t.app.db.as_sqlite().expect("a SQLite database");
             sqlx::query(
                 "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, idempotency_key)
                  SELECT job, 'copy', $1, 'Done', 0, 5, run_at, 0, idempotency_key FROM Jobs ORDER BY rowid LIMIT 1",
@@ -140,7 +146,9 @@ mod on_time {
             .await
             .expect("copy");
         }
-        let moved = t.app.db.promote_jobs(LATER, QUEUE, now + 3600).await.expect("a blocked job fails nothing");
+        let moved = cartback::queue::tables::promote(&t.app.db, LATER, QUEUE, now + 3600)
+            .await
+            .expect("a blocked job fails nothing");
         assert_eq!(moved, u64::from(sqlite), "the other job moves");
         let expected = if sqlite { (2, 1) } else { (2, 0) };
         assert_eq!((in_queue(QUEUE).await, in_queue(LATER).await), expected);

@@ -50,13 +50,13 @@ async fn a_shopify_checkout_becomes_a_cart_and_its_order_recovers_it(backend: Ba
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<serde_json::Value>().await.expect("problem")["field"], "total_price");
 
-    let row: (String, Option<i64>, Option<String>, Option<String>, bool) = match &t.app.db {
-        cartback::store::Db::Sqlite(p) => {
+    let row: (String, Option<i64>, Option<String>, Option<String>, bool) = match common::raw(&t.app.db) {
+        common::Raw::Sqlite(p) => {
             sqlx::query_as("SELECT external_id, total_minor, restore_url, timezone, accepts_email FROM carts")
                 .fetch_one(p)
                 .await
         }
-        cartback::store::Db::Postgres(p) => {
+        common::Raw::Postgres(p) => {
             sqlx::query_as("SELECT external_id, total_minor, restore_url, timezone, accepts_email FROM carts")
                 .fetch_one(p)
                 .await

@@ -267,14 +267,12 @@ async fn a_failed_sms_falls_back_to_email_and_calls_carry_the_send_id() {
 
     let keys = fake.keys.lock().expect("lock").clone();
     assert_eq!(keys.len(), 2, "every call carries the key");
-    let ids: Vec<String> = match &t.app.db {
-        cartback::store::Db::Sqlite(p) => {
-            sqlx::query_scalar("SELECT public_id FROM sends WHERE channel = 'sms' ORDER BY id")
-                .fetch_all(p)
-                .await
-                .expect("ids")
-        }
-        cartback::store::Db::Postgres(_) => unreachable!(),
+    let ids: Vec<String> = match common::raw(&t.app.db) {
+        common::Raw::Sqlite(p) => sqlx::query_scalar("SELECT public_id FROM sends WHERE channel = 'sms' ORDER BY id")
+            .fetch_all(p)
+            .await
+            .expect("ids"),
+        common::Raw::Postgres(_) => unreachable!(),
     };
     let mut sorted_keys = keys.clone();
     sorted_keys.sort();

@@ -319,9 +319,9 @@ async fn held_back_writes_read_as_written(backend: Backend) {
         // (The event's job waits in the far-future queue; this one is due within the horizon.)
         let pushed = "SELECT status || ' ' || attempts || ' ' || max_attempts || ' ' || priority || ' ' || metadata
                       || ' ' || length(id) || ' ' || typeof(job) FROM Jobs ORDER BY rowid";
-        let rows: Vec<String> = match &t.app.db {
-            cartback::store::Db::Sqlite(p) => sqlx::query_scalar(pushed).fetch_all(p).await.expect("jobs"),
-            cartback::store::Db::Postgres(_) => unreachable!(),
+        let rows: Vec<String> = match crate::common::raw(&t.app.db) {
+            crate::common::Raw::Sqlite(p) => sqlx::query_scalar(pushed).fetch_all(p).await.expect("jobs"),
+            crate::common::Raw::Postgres(_) => unreachable!(),
         };
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0], rows[1], "same columns as apalis writes");
@@ -344,7 +344,7 @@ async fn fresh_sqlite() -> (tempfile::TempDir, cartback::store::Db) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("cartback.db").display());
     let db = cartback::store::Db::connect(&url).await.expect("connect");
-    db.migrate().await.expect("migrate");
+    cartback::queue::migrate(&db).await.expect("migrate");
     (dir, db)
 }
 
@@ -353,7 +353,7 @@ async fn fresh_sqlite() -> (tempfile::TempDir, cartback::store::Db) {
 #[tokio::test]
 async fn sqlite_order_history_reads_its_indexes() {
     let (_dir, db) = fresh_sqlite().await;
-    let cartback::store::Db::Sqlite(pool) = &db else { unreachable!("a SQLite URL") };
+    let pool = db.as_sqlite().expect("a SQLite database");
     // A shop with some history, and the planner's statistics about it.
     sqlx::query(
         "WITH RECURSIVE k(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM k WHERE x < 5000)
@@ -380,7 +380,7 @@ async fn sqlite_order_history_reads_its_indexes() {
 #[tokio::test]
 async fn sqlite_keeps_plans_and_statistics() {
     let (_dir, db) = fresh_sqlite().await;
-    let cartback::store::Db::Sqlite(pool) = &db else { unreachable!("a SQLite URL") };
+    let pool = db.as_sqlite().expect("a SQLite database");
     let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(pool).await.expect("options");
     assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "built without the stability guarantee: {options:?}");
     sqlx::query(

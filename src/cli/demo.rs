@@ -187,7 +187,7 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
     if std::env::var_os("RUST_LOG").is_none() {
         crate::telemetry::init_with("warn");
     } else {
-        crate::telemetry::init(s.log_format);
+        crate::telemetry::init(s.log_format, crate::queue::LOG_DEFAULTS);
     }
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", args.db.display()));

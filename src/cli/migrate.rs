@@ -7,9 +7,9 @@ use crate::store::Db;
 
 pub async fn run(cli: &Cli) -> Result<(), Failure> {
     let s = settings(cli)?;
-    crate::telemetry::init(s.log_format);
+    crate::telemetry::init(s.log_format, crate::queue::LOG_DEFAULTS);
     let db = Db::connect(s.database_url.expose()).await.context("connecting to the database")?;
-    db.migrate().await.context("applying migrations")?;
+    crate::queue::migrate(&db).await.context("applying migrations")?;
     println!("migrations applied ({})", db.backend());
     Ok(())
 }

@@ -42,8 +42,8 @@ pub enum Command {
     #[command(subcommand, alias = "campaigns")]
     Campaign(campaign::CampaignCommand),
     /// Inspect and act on the job queue.
-    #[command(subcommand)]
-    Jobs(ops::JobsCommand),
+    #[command(subcommand, name = "jobs")]
+    JobQueue(ops::JobsCommand),
     /// One cart's timeline.
     #[command(subcommand)]
     Carts(ops::CartsCommand),
@@ -96,7 +96,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate => migrate::run(&cli).await,
         Command::Demo(args) => demo::run(&cli, args).await,
         Command::Campaign(cmd) => campaign::run(&cli, cmd).await,
-        Command::Jobs(cmd) => ops::jobs(&cli, cmd).await,
+        Command::JobQueue(cmd) => ops::jobs(&cli, cmd).await,
         Command::Carts(cmd) => ops::carts(&cli, cmd).await,
         Command::Stats(a) => ops::stats(&cli, a).await,
         Command::Customers(cmd) => ops::customers(&cli, cmd).await,

@@ -7,7 +7,7 @@ use super::{Cli, Failure, settings};
 use crate::app::App;
 use crate::domain::from_millis;
 use crate::ops::{self, OpsError};
-use crate::store::ops::JobFilter;
+use crate::queue::tables::JobFilter;
 
 /// `cartback jobs …`
 #[derive(Debug, Subcommand)]

@@ -46,7 +46,7 @@ async fn reload_on_sighup(app: std::sync::Arc<App>) {
 
 pub async fn serve(cli: &Cli, http: bool) -> Result<(), Failure> {
     let s = settings(cli)?;
-    crate::telemetry::init(s.log_format);
+    crate::telemetry::init(s.log_format, crate::queue::LOG_DEFAULTS);
     if s.shops.is_empty() {
         warn!("no [shops.*] configured: every webhook will answer 404 (see README, Configuration)");
     }
@@ -71,7 +71,7 @@ pub async fn serve(cli: &Cli, http: bool) -> Result<(), Failure> {
         info!("shutting down");
         let _ = stop_tx.send(true);
     }
-    // Jobs in hand get `worker.shutdown_grace` to finish; a send cut off after that is left
+    // The jobs in hand get `worker.shutdown_grace` to finish; a send cut off after that is left
     // to its claim lease and taken over by the next worker (docs/delivery.md).
     let grace = app.settings.worker.shutdown_grace;
     match tokio::time::timeout(grace, worker).await {

@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::domain::from_millis;
 use crate::ops;
 use crate::queue::RECOVERY;
-use crate::store::ops::JobFilter;
+use crate::queue::tables::JobFilter;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -172,13 +172,23 @@ pub async fn dashboard(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
 }
 
 async fn render(app: &App, msg: Option<&str>) -> Result<Html<String>, ops::OpsError> {
-    let counts = app.db.queue_counts(RECOVERY).await.map_err(ops::OpsError::Store)?;
+    let counts = crate::queue::tables::counts(&app.db, RECOVERY).await.map_err(ops::OpsError::Store)?;
     let now = Utc::now().timestamp_millis();
     let mut tx = app.db.begin().await?;
     let upcoming = tx.upcoming(now, now + 86_400_000, 50).await?;
     let failed_jobs: Vec<_> = [
-        tx.list_jobs(RECOVERY, &JobFilter { state: Some("failed".into()), limit: 20, ..JobFilter::default() }).await?,
-        tx.list_jobs(RECOVERY, &JobFilter { state: Some("dead".into()), limit: 20, ..JobFilter::default() }).await?,
+        crate::queue::tables::list_jobs(
+            &mut tx,
+            RECOVERY,
+            &JobFilter { state: Some("failed".into()), limit: 20, ..JobFilter::default() },
+        )
+        .await?,
+        crate::queue::tables::list_jobs(
+            &mut tx,
+            RECOVERY,
+            &JobFilter { state: Some("dead".into()), limit: 20, ..JobFilter::default() },
+        )
+        .await?,
     ]
     .concat();
     let failed_sends = tx.failed_sends(20).await?;

@@ -14,7 +14,7 @@ use super::Problem;
 use super::auth::authorized;
 use crate::app::App;
 use crate::ops::{self, OpsError};
-use crate::store::ops::JobFilter;
+use crate::queue::tables::JobFilter;
 
 impl From<OpsError> for Problem {
     fn from(e: OpsError) -> Self {
@@ -161,7 +161,7 @@ pub async fn pause(
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    if let Ok(c) = app.db.queue_counts(crate::queue::RECOVERY).await {
+    if let Ok(c) = crate::queue::tables::counts(&app.db, crate::queue::RECOVERY).await {
         for (state, n) in [
             ("pending", c.pending),
             ("running", c.running),

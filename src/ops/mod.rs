@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::app::App;
 use crate::domain::{Currency, Money, from_millis};
 use crate::incentive::ChosenOffer;
+use crate::queue::tables::{JobFilter, JobRecord as JobRow};
 use crate::queue::{QUEUE, RECOVERY};
-use crate::store::ops::{JobFilter, JobRow};
 use crate::store::{CartRow, LogEntry, SendRow, StoreError};
 
 /// Why an operator action did not happen.
@@ -36,7 +36,7 @@ pub enum OpsError {
 /// List jobs.
 pub async fn jobs(app: &App, filter: &JobFilter) -> Result<Vec<JobRow>, OpsError> {
     let mut tx = app.db.begin().await?;
-    let rows = tx.list_jobs(RECOVERY, filter).await?;
+    let rows = crate::queue::tables::list_jobs(&mut tx, RECOVERY, filter).await?;
     tx.commit().await?;
     Ok(rows)
 }
@@ -57,7 +57,9 @@ pub struct JobView {
 /// One job by id.
 pub async fn job(app: &App, id: &str) -> Result<JobView, OpsError> {
     let mut tx = app.db.begin().await?;
-    let job = tx.job(RECOVERY, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
+    let job = crate::queue::tables::job(&mut tx, RECOVERY, id)
+        .await?
+        .ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
     let timeline = match job.cart_id {
         Some(c) => {
             let mut t = tx.cart_log(c).await?;
@@ -87,7 +89,9 @@ async fn job_in_state(
     action: &str,
     allowed_desc: &str,
 ) -> Result<JobRow, OpsError> {
-    let job = tx.job(RECOVERY, id).await?.ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
+    let job = crate::queue::tables::job(tx, RECOVERY, id)
+        .await?
+        .ok_or_else(|| OpsError::NotFound(format!("no job {id:?}")))?;
     match job.state.as_str() {
         s if allowed.contains(&s) => Ok(job),
         "running" => Err(OpsError::Conflict(format!(
@@ -103,7 +107,7 @@ pub async fn retry_job(app: &App, id: &str) -> Result<String, OpsError> {
     let mut tx = app.db.begin().await?;
     let job =
         job_in_state(&mut tx, id, &["failed", "dead", "cancelled"], "retried", "failed, dead or cancelled").await?;
-    if !tx.requeue_job(QUEUE, id, &job.status).await? {
+    if !crate::queue::tables::requeue(&mut tx, QUEUE, id, &job.status).await? {
         return Err(OpsError::Conflict(format!("job {id} changed while retrying; look again")));
     }
     let now = Utc::now().timestamp_millis();
@@ -127,7 +131,7 @@ pub async fn retry_job(app: &App, id: &str) -> Result<String, OpsError> {
 pub async fn cancel_job(app: &App, id: &str) -> Result<String, OpsError> {
     let mut tx = app.db.begin().await?;
     let job = job_in_state(&mut tx, id, &["pending", "scheduled", "failed"], "cancelled", "waiting or failed").await?;
-    if !tx.cancel_job(id).await? {
+    if !crate::queue::tables::cancel(&mut tx, id).await? {
         return Err(OpsError::Conflict(format!("a worker took job {id} meanwhile; it was not cancelled")));
     }
     let now = Utc::now().timestamp_millis();

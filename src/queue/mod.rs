@@ -10,13 +10,21 @@ pub mod tables;
 
 use std::time::Duration;
 
-use apalis::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{JobRow, StoreError, Tx, TxInner};
+use crate::store::{Dialect, StoreError, Tx};
 
 pub use schedule::{ensure_job, reschedule};
+
+/// Apply every migration: the queue's own tables, then Cartback's (some refer to the queue's).
+pub async fn migrate(db: &crate::store::Db) -> Result<(), StoreError> {
+    tables::migrate(db).await?;
+    db.migrate().await
+}
+
+/// Default log levels of the queue library (its per-poll lines); `RUST_LOG` overrides them.
+pub const LOG_DEFAULTS: &str = "apalis=warn";
 
 /// The queue every recovery job lives in.
 pub const QUEUE: &str = "cartback.recovery";
@@ -80,7 +88,7 @@ pub async fn push(tx: &mut Tx, job: RecoveryJob, run_at: DateTime<Utc>) -> Resul
     let secs = (ms - lead).max(0) / 1000;
     let horizon = i64::try_from(HORIZON.as_millis()).unwrap_or(i64::MAX / 4);
     let far = ms > Utc::now().timestamp_millis() + horizon;
-    let queue = if far && matches!(tx.inner, TxInner::Sqlite(_)) { LATER } else { QUEUE };
+    let queue = if far && tx.dialect() == Dialect::Sqlite { LATER } else { QUEUE };
     push_to(tx, queue, &job, secs, format!("{}:{}", job.cart, job.seq)).await
 }
 
@@ -92,30 +100,7 @@ pub async fn push_outbound(tx: &mut Tx, job: OutboundJob, run_at: DateTime<Utc>)
 }
 
 async fn push_to(tx: &mut Tx, queue: &str, job: &impl Serialize, secs: i64, key: String) -> Result<(), StoreError> {
-    let secs = u64::try_from(secs).unwrap_or(0);
     let args = serde_json::to_vec(job).map_err(|e| StoreError::Queue(e.to_string()))?;
-    let task =
-        TaskBuilder::new(args).run_at_timestamp(secs).max_attempts(MAX_JOB_ATTEMPTS).idempotency_key(key).build();
-    if tx.deferring() {
-        // Held back with the transaction's other writes: the row apalis-sqlite's push writes.
-        let job = JobRow {
-            id: ulid::Ulid::generate().to_string(),
-            queue: queue.to_owned(),
-            max_attempts: i64::try_from(task.max_attempts().unwrap_or(MAX_JOB_ATTEMPTS)).unwrap_or(i64::MAX),
-            run_at: i64::try_from(task.run_at().unwrap_or(secs)).unwrap_or(i64::MAX),
-            priority: i64::try_from(task.priority().unwrap_or_default()).unwrap_or(0),
-            metadata: serde_json::to_string(task.metadata()).unwrap_or_default(),
-            idempotency_key: task.idempotency_key().map(str::to_owned),
-            args: task.args,
-        };
-        return tx.defer_job(job);
-    }
-    match &mut tx.inner {
-        TxInner::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, queue, &[task])
-            .await
-            .map_err(|e| StoreError::Queue(e.to_string())),
-        TxInner::Postgres(t) => apalis_postgres::queries::push_tasks(&mut **t, queue, vec![task])
-            .await
-            .map_err(|e| StoreError::Queue(e.to_string())),
-    }
+    let max_attempts = i64::try_from(MAX_JOB_ATTEMPTS).unwrap_or(i64::MAX);
+    tx.insert_rows(&tables::PUSH, vec![tables::job_row(args, queue, max_attempts, secs.max(0), key)]).await
 }

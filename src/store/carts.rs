@@ -26,7 +26,7 @@ pub enum CartStatus {
 /// Timeline lines one `INSERT` writes (4 parameters each, far below either database's limit).
 const LINES_PER_INSERT: usize = 200;
 
-/// Every column [`Tx::save_cart`] and the held-back writes (`super::deferred`) writes, `id` first.
+/// Every column [`Tx::save_cart`] and the held-back writes (`super::sqlite`) writes, `id` first.
 pub(super) const CART_COLUMNS: [&str; 39] = [
     "id",
     "status",
@@ -259,7 +259,7 @@ impl Tx {
             // SQLite: the transaction holds the database's write lock already, so one upsert
             // that hands back the row, new or not, is the lookup too. The new row carries the
             // public id made here; an existing one keeps its own.
-            super::TxInner::Sqlite(c) => {
+            super::Inner::Sqlite { tx: c, .. } => {
                 let sql = format!("{INSERT} DO UPDATE SET updated_at = carts.updated_at RETURNING *");
                 sqlx::query_as::<_, CartRow>(sqlx::AssertSqlSafe(sql))
                     .bind(&public_id)
@@ -271,7 +271,7 @@ impl Tx {
             }
             // PostgreSQL: insert if missing, then lock the row (an upsert that changes nothing
             // would still write a new row version on every event).
-            super::TxInner::Postgres(c) => {
+            super::Inner::Postgres(c) => {
                 let sql = format!("{INSERT} DO NOTHING");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&public_id)

@@ -110,7 +110,7 @@ impl Tx {
     pub async fn explain_history_plan(&mut self) -> Result<Vec<String>, StoreError> {
         let sql = format!("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM customer_orders WHERE {HISTORY_MATCH}");
         Ok(match &mut self.inner {
-            super::TxInner::Sqlite(c) => {
+            super::Inner::Sqlite { tx: c, .. } => {
                 let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind("s")
                     .bind("c")
@@ -120,7 +120,7 @@ impl Tx {
                     .await?;
                 rows.into_iter().map(|r| r.3).collect()
             }
-            super::TxInner::Postgres(_) => Vec::new(),
+            super::Inner::Postgres(_) => Vec::new(),
         })
     }
 

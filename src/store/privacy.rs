@@ -112,9 +112,9 @@ impl Db {
     /// Forget signed requests received before `before_ms`: their timestamps are refused anyway.
     pub async fn forget_requests(&self, before_ms: i64) -> Result<u64, StoreError> {
         let sql = "DELETE FROM signed_requests WHERE received_at < $1";
-        Ok(match self {
-            Db::Sqlite(p) => sqlx::query(sql).bind(before_ms).execute(p).await?.rows_affected(),
-            Db::Postgres(p) => sqlx::query(sql).bind(before_ms).execute(p).await?.rows_affected(),
+        Ok(match &self.backend {
+            super::Backend::Sqlite(p) => sqlx::query(sql).bind(before_ms).execute(p).await?.rows_affected(),
+            super::Backend::Postgres(p) => sqlx::query(sql).bind(before_ms).execute(p).await?.rows_affected(),
         })
     }
 }

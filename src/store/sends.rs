@@ -1,6 +1,6 @@
 //! The send log: claimed before a provider is called, completed after.
 
-use super::{StoreError, Tx, TxInner, on_tx, on_tx_now};
+use super::{StoreError, Tx, on_tx, on_tx_now};
 
 /// How an erased person's address is kept on the suppression list: a hash, not the address.
 pub fn address_hash(address: &str) -> String {
@@ -165,14 +165,11 @@ impl Tx {
         }
         // What the job decided about its cart (held back on SQLite) goes in the same command as
         // the claim: one round trip to SQLite's thread instead of two.
-        let fresh = match self.take_held_back() {
-            Some(held) => {
-                let TxInner::Sqlite(c) = &mut self.inner else {
-                    return Err(StoreError::Corrupt("deferred writes on a PostgreSQL transaction".into()));
-                };
-                let sql = format!("{}{}", held.sql, super::deferred::shift_params(CLAIM, held.params));
+        let fresh = match self.sqlite_with_held() {
+            Some((c, held)) => {
+                let sql = format!("{}{}", held.sql, super::sqlite::shift_params(CLAIM, held.params));
                 let q = sqlx::query_as::<_, SendRow>(sqlx::AssertSqlSafe(sql)).persistent(held.repeats());
-                bind_claim!(super::deferred::bind_held_back!(q, held)).fetch_optional(&mut **c).await?
+                bind_claim!(super::sqlite::bind_held_back!(q, held)).fetch_optional(c).await?
             }
             None => {
                 on_tx_now!(self, |c| bind_claim!(sqlx::query_as::<_, SendRow>(CLAIM)).fetch_optional(&mut *c).await?)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use cartback::app::App;
 use cartback::config::{Secret, Settings, ShopSettings};
-use cartback::store::Db;
+use cartback::store::{Db, Dialects};
 use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -38,6 +38,26 @@ pub const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLWNhcnRiYWNrLXRlc3Rz";
 /// The PostgreSQL server tests use. Unreachable means the test fails: it never skips.
 pub fn postgres_admin_url() -> String {
     std::env::var("CARTBACK_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The pool behind a [`Db`], for tests that read or change tables directly.
+pub enum Raw<'a> {
+    Sqlite(&'a sqlx::SqlitePool),
+    Postgres(&'a sqlx::PgPool),
+}
+
+/// `db`'s pool.
+pub fn raw(db: &Db) -> Raw<'_> {
+    match (db.as_sqlite(), db.as_postgres()) {
+        (Some(p), _) => Raw::Sqlite(p),
+        (None, Some(p)) => Raw::Postgres(p),
+        (None, None) => unreachable!("a database is SQLite or PostgreSQL"),
+    }
+}
+
+/// One integer from `sql`, on either database.
+pub async fn scalar(db: &Db, sql: &'static str) -> i64 {
+    db.fetch_one::<(i64,)>(&Dialects::same(sql), &[]).await.expect("query").0
 }
 
 /// A fresh, uniquely named PostgreSQL database; returns its URL.
@@ -279,24 +299,15 @@ impl TestApp {
     }
 
     pub async fn scalar(&self, sql: &'static str) -> i64 {
-        match &self.app.db {
-            Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
-            Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
-        }
+        scalar(&self.app.db, sql).await
     }
 
     pub async fn text(&self, sql: &'static str) -> String {
-        match &self.app.db {
-            Db::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
-            Db::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
-        }
+        self.app.db.fetch_one::<(String,)>(&Dialects::same(sql), &[]).await.expect("query").0
     }
 
     pub async fn exec(&self, sql: &'static str) {
-        match &self.app.db {
-            Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop).expect("statement"),
-            Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(drop).expect("statement"),
-        }
+        self.app.db.execute(&Dialects::same(sql), &[]).await.expect("statement");
     }
 
     /// Stop the worker and the server and drop a PostgreSQL test database.

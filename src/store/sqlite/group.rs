@@ -3,7 +3,7 @@
 //! A recovery job writes in two short transactions per message (the claim, then the result),
 //! and on SQLite each one costs more than its statements: taking the database's one
 //! connection from the pool, `BEGIN IMMEDIATE`, `COMMIT` and the disk flush that makes the
-//! commit durable. Jobs running at the same time therefore take turns inside one transaction:
+//! commit durable. Recovery jobs running at the same time therefore take turns inside one transaction:
 //! a job's [`GroupTx`] is its turn, and [`GroupTx::commit`] hands the transaction to the next
 //! job in line instead of committing it. The last job in line (or the one that fills the
 //! group) commits for everyone, and every job's `commit` returns only once that commit is
@@ -17,7 +17,7 @@
 //! the recovery protocol already survives (each job retries and re-reads its cart). The cost
 //! is that a failing job fails the others of its group; failures are storage errors, rare.
 //!
-//! Within a turn, a job's cart and job writes are held back ([`super::Tx::defer_writes`]) and
+//! Within a turn, a job's cart and job writes are held back ([`Tx::defer_writes`]) and
 //! ride in the same command as its next statement: the claim, in a step that sends. Each
 //! turn writes whatever it still holds back before it hands over, so a write that fails
 //! fails its own turn.
@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use tracing::warn;
 
-use super::{Db, StoreError, Tx};
+use crate::store::{Db, Dialect, StoreError, Tx};
 
 /// The most turns one transaction takes before it commits, bounding how long the first job
 /// of a group waits for its commit (about 0.1 ms of statements per turn).
@@ -56,7 +56,7 @@ type Slot = Arc<Mutex<Option<Open>>>;
 pub struct TxGroup {
     db: Db,
     open: Slot,
-    /// Jobs waiting for their turn: while there are any, a finished turn hands over.
+    /// How many jobs are waiting for their turn: while there are any, a finished turn hands over.
     waiting: Arc<AtomicUsize>,
 }
 
@@ -111,7 +111,7 @@ impl TxGroup {
 
     /// Wait for a turn in the open group transaction, opening one if there is none.
     pub async fn begin(&self) -> Result<GroupTx, StoreError> {
-        if matches!(self.db, Db::Postgres(_)) {
+        if self.db.dialect() == Dialect::Postgres {
             return Ok(GroupTx { turn: Turn::Alone(self.db.begin().await?) });
         }
         let mut guard = {

@@ -19,31 +19,19 @@
 
 use std::fmt::Write as _;
 
-use super::carts::CART_COLUMNS;
-use super::{CartRow, Params, StoreError, Tx, TxInner};
+use crate::store::carts::CART_COLUMNS;
+use crate::store::foreign::{RowInsert, Value, number};
+use crate::store::{CartRow, Inner, Params, StoreError, Tx};
 
 /// Held-back writes, in the order they were made.
 #[derive(Debug, Default)]
-pub(super) struct Deferred {
+pub(in crate::store) struct Deferred {
     /// The latest version of each changed cart.
     pub carts: Vec<CartRow>,
     /// `(shop, identity, person)`, the latest link of each identity.
     pub links: Vec<(String, String, String)>,
-    /// Jobs to enqueue.
-    pub jobs: Vec<JobRow>,
-}
-
-/// One apalis-sqlite job, the columns its own `push_tasks` writes.
-#[derive(Debug)]
-pub(crate) struct JobRow {
-    pub args: Vec<u8>,
-    pub id: String,
-    pub queue: String,
-    pub max_attempts: i64,
-    pub run_at: i64,
-    pub priority: i64,
-    pub metadata: String,
-    pub idempotency_key: Option<String>,
+    /// Rows of tables the store does not own (the queue's jobs), by their `INSERT`.
+    pub rows: Vec<(&'static RowInsert, Vec<Value>)>,
 }
 
 /// Carts one command writes before it is sent anyway (39 parameters each: far below
@@ -52,40 +40,54 @@ const MAX_CARTS: usize = 200;
 
 impl Tx {
     /// Hold back this transaction's cart updates, job pushes and identity links until it
-    /// reads what they touch or commits (SQLite; a no-op on PostgreSQL).
+    /// reads what they touch or commits (SQLite; a no-op on PostgreSQL, whose round trips are
+    /// network ones and where deferring would change the order concurrent transactions take
+    /// their row locks in).
     pub fn defer_writes(&mut self) {
-        if matches!(self.inner, TxInner::Sqlite(_)) && self.deferred.is_none() {
-            self.deferred = Some(Deferred::default());
+        if let Inner::Sqlite { held: held @ None, .. } = &mut self.inner {
+            *held = Some(Deferred::default());
         }
     }
 
-    /// Whether writes are being held back (SQLite ingest transactions).
-    pub(crate) fn deferring(&self) -> bool {
-        self.deferred.is_some()
+    fn held(&self) -> Option<&Deferred> {
+        match &self.inner {
+            Inner::Sqlite { held, .. } => held.as_ref(),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    fn held_mut(&mut self) -> Option<&mut Deferred> {
+        match &mut self.inner {
+            Inner::Sqlite { held, .. } => held.as_mut(),
+            Inner::Postgres(_) => None,
+        }
     }
 
     /// The held-back version of a cart, if this transaction changed it.
-    pub(super) fn deferred_cart(&self, shop: &str, external_id: &str) -> Option<&CartRow> {
-        self.deferred.as_ref()?.carts.iter().find(|c| c.shop == shop && c.external_id == external_id)
+    pub(in crate::store) fn deferred_cart(&self, shop: &str, external_id: &str) -> Option<&CartRow> {
+        self.held()?.carts.iter().find(|c| c.shop == shop && c.external_id == external_id)
     }
 
     /// Carts changed and not yet written.
-    pub(super) fn deferred_carts(&self) -> &[CartRow] {
-        self.deferred.as_ref().map_or(&[], |d| d.carts.as_slice())
+    pub(in crate::store) fn deferred_carts(&self) -> &[CartRow] {
+        self.held().map_or(&[], |d| d.carts.as_slice())
     }
 
     /// Identity links made and not yet written, for `shop`.
-    pub(super) fn deferred_links<'a>(&'a self, shop: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.deferred
-            .iter()
+    pub(in crate::store) fn deferred_links<'a>(
+        &'a self,
+        shop: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.held()
+            .into_iter()
             .flat_map(|d| d.links.iter())
             .filter(move |(s, _, _)| s == shop)
             .map(|(_, identity, person)| (identity.as_str(), person.as_str()))
     }
 
     /// Hold back a cart update (`false`: this transaction writes at once).
-    pub(super) async fn defer_cart(&mut self, row: &CartRow) -> Result<bool, StoreError> {
-        let Some(d) = self.deferred.as_mut() else { return Ok(false) };
+    pub(in crate::store) async fn defer_cart(&mut self, row: &CartRow) -> Result<bool, StoreError> {
+        let Some(d) = self.held_mut() else { return Ok(false) };
         match d.carts.iter_mut().find(|c| c.id == row.id) {
             Some(held) => held.clone_from(row),
             None => d.carts.push(row.clone()),
@@ -97,8 +99,8 @@ impl Tx {
     }
 
     /// Hold back identity links (`false`: this transaction writes at once).
-    pub(super) fn defer_links(&mut self, shop: &str, identities: &[String], person: &str) -> bool {
-        let Some(d) = self.deferred.as_mut() else { return false };
+    pub(in crate::store) fn defer_links(&mut self, shop: &str, identities: &[String], person: &str) -> bool {
+        let Some(d) = self.held_mut() else { return false };
         for identity in identities {
             d.links.retain(|(s, i, _)| !(s == shop && i == identity));
             d.links.push((shop.to_owned(), identity.clone(), person.to_owned()));
@@ -106,32 +108,34 @@ impl Tx {
         true
     }
 
-    /// Hold back a job (only while [`Tx::deferring`]).
-    pub(crate) fn defer_job(&mut self, job: JobRow) -> Result<(), StoreError> {
-        let d = self.deferred.as_mut().ok_or_else(|| StoreError::Queue("this transaction writes at once".into()))?;
-        d.jobs.push(job);
-        Ok(())
-    }
-
-    /// Write every held-back change: one command to SQLite's thread.
+    /// Write every held-back change: one command to SQLite's thread (nothing on PostgreSQL,
+    /// which holds nothing back).
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
-        let Some(held) = self.take_held_back() else { return Ok(()) };
-        let TxInner::Sqlite(c) = &mut self.inner else {
-            return Err(StoreError::Corrupt("deferred writes on a PostgreSQL transaction".into()));
-        };
+        let Inner::Sqlite { tx, held: Some(d) } = &mut self.inner else { return Ok(()) };
+        let Some(held) = take_held_back(d) else { return Ok(()) };
         let q = sqlx::query(sqlx::AssertSqlSafe(held.sql.as_str())).persistent(held.repeats());
-        bind_held_back!(q, held).execute(&mut **c).await?;
+        bind_held_back!(q, held).execute(&mut **tx).await?;
         Ok(())
     }
 
-    /// Take the held-back changes out, as statements to send ahead of another one in the same
-    /// command ([`bind_held_back!`] binds their parameters): `None` when nothing is held back.
-    pub(super) fn take_held_back(&mut self) -> Option<HeldBack> {
-        let d = self.deferred.as_mut()?;
-        if d.carts.is_empty() && d.links.is_empty() && d.jobs.is_empty() {
+    /// Run `f` with SQLite's connection and the held-back writes taken out (statements `f`
+    /// sends ahead of its own in the same command), or `None` on PostgreSQL or when nothing
+    /// is held back: then `f` is not called.
+    pub(in crate::store) fn sqlite_with_held(&mut self) -> Option<(&mut sqlx::SqliteConnection, HeldBack)> {
+        let Inner::Sqlite { tx, held: Some(d) } = &mut self.inner else { return None };
+        let held = take_held_back(d)?;
+        Some((&mut **tx, held))
+    }
+}
+
+/// Take the held-back changes out, as statements to send ahead of another one in the same
+/// command ([`bind_held_back!`] binds their parameters): `None` when nothing is held back.
+fn take_held_back(d: &mut Deferred) -> Option<HeldBack> {
+    {
+        if d.carts.is_empty() && d.links.is_empty() && d.rows.is_empty() {
             return None;
         }
-        let Deferred { carts, links, jobs } = std::mem::take(d);
+        let Deferred { carts, links, rows } = std::mem::take(d);
         // One command of several statements: their parameters are bound as one list, in order.
         let mut sql = String::new();
         let mut p = Params { next: 0, numbered: false };
@@ -148,29 +152,27 @@ impl Tx {
             sql.push_str(&rows.join(", "));
             sql.push_str(" ON CONFLICT (shop, identity) DO UPDATE SET person = excluded.person;\n");
         }
-        if !jobs.is_empty() {
-            sql.push_str(
-                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, last_result, lock_at, \
-                 lock_by, done_at, priority, metadata, idempotency_key) VALUES ",
-            );
-            // The row apalis-sqlite's own push writes (its queries/task/sink.sql).
-            let rows: Vec<String> = jobs
-                .iter()
-                .map(|_| {
-                    let [job, id, queue, max, run_at, priority, metadata, key] = [(); 8].map(|()| p.next());
-                    format!("({job}, {id}, {queue}, 'Pending', 0, {max}, {run_at}, NULL, NULL, NULL, NULL, {priority}, {metadata}, {key})")
-                })
-                .collect();
-            sql.push_str(&rows.join(", "));
-            sql.push_str(" ON CONFLICT (job_type, idempotency_key) DO NOTHING;\n");
+        // Foreign rows, one multi-row INSERT per run of rows of the same INSERT.
+        let mut i = 0;
+        while i < rows.len() {
+            let insert = rows[i].0;
+            let run = rows[i..].iter().take_while(|(r, _)| std::ptr::eq(*r, insert)).count();
+            sql.push_str(insert.head.sqlite);
+            let text: Vec<String> = (0..run).map(|_| number(insert.row.sqlite, &mut p)).collect();
+            sql.push_str(&text.join(", "));
+            sql.push_str(insert.tail.sqlite);
+            sql.push_str(";\n");
+            i += run;
         }
-        Some(HeldBack { sql, params: p.next, carts, links, jobs })
+        let foreign_rows = rows.len();
+        let values: Vec<Value> = rows.into_iter().flat_map(|(_, v)| v).collect();
+        Some(HeldBack { sql, params: p.next, carts, links, values, foreign_rows })
     }
 }
 
 /// Held-back changes on their way to SQLite: statements with anonymous (`?`) parameters.
 #[derive(Debug)]
-pub(super) struct HeldBack {
+pub(in crate::store) struct HeldBack {
     /// The statements, each ending in `;`.
     pub sql: String,
     /// How many parameters they take: a statement sent after them in the same command numbers
@@ -178,21 +180,24 @@ pub(super) struct HeldBack {
     pub params: usize,
     pub carts: Vec<CartRow>,
     pub links: Vec<(String, String, String)>,
-    pub jobs: Vec<JobRow>,
+    /// The foreign rows' parameters, in order.
+    pub values: Vec<Value>,
+    /// How many foreign rows.
+    pub foreign_rows: usize,
 }
 
 impl HeldBack {
     /// Whether this command's text comes back often enough to keep it prepared (a recovery
     /// job's cart and its next job; not an ingest batch's varying shapes).
     pub fn repeats(&self) -> bool {
-        super::keep_prepared(self.carts.len() + self.links.len() + self.jobs.len())
+        crate::store::keep_prepared(self.carts.len() + self.links.len() + self.foreign_rows)
     }
 }
 
 /// Bind a [`HeldBack`]'s parameters, in order, to a query whose text starts with its statements.
 macro_rules! bind_held_back {
     ($q:expr, $held:expr) => {{
-        let held: &$crate::store::deferred::HeldBack = &$held;
+        let held: &$crate::store::sqlite::HeldBack = &$held;
         let mut q = $q;
         for r in &held.carts {
             q = $crate::store::carts::bind_cart!(q, r);
@@ -200,25 +205,14 @@ macro_rules! bind_held_back {
         for (shop, identity, person) in &held.links {
             q = q.bind(shop).bind(identity).bind(person);
         }
-        for j in &held.jobs {
-            q = q
-                .bind(&j.args)
-                .bind(&j.id)
-                .bind(&j.queue)
-                .bind(j.max_attempts)
-                .bind(j.run_at)
-                .bind(j.priority)
-                .bind(&j.metadata)
-                .bind(&j.idempotency_key);
-        }
-        q
+        $crate::store::foreign::bind_values!(q, &held.values)
     }};
 }
-pub(super) use bind_held_back;
+pub(in crate::store) use bind_held_back;
 
 /// `sql` with every numbered parameter `$n` renumbered `$(n + by)`: the statement sent after
 /// `by` parameters of other statements in one command (SQLite numbers them across the command).
-pub(super) fn shift_params(sql: &str, by: usize) -> String {
+pub(in crate::store) fn shift_params(sql: &str, by: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut rest = sql;
     while let Some(at) = rest.find('$') {
