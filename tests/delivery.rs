@@ -186,6 +186,7 @@ async fn internationalized_addresses_need_smtputf8() {
 /// hand the message over nor record a result; the new holder can. A handed-over claim taken
 /// over is reported as such (the in-doubt case).
 async fn stale_holder_is_fenced_off(backend: Backend) {
+    use cartback::domain::Receipt;
     use cartback::store::{Claim, SendStatus};
     let t = spawn_app_with(backend, &quick_campaign(1, &[("reminder", 1, "reminder")]), false, |_| {}).await;
     assert_eq!(t.post(&cart_event("cart.updated", "c_fence", "f@example.org", Utc::now())).await.status(), 202);
@@ -221,9 +222,16 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
     );
     // The stale holder's message did reach the relay after all: its success still counts.
     assert!(
-        tx.complete_send(old.id, old.attempts, SendStatus::Sent, None, Some("smtp 250"), 11_400)
-            .await
-            .expect("complete")
+        tx.complete_send(
+            old.id,
+            old.attempts,
+            SendStatus::Sent,
+            None,
+            Some(&Receipt::Smtp { code: 250, secondary: false }),
+            11_400
+        )
+        .await
+        .expect("complete")
     );
     assert!(matches!(
         tx.claim_send(cart, "reminder", "email", 0, None, 20_000, lease).await.expect("claim"),

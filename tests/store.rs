@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+use cartback::domain::CustomerRef;
 use chrono::Utc;
 use common::{Backend, cart_event, quick_campaign, spawn_app_with};
 
@@ -207,13 +208,14 @@ async fn a_claim_carries_the_held_back_writes(backend: Backend) {
     push(&mut tx, RecoveryJob { cart, seq: 99, due_ms: None }, Utc::now() + chrono::Duration::seconds(30))
         .await
         .expect("push");
-    let claim = tx.claim_send_to(&shop, "anna@example.de", cart, "a", "email", 5, Some("id:7"), 10, 1_000).await;
+    let seven = CustomerRef::account("7");
+    let claim = tx.claim_send_to(&shop, "anna@example.de", cart, "a", "email", 5, Some(&seven), 10, 1_000).await;
     let Claim::Claimed(send) = claim.expect("claim") else { panic!("a new claim") };
     assert_eq!(
         (send.cart_id, send.step.as_str(), send.channel.as_str(), send.status.as_str()),
         (cart, "a", "email", "claimed")
     );
-    assert_eq!((send.due_at, send.claimed_at, send.customer_ref.as_deref()), (5, 10, Some("id:7")));
+    assert_eq!((send.due_at, send.claimed_at, send.customer_ref), (5, 10, Some(seven)));
     let read = tx.cart_by_id(cart).await.expect("read").expect("cart");
     assert_eq!(format!("{read:?}"), format!("{row:?}"), "the cart as the job saved it");
 
@@ -273,7 +275,7 @@ async fn held_back_writes_read_as_written(backend: Backend) {
     assert!(!created);
     assert_eq!(row.id, cart);
     row.first_name = Some("Held".into());
-    row.customer_ref = Some("id:42".into());
+    row.customer_ref = Some(CustomerRef::account("42"));
     row.timezone = Some("Europe/Vienna".into());
     row.timezone_source = Some("event: customer.timezone".into());
     row.updated_at = now;
@@ -282,20 +284,20 @@ async fn held_back_writes_read_as_written(backend: Backend) {
     assert!(!created);
     assert_eq!(again.first_name.as_deref(), Some("Held"), "the cart as this transaction changed it");
 
-    tx.link_identities(common::SHOP, &["email:held@example.com".to_owned()], "id:42").await.expect("link");
-    let owners =
-        tx.identity_owners(common::SHOP, &["email:held@example.com".to_owned(), "email:none@x.io".to_owned()]).await;
+    let (held, account) = (CustomerRef::Email("held@example.com".into()), CustomerRef::account("42"));
+    tx.link_identities(common::SHOP, std::slice::from_ref(&held), &account).await.expect("link");
+    let owners = tx.identity_owners(common::SHOP, &[held.clone(), CustomerRef::Email("none@x.io".into())]).await;
     let owners = owners.expect("owners");
-    assert_eq!(owners.get("email:held@example.com").map(String::as_str), Some("id:42"));
+    assert_eq!(owners.get(&held), Some(&account));
     assert_eq!(owners.len(), 1, "unknown identities have no owner");
 
     let (other, created) = tx.ensure_cart(common::SHOP, "c_2", now).await.expect("cart");
     assert!(created, "a new cart is new");
-    let facts = tx.customer_facts(common::SHOP, None, Some(("id:42", other.id))).await.expect("facts");
+    let facts = tx.customer_facts(common::SHOP, None, Some((&account, other.id))).await.expect("facts");
     assert_eq!(facts.zone.as_deref(), Some("Europe/Vienna"), "the zone the held-back cart carries");
     let key =
         cartback::store::history::HistoryKey { customer_id: Some("42"), email: None, phone: None, currency: "EUR" };
-    let facts = tx.customer_facts(common::SHOP, Some(key), Some(("id:42", cart))).await.expect("facts");
+    let facts = tx.customer_facts(common::SHOP, Some(key), Some((&account, cart))).await.expect("facts");
     assert_eq!(
         facts,
         cartback::store::history::CustomerFacts { orders: Some((0, 0)), zone: None },

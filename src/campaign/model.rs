@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::duration::Span;
+pub use crate::domain::CampaignKind;
 use crate::domain::{Currency, Money};
 
 /// A delivery channel.
@@ -422,27 +423,6 @@ pub struct DiscountHunter {
 
 fn default_min_recoveries() -> u32 {
     2
-}
-
-/// What a campaign recovers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CampaignKind {
-    /// Abandoned carts (`cart.*` events, Shopify checkouts).
-    #[default]
-    Cart,
-    /// Orders placed but not paid (`order.unpaid`), stopped by `order.paid`.
-    UnpaidOrder,
-}
-
-impl CampaignKind {
-    /// Stored name (`carts.kind`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Cart => "cart",
-            Self::UnpaidOrder => "unpaid_order",
-        }
-    }
 }
 
 /// `sms:` rules for a campaign's text messages.

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::{Cli, Failure, settings};
 use crate::app::App;
 use crate::config::{Secret, ShopSettings};
-use crate::store::CartStatus;
+use crate::store::{CartStatus, SendStatus};
 
 /// Options for `cartback demo`.
 #[derive(Debug, Args)]
@@ -260,7 +260,7 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
             None => Vec::new(),
         };
         tx.commit().await.context("reading carts")?;
-        if !ordered && maria_sends.iter().any(|s| s.status == "sent") {
+        if !ordered && maria_sends.iter().any(|s| s.status == SendStatus::Sent) {
             let mut order = event("order.placed", &SAMPLES[2]);
             order["order_id"] = json!("o_1001");
             order["total"] = json!("1500.00");
@@ -269,7 +269,8 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
             println!("  POST order.placed c_maria  → {status}   (María bought after the reminder)");
             ordered = true;
         }
-        if !clicked && let Some(send) = anna_sends.iter().find(|s| s.status == "sent" && s.channel == "email") {
+        if !clicked && let Some(send) = anna_sends.iter().find(|s| s.status == SendStatus::Sent && s.channel == "email")
+        {
             let exp = Utc::now().timestamp() + 3600;
             let token = app.keys.sign(crate::links::Purpose::Restore, &send.public_id, exp);
             let client = reqwest::Client::builder()
@@ -283,9 +284,9 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
             clicked = true;
         }
         let settled = carts.len() == SAMPLES.len()
-            && carts.iter().all(|c| {
-                !matches!(c.status().ok(), Some(CartStatus::Active | CartStatus::Abandoned)) && c.next_run_at.is_none()
-            });
+            && carts
+                .iter()
+                .all(|c| !matches!(c.status(), CartStatus::Active | CartStatus::Abandoned) && c.next_run_at.is_none());
         if settled || started.elapsed() > deadline {
             break;
         }

@@ -288,7 +288,7 @@ pub async fn carts(cli: &Cli, cmd: &CartsCommand) -> Result<(), Failure> {
     println!("cart {} (shop {}) — {}", c.external_id, c.shop, c.status);
     println!(
         "customer   {} ({})",
-        c.customer_ref.as_deref().unwrap_or("-"),
+        c.customer_ref.as_ref().map_or_else(|| "-".to_owned(), |r| r.key()),
         c.email.as_deref().map(crate::domain::mask_email).unwrap_or_default()
     );
     println!("zone       {tz} — {}", c.timezone_source.as_deref().unwrap_or("-"));
@@ -326,7 +326,7 @@ pub async fn carts(cli: &Cli, cmd: &CartsCommand) -> Result<(), Failure> {
                 vec![
                     s.send.step.clone(),
                     s.send.channel.clone(),
-                    s.send.status.clone(),
+                    s.send.status.as_str().to_owned(),
                     from_millis(s.send.due_at).format("%Y-%m-%d %H:%M:%S").to_string(),
                     s.send.completed_at.map_or("-".into(), |t| from_millis(t).format("%Y-%m-%d %H:%M:%S").to_string()),
                     s.send.attempts.to_string(),

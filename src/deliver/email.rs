@@ -1,5 +1,6 @@
 //! Email composition (lettre's builder) and transports.
 
+use crate::domain::Receipt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,12 +190,12 @@ impl EmailTransport {
     }
 
     /// Deliver; returns where it went (file path or SMTP reply).
-    pub async fn send(&self, email: &OutgoingEmail) -> Result<String, DeliveryError> {
+    pub async fn send(&self, email: &OutgoingEmail) -> Result<Receipt, DeliveryError> {
         let msg = email.to_message()?;
         match self {
             Self::File(dir) => {
                 let path = write_atomically(dir, &format!("{}.eml", email.id), &msg.formatted()).await?;
-                Ok(path.display().to_string())
+                Ok(Receipt::File(path))
             }
             Self::Smtp(relays) => relays.send(msg).await,
         }

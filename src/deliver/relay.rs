@@ -9,6 +9,7 @@
 //! failure opens it for another cooldown. While the circuit is closed, a message whose
 //! primary attempt found the relay down is handed to the secondary at once.
 
+use crate::domain::Receipt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -253,7 +254,7 @@ impl Relays {
     }
 
     /// Send through the primary, or the secondary when the primary is down.
-    pub async fn send(&self, msg: Message) -> Result<String, DeliveryError> {
+    pub async fn send(&self, msg: Message) -> Result<Receipt, DeliveryError> {
         use std::sync::atomic::Ordering;
         let route = self.breaker.route(Instant::now());
         let primary_error = if route == Route::Skip {
@@ -263,7 +264,7 @@ impl Relays {
                 Ok(resp) => {
                     self.breaker.succeeded();
                     self.primary_refused.store(false, Ordering::Relaxed);
-                    return Ok(format!("smtp {}", resp.code()));
+                    return Ok(Receipt::Smtp { code: u16::from(resp.code()), secondary: false });
                 }
                 Err(e) if e.relay_down() => {
                     self.breaker.failed(Instant::now());
@@ -288,7 +289,7 @@ impl Relays {
         };
         match &self.secondary {
             Some(secondary) => match secondary.send(&msg).await {
-                Ok(resp) => Ok(format!("smtp {} via secondary", resp.code())),
+                Ok(resp) => Ok(Receipt::Smtp { code: u16::from(resp.code()), secondary: true }),
                 Err(e) => match e.verdict(secondary.name) {
                     DeliveryError::Transient(t) => Err(waiting(format!("{primary_error}; {t}"))),
                     DeliveryError::CredentialsRefused(t) => {

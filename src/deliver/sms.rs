@@ -2,6 +2,7 @@
 //! Messages API (`POST {api_base}/2010-04-01/Accounts/{sid}/Messages.json`, form-encoded,
 //! HTTP basic auth, `201` with a `sid`).
 
+use crate::domain::Receipt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -127,13 +128,13 @@ impl SmsTransport {
         }
     }
 
-    /// Deliver; returns where it went (file path, or `twilio <sid>`).
-    pub async fn send(&self, sms: &OutgoingSms) -> Result<String, DeliveryError> {
+    /// Deliver; returns where it went (the outbox file, or the provider's message id).
+    pub async fn send(&self, sms: &OutgoingSms) -> Result<Receipt, DeliveryError> {
         match self {
             Self::File(dir) => {
                 let json = serde_json::to_vec_pretty(sms).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
                 let path = write_atomically(dir, &format!("{}.json", sms.id), &json).await?;
-                Ok(path.display().to_string())
+                Ok(Receipt::File(path))
             }
             Self::Twilio(t) => {
                 let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", t.api_base, t.account_sid);
@@ -166,7 +167,7 @@ impl SmsTransport {
                     let created: Created = serde_json::from_str(&text).map_err(|_| {
                         DeliveryError::Transient(format!("SMS provider answered {status} without a sid"))
                     })?;
-                    return Ok(format!("twilio {}", created.sid));
+                    return Ok(Receipt::twilio(&created.sid));
                 }
                 let err: Option<ApiError> = serde_json::from_str(&text).ok();
                 let code = err.as_ref().and_then(|e| e.code);

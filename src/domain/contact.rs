@@ -16,9 +16,16 @@ impl Email {
         let addr: lettre::Address = s.parse().map_err(|_| EmailError)?;
         Ok(Self(format!("{}@{}", addr.user(), addr.domain().to_ascii_lowercase())))
     }
-    /// The address as text.
+    /// The address as text, as the customer gave it (domain in lower case).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The form addresses are compared in: all lower case. RFC 5321 lets a mailbox's local
+    /// part be case-sensitive, but the providers shops send to treat it as case-insensitive,
+    /// and an unsubscribe is the person's, whatever the spelling (docs/webhooks.md).
+    pub fn canonical(&self) -> String {
+        self.0.to_lowercase()
     }
 }
 

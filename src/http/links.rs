@@ -226,7 +226,7 @@ pub async fn restore(State(app): State<Arc<App>>, Path(token): Path<String>, hea
         tx.log(cart.id, now, "click", &format!("restore link of {}/{}", send.step, send.channel)).await?;
         tx.commit().await?;
         tracing::info!(cart = cart.id, step = %send.step, channel = %send.channel, "restore click");
-        if cart.status()? == CartStatus::Recovered {
+        if cart.status() == CartStatus::Recovered {
             return Ok(page(&app, &viewer, Page::Recovered));
         }
         let code = match app.shop(&cart.shop).and_then(|s| s.restore_code_param.clone()) {
@@ -280,7 +280,7 @@ pub async fn unsubscribe(State(app): State<Arc<App>>, Path(token): Path<String>,
             if let Some(a) = address {
                 tx.suppress(&cart.shop, &send.channel, &a, "unsubscribed", now).await?;
             }
-            if !cart.status()?.is_final() {
+            if !cart.status().is_final() {
                 cart.set_status(CartStatus::Unsubscribed);
                 cart.exit_reason = Some("unsubscribed".into());
                 tx.save_cart(&cart).await?;

@@ -11,8 +11,10 @@ use chrono::{DateTime, Utc};
 use tracing::{debug, info};
 
 use super::batch::Env;
+use super::person;
 use crate::campaign::CampaignKind;
 use crate::config::Shop;
+use crate::domain::CustomerRef;
 use crate::domain::{EventKind, ShopEvent, WebhookId, mask_email};
 use crate::queue::ensure_job;
 use crate::store::history::{HistoryOf, apply_history};
@@ -50,13 +52,6 @@ pub enum AcceptError {
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
-}
-
-/// The identity a customer is known by across carts: shop customer id, else email, else phone.
-pub fn customer_ref(cart: &CartRow) -> Option<String> {
-    None.or_else(|| cart.customer_ref.clone())
-        .or_else(|| cart.email.as_ref().map(|e| format!("email:{}", e.to_lowercase())))
-        .or_else(|| cart.phone.as_ref().map(|p| format!("phone:{p}")))
 }
 
 /// One verified delivery to apply.
@@ -174,7 +169,7 @@ async fn cart_event(
     };
     let (mut cart, created) = tx.ensure_cart(shop.id.as_str(), &external, now).await?;
     let occurred = ms(ev.occurred_at);
-    let status = cart.status()?;
+    let status = cart.status();
     if status.is_final() {
         let why = format!("ignored: cart is already {}", status.as_str());
         tx.log(cart.id, now, "event", &format!("{} {why}", ev.kind.as_str())).await?;
@@ -192,7 +187,7 @@ async fn cart_event(
     cart.last_activity_at = occurred;
     cart.updated_at = now;
     apply_snapshot(&mut cart, ev);
-    resolve_person(tx, &mut cart, ev).await?;
+    person::resolve_person(tx, &mut cart, ev.customer.as_ref().and_then(|c| c.id.as_deref())).await?;
     // The customer's order history and the zone they reported with another cart: one query.
     let key = HistoryOf::new(&cart);
     let zone_of = earlier_zone_wanted(&cart, ev);
@@ -216,7 +211,7 @@ async fn cart_event(
         }
         EventKind::OrderUnpaid => {
             // Runs an unpaid_order campaign; order.paid (matched by order id) stops it.
-            CampaignKind::UnpaidOrder.as_str().clone_into(&mut cart.kind);
+            cart.kind = CampaignKind::UnpaidOrder;
             cart.order_id.clone_from(&order_id);
             if let Some(total) = ev.order.as_ref().and_then(|o| o.total)
                 && ev.cart.is_none()
@@ -253,62 +248,6 @@ async fn cart_event(
     Ok((Some(cart.id), outcome))
 }
 
-/// The identities an event shows for its customer: `id:…`, `email:…` (lower case), `phone:…`.
-fn identities_of(customer_id: Option<&str>, email: Option<&str>, phone: Option<&str>) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(id) = customer_id {
-        out.push(format!("id:{id}"));
-    }
-    if let Some(e) = email {
-        out.push(format!("email:{}", e.to_lowercase()));
-    }
-    if let Some(p) = phone {
-        out.push(format!("phone:{p}"));
-    }
-    out
-}
-
-/// One person behind every identity the cart shows: known persons met again are merged (their
-/// carts, sends and incentives follow), new identities join, and the cart carries the person.
-/// The person key is its first identity (a shop customer id wins), so it stays stable.
-async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, ev: &ShopEvent) -> Result<(), StoreError> {
-    let id = ev.customer.as_ref().and_then(|c| c.id.as_deref());
-    let ids = identities_of(id, cart.email.as_deref(), cart.phone.as_deref());
-    if ids.is_empty() {
-        return Ok(());
-    }
-    // One lookup: who owns each identity, and where the cart's own person key now points.
-    let mut lookup = ids.clone();
-    lookup.extend(cart.customer_ref.clone().filter(|c| !ids.contains(c)));
-    let owners = tx.identity_owners(&cart.shop, &lookup).await?;
-    let mut persons: Vec<String> = Vec::new();
-    let known = ids.iter().filter_map(|i| owners.get(i).cloned());
-    let current = cart.customer_ref.as_ref().map(|c| owners.get(c).cloned().unwrap_or_else(|| c.clone()));
-    for p in known.chain(current) {
-        if !persons.contains(&p) {
-            persons.push(p);
-        }
-    }
-    // The event's own shop account wins; otherwise a known account, else the first identity.
-    let canonical = id
-        .map(|i| format!("id:{i}"))
-        .or_else(|| persons.iter().min_by_key(|p| (!p.starts_with("id:"), (*p).clone())).cloned())
-        .unwrap_or_else(|| ids[0].clone());
-    // Two different shop accounts stay two customers (a household may share a phone); persons
-    // known only by email or phone join the account.
-    let apart = |p: &str| p.starts_with("id:") && p != canonical;
-    for other in persons.iter().filter(|p| **p != canonical && !apart(p)) {
-        tx.merge_person(&cart.shop, other, &canonical).await?;
-        tx.log(cart.id, ms(Utc::now()), "identity", "the same customer as an earlier one: their histories are merged")
-            .await?;
-    }
-    // Identities nobody owns yet join; merged ones already point at `canonical`.
-    let new: Vec<String> = ids.iter().filter(|i| !owners.contains_key(*i)).cloned().collect();
-    tx.link_identities(&cart.shop, &new, &canonical).await?;
-    cart.customer_ref = Some(canonical);
-    Ok(())
-}
-
 fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
     // Why the customer stopped, as the newest event tells it (unknown reasons are kept).
     if ev.stage.is_some() || ev.reason.is_some() {
@@ -329,7 +268,7 @@ fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
     }
     if let Some(c) = &ev.customer {
         if let Some(id) = &c.id {
-            cart.customer_ref = Some(format!("id:{id}"));
+            cart.customer_ref = Some(CustomerRef::account(id));
         }
         if let Some(e) = &c.email {
             cart.email = Some(e.as_str().to_owned());
@@ -355,16 +294,16 @@ fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
         cart.accepts_sms = c.accepts_sms;
     }
     if cart.customer_ref.is_none() {
-        cart.customer_ref = customer_ref(cart);
+        cart.customer_ref = person::first_identity(cart);
     }
 }
 
 /// The person whose earlier carts may know the zone, when neither this event nor an earlier
 /// one for this cart reported it.
-fn earlier_zone_wanted<'a>(cart: &'a CartRow, ev: &ShopEvent) -> Option<&'a str> {
+fn earlier_zone_wanted<'a>(cart: &'a CartRow, ev: &ShopEvent) -> Option<&'a CustomerRef> {
     let reported = ev.customer.as_ref().and_then(|c| c.timezone).is_some()
         || cart.timezone_source.as_deref().is_some_and(|s| s.starts_with("event"));
-    if reported { None } else { cart.customer_ref.as_deref() }
+    if reported { None } else { cart.customer_ref.as_ref() }
 }
 
 /// The customer's zone, by the first source that knows it: the event → the zone reported for
@@ -451,7 +390,7 @@ async fn order_event(
         let phone = c.phone.as_ref().map(|p| p.as_str());
         // The person behind any identity on the order: their carts under other identities too.
         let mut theirs = tx.open_carts_by_contact(shop.id.as_str(), email, phone).await?;
-        for person in tx.persons_of(shop.id.as_str(), &identities_of(c.id.as_deref(), email, phone)).await? {
+        for person in tx.persons_of(shop.id.as_str(), &person::identities_of(c.id.as_deref(), email, phone)).await? {
             for cart in tx.open_carts_of_person(shop.id.as_str(), &person).await? {
                 if !theirs.iter().any(|x| x.id == cart.id) {
                     theirs.push(cart);
@@ -496,7 +435,7 @@ async fn order_event(
     let mut first = None;
     for mut cart in carts {
         first.get_or_insert(cart.id);
-        if cart.status()? == CartStatus::Recovered {
+        if cart.status() == CartStatus::Recovered {
             continue;
         }
         cart.set_status(CartStatus::Recovered);

@@ -5,6 +5,7 @@
 pub mod apply;
 mod batch;
 pub mod generic;
+mod person;
 pub mod shopify;
 pub mod signature;
 

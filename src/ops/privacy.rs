@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::OpsError;
 use crate::app::App;
-use crate::domain::{Email, Phone, from_millis};
+use crate::domain::{CustomerRef, Email, Phone, Receipt, from_millis};
 
 /// Who to erase or export: the shop and at least one identifier.
 #[derive(Debug, Clone, Default)]
@@ -85,8 +85,8 @@ pub async fn erase_once(app: &App, who: &Person, webhook_id: Option<&str>) -> Re
     let mut addresses: Vec<(&str, String)> = Vec::new();
     for cart in &carts {
         for s in tx.sends_of_cart(cart.id).await? {
-            if let Some(path) = s.message_ref.filter(|r| r.ends_with(".eml") || r.ends_with(".json")) {
-                files.push(path);
+            if let Some(path) = s.message_ref.as_ref().and_then(Receipt::file) {
+                files.push(path.to_owned());
             }
         }
         if let Some(e) = &cart.email {
@@ -127,16 +127,16 @@ async fn persons_of(
     who: &Person,
     email: Option<&str>,
     phone: Option<&str>,
-) -> Result<Vec<String>, OpsError> {
+) -> Result<Vec<CustomerRef>, OpsError> {
     let mut ids = Vec::new();
     if let Some(i) = &who.customer_id {
-        ids.push(format!("id:{i}"));
+        ids.push(CustomerRef::account(i));
     }
     if let Some(e) = email {
-        ids.push(format!("email:{}", e.to_lowercase()));
+        ids.push(CustomerRef::Email(e.to_lowercase()));
     }
     if let Some(p) = phone {
-        ids.push(format!("phone:{p}"));
+        ids.push(CustomerRef::Phone(p.to_owned()));
     }
     Ok(tx.persons_of(&who.shop, &ids).await?)
 }

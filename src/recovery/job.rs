@@ -11,7 +11,9 @@ use crate::campaign::schedule::step_time;
 use crate::campaign::{Campaign, CampaignKind, Channel, ExitCondition, Step};
 use crate::config::Shop;
 use crate::deliver::{DeliveryError, OutgoingEmail, OutgoingSms};
-use crate::domain::{CartItem, Currency, Email, Locale, Money, Phone, from_millis, mask_email, mask_phone};
+use crate::domain::{
+    CartItem, Currency, CustomerRef, Email, Locale, Money, Phone, from_millis, mask_email, mask_phone,
+};
 use crate::incentive::{self, ChosenOffer};
 use crate::links::Purpose;
 use crate::queue::{RecoveryJob, push, reschedule};
@@ -70,7 +72,7 @@ fn next_applicable(campaign: &Campaign, from: usize, cart: &CartRow) -> (usize, 
 
 /// Whether the cart still wants this step sent (re-checked right before every send).
 fn exit_reason(cart: &CartRow, campaign: &Campaign) -> Result<Option<&'static str>, StoreError> {
-    Ok(match cart.status()? {
+    Ok(match cart.status() {
         CartStatus::Abandoned => None,
         CartStatus::Emptied if !campaign.exit_when.value.contains(&ExitCondition::CartEmptied) => None,
         CartStatus::Recovered => Some("order placed"),
@@ -175,7 +177,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     };
     let set = app.campaigns();
     let tz = cart_tz(&cart, shop);
-    let mut status = cart.status()?;
+    let mut status = cart.status();
     let campaign: &Campaign = match cart.campaign.as_deref() {
         Some(name) => match set.get(name) {
             Some(c) => c,
@@ -197,11 +199,8 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
             }
         },
         None if matches!(status, CartStatus::Active | CartStatus::Abandoned) => {
-            let kind = if cart.kind == CampaignKind::UnpaidOrder.as_str() {
-                CampaignKind::UnpaidOrder
-            } else {
-                CampaignKind::Cart
-            };
+            let kind =
+                if cart.kind == CampaignKind::UnpaidOrder { CampaignKind::UnpaidOrder } else { CampaignKind::Cart };
             let candidates = set.for_shop_kind(shop.id.as_str(), &shop.campaign, kind);
             let first_idle = candidates.iter().map(|c| c.abandon_after.get().num_milliseconds()).min().unwrap_or(0);
             let idle_at = cart.last_activity_at + first_idle;
@@ -261,7 +260,7 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     if status == CartStatus::Abandoned && cart.campaign.is_none() {
         let name = campaign.name.value.clone();
         cart.campaign = Some(name.clone());
-        let who = cart.customer_ref.clone().unwrap_or_else(|| cart.public_id.clone());
+        let who = cart.customer_ref.as_ref().map_or_else(|| cart.public_id.clone(), CustomerRef::key);
         if in_holdout(&who, &name, campaign.holdout.0) {
             cart.arm = Some("holdout".into());
             cart.set_status(CartStatus::Holdout);
@@ -516,7 +515,7 @@ async fn finish(
     now: i64,
 ) -> Result<(), StoreError> {
     let tz = cart_tz(cart, shop);
-    let expiry = campaign.expire_after.as_ref().filter(|_| cart.kind == CampaignKind::UnpaidOrder.as_str());
+    let expiry = campaign.expire_after.as_ref().filter(|_| cart.kind == CampaignKind::UnpaidOrder);
     let Some(expire_after) = expiry else {
         cart.set_status(CartStatus::Completed);
         cart.next_run_at = None;
@@ -624,7 +623,7 @@ async fn send_channel(
         }
         // The suppression list is checked with the claim (one statement).
         Some(a) => {
-            let customer = cart.customer_ref.as_deref();
+            let customer = cart.customer_ref.as_ref();
             Ok(tx.claim_send_to(&cart.shop, a, cart.id, step_id, channel.as_str(), due, customer, now, lease).await?)
         }
     };
@@ -633,7 +632,7 @@ async fn send_channel(
         Ok(Claim::Done(row)) => {
             tx.commit().await?;
             // A permanent failure recorded by an earlier run still lets the fallback channel go.
-            let failed = row.status()? == SendStatus::Failed;
+            let failed = row.status() == SendStatus::Failed;
             return Ok((if failed { Outcome::FailedForGood } else { Outcome::Done }, None));
         }
         Ok(Claim::Held(_, until)) => {
@@ -724,7 +723,7 @@ async fn send_channel(
             if ours {
                 app.metrics.send(channel.as_str(), "sent");
                 app.metrics.lateness.observe(late as f64 / 1000.0);
-                let via = if message_ref.ends_with("via secondary") { " via the secondary relay" } else { "" };
+                let via = if message_ref.via_secondary() { " via the secondary relay" } else { "" };
                 tx.log(
                     cart.id,
                     done,
@@ -929,7 +928,7 @@ async fn issue_incentive(
     let code = incentive::new_code(inc.code_prefix.as_deref(), inc.code_format.as_deref());
     let expires = now + inc.code_ttl.get().num_milliseconds();
     let offer_json = serde_json::to_string(&offer).unwrap_or_default();
-    tx.insert_incentive(cart.id, step, cart.customer_ref.as_deref(), &offer.tier, &code, &offer_json, now, expires)
+    tx.insert_incentive(cart.id, step, cart.customer_ref.as_ref(), &offer.tier, &code, &offer_json, now, expires)
         .await?;
     // The shop learns of the code in the same transaction, so it can create the discount.
     let announced = crate::outbound::enqueue(
@@ -953,7 +952,7 @@ async fn issue_incentive(
             "campaign": campaign.name.value,
             "step": step,
             // The shop's own customer id (not our email:/phone: keys) and address, to bind the code.
-            "customer": { "id": cart.customer_ref.as_deref().filter(|r| !r.contains(':')), "email": cart.email },
+            "customer": { "id": cart.customer_ref.as_ref().and_then(CustomerRef::account_id), "email": cart.email },
         }),
         now,
     )
@@ -971,7 +970,7 @@ enum Prepared {
 }
 
 impl Prepared {
-    async fn send(&self, app: &App) -> Result<String, DeliveryError> {
+    async fn send(&self, app: &App) -> Result<crate::domain::Receipt, DeliveryError> {
         match self {
             Self::Email(m) => app.email.send(m).await,
             Self::Sms(m) => app.sms.send(m).await,
@@ -1027,11 +1026,11 @@ fn prepare(
         stage: cart.stage.as_deref(),
         reason: cart.reason.as_deref(),
         reason_detail: cart.reason_detail.as_deref(),
-        order_id: cart.order_id.as_deref().filter(|_| cart.kind == CampaignKind::UnpaidOrder.as_str()),
+        order_id: cart.order_id.as_deref().filter(|_| cart.kind == CampaignKind::UnpaidOrder),
         order_expires_at_ms: campaign
             .expire_after
             .as_ref()
-            .filter(|_| cart.kind == CampaignKind::UnpaidOrder.as_str())
+            .filter(|_| cart.kind == CampaignKind::UnpaidOrder)
             .map(|e| cart.last_activity_at + e.value.get().num_milliseconds()),
     };
     let ctx = view.to_json();

@@ -1,27 +1,8 @@
 //! Carts: the state every job re-reads, and their timelines.
 
 use super::{StoreError, Tx, on_tx, on_tx_now, on_tx_sql};
-
-/// Where a cart is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CartStatus {
-    /// Recent activity; watched for idleness.
-    Active,
-    /// In a recovery sequence.
-    Abandoned,
-    /// In the holdout group: abandoned, receives nothing, counts for lift.
-    Holdout,
-    /// Did not match the campaign's audience.
-    NotEntered,
-    /// Every step has been dealt with.
-    Completed,
-    /// An order was placed.
-    Recovered,
-    /// The cart was emptied.
-    Emptied,
-    /// The customer unsubscribed.
-    Unsubscribed,
-}
+pub use crate::domain::CartStatus;
+use crate::domain::{CampaignKind, CustomerRef};
 
 /// Timeline lines one `INSERT` writes (4 parameters each, far below either database's limit).
 const LINES_PER_INSERT: usize = 200;
@@ -74,13 +55,13 @@ macro_rules! bind_cart {
     ($q:expr, $row:expr) => {{
         let r: &$crate::store::CartRow = $row;
         $q.bind(r.id)
-            .bind(&r.status)
+            .bind(r.status.as_str())
             .bind(&r.currency)
             .bind(r.total_minor)
             .bind(&r.items)
             .bind(&r.restore_url)
             .bind(&r.cart_locale)
-            .bind(&r.customer_ref)
+            .bind(r.customer_ref.as_ref().map(|c| c.key()))
             .bind(&r.email)
             .bind(&r.phone)
             .bind(&r.first_name)
@@ -110,7 +91,7 @@ macro_rules! bind_cart {
             .bind(&r.recovered_step)
             .bind(&r.incentive_code_used)
             .bind(r.discount_minor)
-            .bind(&r.kind)
+            .bind(r.kind.as_str())
             .bind(&r.reported_reason)
     }};
 }
@@ -125,42 +106,6 @@ pub(super) struct LogLine {
     detail: String,
 }
 
-impl CartStatus {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Abandoned => "abandoned",
-            Self::Holdout => "holdout",
-            Self::NotEntered => "not_entered",
-            Self::Completed => "completed",
-            Self::Recovered => "recovered",
-            Self::Emptied => "emptied",
-            Self::Unsubscribed => "unsubscribed",
-        }
-    }
-    /// Parse the stored name.
-    pub fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "active" => Self::Active,
-            "abandoned" => Self::Abandoned,
-            "holdout" => Self::Holdout,
-            "not_entered" => Self::NotEntered,
-            "completed" => Self::Completed,
-            "recovered" => Self::Recovered,
-            "emptied" => Self::Emptied,
-            "unsubscribed" => Self::Unsubscribed,
-            other => {
-                return Err(StoreError::Corrupt(format!("unknown cart status {other:?}")));
-            }
-        })
-    }
-    /// No further messages will be sent for this cart, whatever happens next.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Recovered | Self::Unsubscribed)
-    }
-}
-
 /// One row of `carts`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 #[allow(missing_docs)]
@@ -169,13 +114,13 @@ pub struct CartRow {
     pub public_id: String,
     pub shop: String,
     pub external_id: String,
-    pub status: String,
+    pub status: CartStatus,
     pub currency: Option<String>,
     pub total_minor: Option<i64>,
     pub items: String,
     pub restore_url: Option<String>,
     pub cart_locale: Option<String>,
-    pub customer_ref: Option<String>,
+    pub customer_ref: Option<CustomerRef>,
     pub email: Option<String>,
     pub phone: Option<String>,
     pub first_name: Option<String>,
@@ -210,19 +155,19 @@ pub struct CartRow {
     /// The discount the order got through that code, minor units.
     pub discount_minor: Option<i64>,
     /// `cart` (an abandoned cart) or `unpaid_order` (an order placed but not paid).
-    pub kind: String,
+    pub kind: CampaignKind,
     /// What the customer said stopped them (`/f/{token}`).
     pub reported_reason: Option<String>,
 }
 
 impl CartRow {
-    /// The parsed status.
-    pub fn status(&self) -> Result<CartStatus, StoreError> {
-        CartStatus::parse(&self.status)
+    /// The status.
+    pub fn status(&self) -> CartStatus {
+        self.status
     }
     /// Set the status.
     pub fn set_status(&mut self, s: CartStatus) {
-        s.as_str().clone_into(&mut self.status);
+        self.status = s;
     }
 }
 
@@ -419,12 +364,12 @@ impl Tx {
         &self,
         stored: Option<(String, i64)>,
         shop: &str,
-        customer_ref: &str,
+        customer_ref: &CustomerRef,
         except_cart: i64,
     ) -> Option<String> {
         let held = self.deferred_carts().iter().filter(|c| {
             c.shop == shop
-                && c.customer_ref.as_deref() == Some(customer_ref)
+                && c.customer_ref.as_ref() == Some(customer_ref)
                 && c.id != except_cart
                 && c.timezone_source.as_deref().is_some_and(|s| s.starts_with("event"))
         });
@@ -458,7 +403,7 @@ impl Tx {
     pub async fn customer_zone(
         &mut self,
         shop: &str,
-        customer_ref: &str,
+        customer_ref: &CustomerRef,
         except_cart: i64,
     ) -> Result<Option<String>, StoreError> {
         // Carts this transaction changed and holds back count as they are now, not as stored.
@@ -471,7 +416,7 @@ impl Tx {
         let stored = on_tx_now!(self, |c| {
             sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(shop)
-                .bind(customer_ref)
+                .bind(customer_ref.key())
                 .bind(except_cart)
                 .bind(&held)
                 .fetch_optional(&mut *c)

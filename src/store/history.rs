@@ -1,6 +1,7 @@
 //! Customers' order history: imported from the shop, and recorded from order events.
 
 use super::{CartRow, StoreError, Tx, on_tx, on_tx_now};
+use crate::domain::CustomerRef;
 
 /// One order of a customer.
 #[derive(Debug, Clone)]
@@ -62,7 +63,7 @@ impl Tx {
         &mut self,
         shop: &str,
         history: Option<HistoryKey<'_>>,
-        zone_of: Option<(&str, i64)>,
+        zone_of: Option<(&CustomerRef, i64)>,
     ) -> Result<CustomerFacts, StoreError> {
         let (Some(h), Some((customer_ref, except_cart))) = (history, zone_of) else {
             let orders = match history {
@@ -95,7 +96,7 @@ impl Tx {
                 .bind(h.email)
                 .bind(h.phone)
                 .bind(h.currency)
-                .bind(customer_ref)
+                .bind(customer_ref.key())
                 .bind(except_cart)
                 .bind(&held)
                 .fetch_one(&mut *c)
@@ -186,7 +187,7 @@ impl HistoryOf {
     pub fn new(cart: &CartRow) -> Option<Self> {
         Some(Self {
             currency: cart.currency.clone()?,
-            customer_id: cart.customer_ref.as_deref().and_then(|r| r.strip_prefix("id:")).map(str::to_owned),
+            customer_id: cart.customer_ref.as_ref().and_then(CustomerRef::account_id).map(str::to_owned),
             email: cart.email.as_deref().map(str::to_lowercase),
             phone: cart.phone.clone(),
         })

@@ -1,6 +1,7 @@
 //! Incentive history, for the tier rules, and redemption of codes by orders.
 
 use super::{StoreError, Tx, on_tx};
+use crate::domain::CustomerRef;
 
 /// What a customer's past says, for the tier rules (`cooldown`, `discount_hunter`, …).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,14 +36,14 @@ impl Tx {
     /// The incentive history of `customer_ref` since `since_ms`.
     pub async fn incentive_history(
         &mut self,
-        customer_ref: &str,
+        customer_ref: &CustomerRef,
         since_ms: i64,
     ) -> Result<IncentiveHistory, StoreError> {
         let (last, received) = on_tx!(self, |c| sqlx::query_as::<_, (Option<i64>, i64)>(
             "SELECT MAX(issued_at), COALESCE(SUM(CASE WHEN issued_at >= $2 THEN 1 ELSE 0 END), 0)
              FROM incentives WHERE customer_ref = $1"
         )
-        .bind(customer_ref)
+        .bind(customer_ref.key())
         .bind(since_ms)
         .fetch_one(&mut *c)
         .await?);
@@ -50,7 +51,7 @@ impl Tx {
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN incentive_code_used IS NOT NULL THEN 1 ELSE 0 END), 0)
              FROM carts WHERE customer_ref = $1 AND status = 'recovered' AND recovered_at >= $2"
         )
-        .bind(customer_ref)
+        .bind(customer_ref.key())
         .bind(since_ms)
         .fetch_one(&mut *c)
         .await?);

@@ -21,6 +21,7 @@ pub mod outbound;
 mod privacy;
 pub mod sends;
 mod sqlite;
+mod types;
 
 use std::str::FromStr;
 use std::time::Duration;

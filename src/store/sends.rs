@@ -1,6 +1,7 @@
 //! The send log: claimed before a provider is called, completed after.
 
 use super::{StoreError, Tx, on_tx, on_tx_now};
+use crate::domain::{CustomerRef, Receipt};
 
 /// How an erased person's address is kept on the suppression list: a hash, not the address.
 pub fn address_hash(address: &str) -> String {
@@ -36,17 +37,18 @@ impl SendStatus {
             Self::Unconfirmed => "unconfirmed",
         }
     }
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "claimed" => Self::Claimed,
-            "sent" => Self::Sent,
-            "skipped" => Self::Skipped,
-            "failed" => Self::Failed,
-            "unconfirmed" => Self::Unconfirmed,
-            other => {
-                return Err(StoreError::Corrupt(format!("unknown send status {other:?}")));
-            }
-        })
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Result<Self, crate::domain::UnknownValue> {
+        [Self::Claimed, Self::Sent, Self::Skipped, Self::Failed, Self::Unconfirmed]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| crate::domain::UnknownValue::new("send status", s))
+    }
+}
+
+impl serde::Serialize for SendStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -59,21 +61,22 @@ pub struct SendRow {
     pub cart_id: i64,
     pub step: String,
     pub channel: String,
-    pub status: String,
+    pub status: SendStatus,
     pub reason: Option<String>,
     pub due_at: i64,
     pub claimed_at: i64,
     pub completed_at: Option<i64>,
     pub attempts: i64,
-    pub customer_ref: Option<String>,
-    pub message_ref: Option<String>,
+    pub customer_ref: Option<CustomerRef>,
+    /// What the transport answered, once it took the message.
+    pub message_ref: Option<Receipt>,
     pub handed_at: Option<i64>,
 }
 
 impl SendRow {
-    /// The parsed status.
-    pub fn status(&self) -> Result<SendStatus, StoreError> {
-        SendStatus::parse(&self.status)
+    /// The status.
+    pub fn status(&self) -> SendStatus {
+        self.status
     }
 }
 
@@ -101,7 +104,7 @@ impl Tx {
         step: &str,
         channel: &str,
         due_at: i64,
-        customer_ref: Option<&str>,
+        customer_ref: Option<&CustomerRef>,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Claim, StoreError> {
@@ -120,7 +123,7 @@ impl Tx {
         step: &str,
         channel: &str,
         due_at: i64,
-        customer_ref: Option<&str>,
+        customer_ref: Option<&CustomerRef>,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Claim, StoreError> {
@@ -136,7 +139,7 @@ impl Tx {
         step: &str,
         channel: &str,
         due_at: i64,
-        customer_ref: Option<&str>,
+        customer_ref: Option<&CustomerRef>,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Claim, StoreError> {
@@ -157,7 +160,7 @@ impl Tx {
                     .bind(channel)
                     .bind(due_at)
                     .bind(now_ms)
-                    .bind(customer_ref)
+                    .bind(customer_ref.map(CustomerRef::key))
                     .bind(shop)
                     .bind(address)
                     .bind(&hashed)
@@ -192,7 +195,7 @@ impl Tx {
         .bind(channel)
         .fetch_one(&mut *c)
         .await?);
-        if existing.status()? != SendStatus::Claimed {
+        if existing.status() != SendStatus::Claimed {
             return Ok(Claim::Done(existing));
         }
         let lease_end = existing.claimed_at + lease_ms;
@@ -269,7 +272,7 @@ impl Tx {
         attempts: i64,
         status: SendStatus,
         reason: Option<&str>,
-        message_ref: Option<&str>,
+        message_ref: Option<&Receipt>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         // A zombie whose message was accepted after all still records it over the in-doubt verdict.
@@ -282,7 +285,7 @@ impl Tx {
             .bind(attempts)
             .bind(status.as_str())
             .bind(reason)
-            .bind(message_ref)
+            .bind(message_ref.map(Receipt::to_string))
             .bind(now_ms)
             .execute(&mut *c)
             .await?
@@ -307,12 +310,16 @@ impl Tx {
     }
 
     /// Completion times of messages sent to a customer since `since_ms`, oldest first.
-    pub async fn sent_to_customer_since(&mut self, customer_ref: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn sent_to_customer_since(
+        &mut self,
+        customer_ref: &CustomerRef,
+        since_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
         Ok(on_tx!(self, |c| {
             sqlx::query_scalar::<_, i64>(
             "SELECT completed_at FROM sends WHERE customer_ref = $1 AND status = 'sent' AND completed_at >= $2 ORDER BY completed_at"
         )
-        .bind(customer_ref)
+        .bind(customer_ref.key())
         .bind(since_ms)
         .fetch_all(&mut *c)
         .await?
@@ -414,11 +421,11 @@ impl Tx {
     }
 
     /// When a customer last received an incentive, if ever.
-    pub async fn last_incentive_of(&mut self, customer_ref: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn last_incentive_of(&mut self, customer_ref: &CustomerRef) -> Result<Option<i64>, StoreError> {
         Ok(on_tx!(self, |c| sqlx::query_scalar::<_, Option<i64>>(
             "SELECT MAX(issued_at) FROM incentives WHERE customer_ref = $1"
         )
-        .bind(customer_ref)
+        .bind(customer_ref.key())
         .fetch_one(&mut *c)
         .await?))
     }
@@ -429,7 +436,7 @@ impl Tx {
         &mut self,
         cart_id: i64,
         step: &str,
-        customer_ref: Option<&str>,
+        customer_ref: Option<&CustomerRef>,
         tier: &str,
         code: &str,
         offer_json: &str,
@@ -443,7 +450,7 @@ impl Tx {
             )
             .bind(cart_id)
             .bind(step)
-            .bind(customer_ref)
+            .bind(customer_ref.map(CustomerRef::key))
             .bind(tier)
             .bind(code)
             .bind(offer_json)
@@ -459,12 +466,13 @@ impl Tx {
 
 impl Tx {
     /// The send a provider reference (`twilio SM…`) belongs to.
-    pub async fn send_by_message_ref(&mut self, message_ref: &str) -> Result<Option<SendRow>, StoreError> {
+    pub async fn send_by_message_ref(&mut self, message_ref: &Receipt) -> Result<Option<SendRow>, StoreError> {
+        let message_ref = message_ref.to_string();
         Ok(on_tx!(self, |c| sqlx::query_as::<_, SendRow>(
             "SELECT id, public_id, cart_id, step, channel, status, reason, due_at, claimed_at, completed_at, attempts,
                     customer_ref, message_ref, handed_at FROM sends WHERE message_ref = $1"
         )
-        .bind(message_ref)
+        .bind(&message_ref)
         .fetch_optional(&mut *c)
         .await?))
     }
