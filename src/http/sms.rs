@@ -53,7 +53,7 @@ pub async fn status(
         .then(|| format!("carrier reported {status}{}", code.map(|c| format!(" (error {c})")).unwrap_or_default()));
     let result: Result<(), crate::store::StoreError> = async {
         let mut tx = app.db.begin().await?;
-        if let Some(send) = tx.send_by_message_ref(&crate::domain::Receipt::twilio(&sid)).await? {
+        if let Some(send) = tx.send_by_message_ref(&crate::domain::Receipt::twilio(sid)).await? {
             tx.set_provider_status(send.id, status, failure.as_deref()).await?;
             let now = chrono::Utc::now().timestamp_millis();
             if let Some(f) = &failure {
