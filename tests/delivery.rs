@@ -187,35 +187,55 @@ async fn internationalized_addresses_need_smtputf8() {
 /// over is reported as such (the in-doubt case).
 async fn stale_holder_is_fenced_off(backend: Backend) {
     use cartback::domain::Receipt;
-    use cartback::store::{Claim, SendStatus};
+    use cartback::store::{Claim, NewSend, SendStatus};
     let t = spawn_app_with(backend, &quick_campaign(1, &[("reminder", 1, "reminder")]), false, |_| {}).await;
     assert_eq!(t.post(&cart_event("cart.updated", "c_fence", "f@example.org", Utc::now())).await.status(), 202);
     let cart = t.scalar("SELECT id FROM carts").await;
     let lease = 1_000;
     let mut tx = t.app.db.begin().await.expect("tx");
-    let Claim::Claimed(old) = tx.claim_send(cart, "reminder", "email", 0, None, 10_000, lease).await.expect("claim")
+    let Claim::Claimed(old) = tx
+        .claim_send(
+            &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
+            10_000,
+            lease,
+        )
+        .await
+        .expect("claim")
     else {
         panic!("fresh claim")
     };
-    assert!(tx.hand_over(old.id, old.attempts, 10_100).await.expect("hand over"), "the holder may hand it over");
+    assert!(tx.hand_over(old.attempt(), 10_100).await.expect("hand over"), "the holder may hand it over");
     assert!(matches!(
-        tx.claim_send(cart, "reminder", "email", 0, None, 10_500, lease).await.expect("claim"),
+        tx.claim_send(
+            &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
+            10_500,
+            lease
+        )
+        .await
+        .expect("claim"),
         Claim::Held(..)
     ));
-    let Claim::Claimed(new) = tx.claim_send(cart, "reminder", "email", 0, None, 11_001, lease).await.expect("claim")
+    let Claim::Claimed(new) = tx
+        .claim_send(
+            &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
+            11_001,
+            lease,
+        )
+        .await
+        .expect("claim")
     else {
         panic!("taken over after the lease")
     };
     assert_eq!(new.attempts, old.attempts + 1);
     assert!(new.handed_at.is_some(), "the new holder sees the message was handed over (in doubt)");
-    assert!(!tx.hand_over(old.id, old.attempts, 11_100).await.expect("hand over"), "stale holder fenced");
-    assert!(!tx.release_claim(old.id, old.attempts, "x").await.expect("release"), "stale holder fenced");
+    assert!(!tx.hand_over(old.attempt(), 11_100).await.expect("hand over"), "stale holder fenced");
+    assert!(!tx.release_claim(old.attempt(), "x").await.expect("release"), "stale holder fenced");
     assert!(
-        !tx.complete_send(old.id, old.attempts, SendStatus::Failed, Some("x"), None, 11_200).await.expect("complete"),
+        !tx.complete_send(old.attempt(), SendStatus::Failed, Some("x"), None, 11_200).await.expect("complete"),
         "stale holder cannot record a failure"
     );
     assert!(
-        tx.complete_send(new.id, new.attempts, SendStatus::Unconfirmed, Some("in doubt"), None, 11_300)
+        tx.complete_send(new.attempt(), SendStatus::Unconfirmed, Some("in doubt"), None, 11_300)
             .await
             .expect("complete"),
         "the new holder records the verdict"
@@ -223,8 +243,7 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
     // The stale holder's message did reach the relay after all: its success still counts.
     assert!(
         tx.complete_send(
-            old.id,
-            old.attempts,
+            old.attempt(),
             SendStatus::Sent,
             None,
             Some(&Receipt::Smtp { code: 250, secondary: false }),
@@ -234,7 +253,13 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
         .expect("complete")
     );
     assert!(matches!(
-        tx.claim_send(cart, "reminder", "email", 0, None, 20_000, lease).await.expect("claim"),
+        tx.claim_send(
+            &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
+            20_000,
+            lease
+        )
+        .await
+        .expect("claim"),
         Claim::Done(_)
     ));
     tx.commit().await.expect("commit");

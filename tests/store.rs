@@ -5,6 +5,7 @@
 mod common;
 
 use cartback::domain::CustomerRef;
+use cartback::store::NewSend;
 use chrono::Utc;
 use common::{Backend, cart_event, quick_campaign, spawn_app_with};
 
@@ -158,23 +159,77 @@ async fn a_claim_checks_the_suppression_list(backend: Backend) {
     tx.suppress(&shop, "email", "blocked@example.de", "bounced", 1).await.expect("suppress");
     tx.suppress(&shop, "email", &address_hash("erased@example.de"), "erased", 1).await.expect("suppress");
     for (step, address, reason) in [("a", "blocked@example.de", "bounced"), ("b", "erased@example.de", "erased")] {
-        match tx.claim_send_to(&shop, address, cart, step, "email", 0, None, 10, 1_000).await.expect("claim") {
+        match tx
+            .claim_send(
+                &NewSend {
+                    cart_id: cart,
+                    step,
+                    channel: "email",
+                    due_at: 0,
+                    customer_ref: None,
+                    to: Some((&shop, address)),
+                },
+                10,
+                1_000,
+            )
+            .await
+            .expect("claim")
+        {
             Claim::Suppressed(r) => assert_eq!(r, reason, "{address}"),
             other => panic!("{address} is suppressed: {other:?}"),
         }
     }
     assert!(matches!(
-        tx.claim_send_to(&shop, "blocked@example.de", cart, "a", "sms", 0, None, 10, 1_000).await.expect("claim"),
+        tx.claim_send(
+            &NewSend {
+                cart_id: cart,
+                step: "a",
+                channel: "sms",
+                due_at: 0,
+                customer_ref: None,
+                to: Some((&shop, "blocked@example.de"))
+            },
+            10,
+            1_000
+        )
+        .await
+        .expect("claim"),
         Claim::Claimed(_)
     ));
-    let Claim::Claimed(row) =
-        tx.claim_send_to(&shop, "anna@example.de", cart, "c", "email", 0, None, 10, 1_000).await.expect("claim")
+    let Claim::Claimed(row) = tx
+        .claim_send(
+            &NewSend {
+                cart_id: cart,
+                step: "c",
+                channel: "email",
+                due_at: 0,
+                customer_ref: None,
+                to: Some((&shop, "anna@example.de")),
+            },
+            10,
+            1_000,
+        )
+        .await
+        .expect("claim")
     else {
         panic!("a new claim")
     };
     assert_eq!((row.cart_id, row.step.as_str(), row.channel.as_str()), (cart, "c", "email"));
     assert!(matches!(
-        tx.claim_send_to(&shop, "anna@example.de", cart, "c", "email", 0, None, 20, 1_000).await.expect("claim"),
+        tx.claim_send(
+            &NewSend {
+                cart_id: cart,
+                step: "c",
+                channel: "email",
+                due_at: 0,
+                customer_ref: None,
+                to: Some((&shop, "anna@example.de"))
+            },
+            20,
+            1_000
+        )
+        .await
+        .expect("claim"),
         Claim::Held(_, 1_010)
     ));
     tx.commit().await.expect("commit");
@@ -209,7 +264,20 @@ async fn a_claim_carries_the_held_back_writes(backend: Backend) {
         .await
         .expect("push");
     let seven = CustomerRef::account("7");
-    let claim = tx.claim_send_to(&shop, "anna@example.de", cart, "a", "email", 5, Some(&seven), 10, 1_000).await;
+    let claim = tx
+        .claim_send(
+            &NewSend {
+                cart_id: cart,
+                step: "a",
+                channel: "email",
+                due_at: 5,
+                customer_ref: Some(&seven),
+                to: Some((&shop, "anna@example.de")),
+            },
+            10,
+            1_000,
+        )
+        .await;
     let Claim::Claimed(send) = claim.expect("claim") else { panic!("a new claim") };
     assert_eq!(
         (send.cart_id, send.step.as_str(), send.channel.as_str(), send.status.as_str()),
@@ -221,7 +289,20 @@ async fn a_claim_carries_the_held_back_writes(backend: Backend) {
 
     row.first_name = Some("Suppressed".into());
     tx.save_cart(&row).await.expect("save");
-    let claim = tx.claim_send_to(&shop, "blocked@example.de", cart, "b", "email", 5, None, 10, 1_000).await;
+    let claim = tx
+        .claim_send(
+            &NewSend {
+                cart_id: cart,
+                step: "b",
+                channel: "email",
+                due_at: 5,
+                customer_ref: None,
+                to: Some((&shop, "blocked@example.de")),
+            },
+            10,
+            1_000,
+        )
+        .await;
     assert!(matches!(claim.expect("claim"), Claim::Suppressed(r) if r == "bounced"));
     tx.commit().await.expect("commit");
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use carts::{CartRow, CartStatus, LogEntry};
 pub use events::EventRecord;
 pub use foreign::{Dialects, RowInsert, Value};
-pub use sends::{Claim, SendRow, SendStatus};
+pub use sends::{Attempt, Claim, NewIncentive, NewSend, SendRow, SendStatus};
 pub use sqlite::{GroupTx, TxGroup};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

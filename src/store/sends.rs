@@ -94,55 +94,68 @@ pub enum Claim {
     Suppressed(String),
 }
 
+/// A message about to be claimed.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSend<'a> {
+    /// Cart row id.
+    pub cart_id: i64,
+    /// Step id.
+    pub step: &'a str,
+    /// `email` or `sms`.
+    pub channel: &'a str,
+    /// When the message fell due (Unix ms).
+    pub due_at: i64,
+    /// The person it goes to.
+    pub customer_ref: Option<&'a CustomerRef>,
+    /// `(shop, address)`: checked against the shop's suppression list with the claim.
+    pub to: Option<(&'a str, &'a str)>,
+}
+
+/// One attempt at a send: a claim is the send's row at a number of attempts, and only the
+/// holder of the latest attempt may record its result (the fence against a stalled worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// The send's row id.
+    pub id: i64,
+    /// Its attempt number.
+    pub attempts: i64,
+}
+
+impl SendRow {
+    /// This row's attempt.
+    pub fn attempt(&self) -> Attempt {
+        Attempt { id: self.id, attempts: self.attempts }
+    }
+}
+
+/// An issued incentive code.
+#[derive(Debug, Clone, Copy)]
+pub struct NewIncentive<'a> {
+    /// Cart row id.
+    pub cart_id: i64,
+    /// Step id.
+    pub step: &'a str,
+    /// Whom it was issued to.
+    pub customer_ref: Option<&'a CustomerRef>,
+    /// Tier name.
+    pub tier: &'a str,
+    /// The code.
+    pub code: &'a str,
+    /// The offer, as JSON.
+    pub offer_json: &'a str,
+    /// When it was issued (Unix ms).
+    pub issued_at: i64,
+    /// When it expires (Unix ms).
+    pub expires_at: i64,
+}
+
 impl Tx {
-    /// Claim `(cart, step, channel)` for delivery. A claim left by a crashed attempt is taken
-    /// over once `lease_ms` has passed since it was made.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn claim_send(
-        &mut self,
-        cart_id: i64,
-        step: &str,
-        channel: &str,
-        due_at: i64,
-        customer_ref: Option<&CustomerRef>,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Claim, StoreError> {
-        self.claim(None, cart_id, step, channel, due_at, customer_ref, now_ms, lease_ms).await
-    }
-
-    /// [`Tx::claim_send`] for a message to `address`, unless the address is suppressed for
-    /// `shop` on this channel ([`Claim::Suppressed`], nothing written). A new claim to an
-    /// address that is not suppressed, the common case, takes one statement instead of two.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn claim_send_to(
-        &mut self,
-        shop: &str,
-        address: &str,
-        cart_id: i64,
-        step: &str,
-        channel: &str,
-        due_at: i64,
-        customer_ref: Option<&CustomerRef>,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Claim, StoreError> {
-        self.claim(Some((shop, address)), cart_id, step, channel, due_at, customer_ref, now_ms, lease_ms).await
-    }
-
-    /// Both claims: `to` is `(shop, address)` when the suppression list is checked.
-    #[allow(clippy::too_many_arguments)]
-    async fn claim(
-        &mut self,
-        to: Option<(&str, &str)>,
-        cart_id: i64,
-        step: &str,
-        channel: &str,
-        due_at: i64,
-        customer_ref: Option<&CustomerRef>,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Claim, StoreError> {
+    /// Claim `(cart, step, channel)` for delivery, unless `send.to`'s address is suppressed
+    /// for its shop on this channel ([`Claim::Suppressed`], nothing written). A claim left by a
+    /// crashed attempt is taken over once `lease_ms` has passed since it was made. A new claim
+    /// to an address that is not suppressed, the common case, takes one statement.
+    pub async fn claim_send(&mut self, send: &NewSend<'_>, now_ms: i64, lease_ms: i64) -> Result<Claim, StoreError> {
+        let NewSend { cart_id, step, channel, due_at, customer_ref, to } = *send;
         let public_id = super::public_id();
         let (shop, address) = to.unzip();
         let hashed = address.map(address_hash);
@@ -247,10 +260,10 @@ impl Tx {
         Ok(())
     }
 
-    /// Record that the claim `(id, attempts)` is about to be handed to a provider that cannot
+    /// Record that the claim `attempt` is about to be handed to a provider that cannot
     /// deduplicate. `false` when the claim is no longer ours (another worker took it over
     /// while this one was stalled): the caller must not send.
-    pub async fn hand_over(&mut self, id: i64, attempts: i64, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn hand_over(&mut self, Attempt { id, attempts }: Attempt, now_ms: i64) -> Result<bool, StoreError> {
         let n = on_tx!(self, |c| sqlx::query(
             "UPDATE sends SET handed_at = $3 WHERE id = $1 AND attempts = $2 AND status = 'claimed'"
         )
@@ -263,13 +276,11 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Finish the claim `(id, attempts)`. `false` when the claim is no longer ours: a worker
-    /// that stalled past its lease finds its send taken over (or finished) by another.
-    #[allow(clippy::too_many_arguments)]
+    /// Finish the claim `attempt`. `false` when the claim is no longer ours: a worker that
+    /// stalled past its lease finds its send taken over (or finished) by another.
     pub async fn complete_send(
         &mut self,
-        id: i64,
-        attempts: i64,
+        Attempt { id, attempts }: Attempt,
         status: SendStatus,
         reason: Option<&str>,
         message_ref: Option<&Receipt>,
@@ -294,8 +305,8 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Release the claim `(id, attempts)` after a transient failure so a later attempt can take it at once.
-    pub async fn release_claim(&mut self, id: i64, attempts: i64, reason: &str) -> Result<bool, StoreError> {
+    /// Release the claim `attempt` after a transient failure so a later attempt can take it at once.
+    pub async fn release_claim(&mut self, Attempt { id, attempts }: Attempt, reason: &str) -> Result<bool, StoreError> {
         let n = on_tx!(self, |c| sqlx::query(
             "UPDATE sends SET claimed_at = 0, handed_at = NULL, reason = $3
              WHERE id = $1 AND attempts = $2 AND status = 'claimed'"
@@ -431,18 +442,8 @@ impl Tx {
     }
 
     /// Record an issued incentive.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_incentive(
-        &mut self,
-        cart_id: i64,
-        step: &str,
-        customer_ref: Option<&CustomerRef>,
-        tier: &str,
-        code: &str,
-        offer_json: &str,
-        now_ms: i64,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_incentive(&mut self, i: &NewIncentive<'_>) -> Result<(), StoreError> {
+        let NewIncentive { cart_id, step, customer_ref, tier, code, offer_json, issued_at: now_ms, expires_at } = *i;
         on_tx!(self, |c| {
             sqlx::query(
                 "INSERT INTO incentives (cart_id, step, customer_ref, tier, code, offer, issued_at, expires_at)

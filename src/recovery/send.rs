@@ -1,0 +1,417 @@
+//! One channel of a due step: claim the send, render it, hand it to the transport, record the
+//! result. Exactly once: the claim (`UNIQUE(cart, step, channel)`) commits before the provider
+//! is called, and only the holder of the latest attempt may hand the message over or record
+//! its result (the fence against a worker that stalled past its lease).
+
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::decide::{address_for, exit_reason, fmt_local};
+use super::faults::{self, Point};
+use super::incentive::{self, Issued};
+use super::job::StepRun;
+use super::message::{self, Prepared};
+use super::{JobError, MAX_SEND_ATTEMPTS, backoff_ms, now_ms};
+use crate::campaign::Channel;
+use crate::deliver::DeliveryError;
+use crate::domain::{Receipt, mask_email, mask_phone};
+use crate::store::{CartRow, Claim, GroupTx, NewSend, SendRow, SendStatus};
+
+/// How one channel of a step ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Sent, skipped, or dealt with by another attempt.
+    Done,
+    /// A permanent failure (the step's fallback channel may take over).
+    FailedForGood,
+    /// The cart left its sequence (or a newer job took over): nothing was sent.
+    Exited,
+    /// Failed for now: retry the step at this time (Unix ms).
+    RetryAt(i64),
+}
+
+/// A claimed send, ready to render and deliver.
+struct Taken {
+    send: SendRow,
+    cart: CartRow,
+    address: String,
+    incentive: Option<Issued>,
+}
+
+/// `step/channel`, for timeline lines.
+fn label(s: &StepRun<'_>, channel: Channel) -> String {
+    format!("{}/{}", s.step().id.value, channel.as_str())
+}
+
+/// Send one channel of step `s`. `decided` is the job's own transaction with the cart it
+/// holds (the first channel's); `keep_open`: return the transaction holding the result
+/// instead of committing it, so the next step's scheduling commits with it.
+pub(super) async fn channel(
+    s: &StepRun<'_>,
+    channel: Channel,
+    decided: Option<(GroupTx, CartRow)>,
+    keep_open: bool,
+) -> Result<(Outcome, Option<GroupTx>), JobError> {
+    let taken = match claim(s, channel, decided).await? {
+        Ok(taken) => taken,
+        Err(outcome) => return Ok((outcome, None)),
+    };
+    faults::reach(Point::Claimed, &taken.send.public_id).await;
+    if let Some(outcome) = in_doubt(s, channel, &taken).await? {
+        return Ok((outcome, None));
+    }
+    let started = Instant::now();
+    let Some(result) = deliver(s, channel, &taken).await? else {
+        return Ok((Outcome::Done, None));
+    };
+    let labels = crate::metrics::ChannelLabels { channel: channel.as_str().to_owned() };
+    s.app.metrics.provider_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    record(s, channel, &taken, result, keep_open).await
+}
+
+/// Claim the send in the job's transaction (or a new one), after checking that the cart still
+/// wants it and that the channel has an address and consent. `Err`: how the channel ended
+/// without a claim of ours.
+async fn claim(
+    s: &StepRun<'_>,
+    channel: Channel,
+    decided: Option<(GroupTx, CartRow)>,
+) -> Result<Result<Taken, Outcome>, JobError> {
+    let now = now_ms();
+    let (mut tx, cart) = match decided {
+        Some(open) => open,
+        None => {
+            let mut tx = s.app.jobs_tx.begin().await?;
+            let Some(cart) = tx.cart_by_id(s.job.cart).await? else {
+                tx.commit().await?;
+                return Ok(Err(Outcome::Exited));
+            };
+            (tx, cart)
+        }
+    };
+    if cart.seq != s.job.seq {
+        tx.commit().await?;
+        return Ok(Err(Outcome::Exited));
+    }
+    if let Some(why) = exit_reason(&cart, s.campaign) {
+        tx.log(cart.id, now, "exit", &format!("{} not sent: {why}", label(s, channel))).await?;
+        tx.commit().await?;
+        return Ok(Err(Outcome::Exited));
+    }
+    // Address, consent, suppression — checked at send time, so later changes are honoured.
+    let address = match address_for(&cart, s.shop, s.campaign, s.step(), channel) {
+        Ok(a) => a.to_owned(),
+        Err(why) => return Ok(Err(skip(s, tx, &cart, channel, &why).await?)),
+    };
+    let lease = i64::try_from(s.app.settings.worker.claim_lease.as_millis()).unwrap_or(60_000);
+    let new = NewSend {
+        cart_id: cart.id,
+        step: &s.step().id.value,
+        channel: channel.as_str(),
+        due_at: s.due,
+        customer_ref: cart.customer_ref.as_ref(),
+        to: Some((&cart.shop, &address)),
+    };
+    let send = match tx.claim_send(&new, now, lease).await? {
+        Claim::Claimed(row) => row,
+        other => return Ok(Err(settle(s, tx, &cart, channel, other).await?)),
+    };
+    let incentive = match &s.step().incentive {
+        Some(_) => incentive::issue(&mut tx, s, &cart, now).await?,
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(Ok(Taken { send, cart, address, incentive }))
+}
+
+/// Why a claim that was not ours means the channel is skipped, if it does.
+pub(super) fn skip_reason(claim: &Claim) -> Option<String> {
+    match claim {
+        Claim::Suppressed(reason) => Some(format!("suppressed ({reason})")),
+        Claim::Claimed(_) | Claim::Done(_) | Claim::Held(..) => None,
+    }
+}
+
+/// End a channel whose claim was not ours: finished before, held by another attempt, or
+/// suppressed.
+async fn settle(
+    s: &StepRun<'_>,
+    tx: GroupTx,
+    cart: &CartRow,
+    channel: Channel,
+    claim: Claim,
+) -> Result<Outcome, JobError> {
+    if let Some(why) = skip_reason(&claim) {
+        return skip(s, tx, cart, channel, &why).await;
+    }
+    tx.commit().await?;
+    Ok(match claim {
+        // A permanent failure recorded by an earlier run still lets the fallback channel go.
+        Claim::Done(row) if row.status() == SendStatus::Failed => Outcome::FailedForGood,
+        Claim::Held(_, until) => Outcome::RetryAt(until),
+        Claim::Done(_) | Claim::Claimed(_) | Claim::Suppressed(_) => Outcome::Done,
+    })
+}
+
+/// Record a deliberate non-send of the channel and commit.
+async fn skip(
+    s: &StepRun<'_>,
+    mut tx: GroupTx,
+    cart: &CartRow,
+    channel: Channel,
+    why: &str,
+) -> Result<Outcome, JobError> {
+    let now = now_ms();
+    s.app.metrics.send(channel.as_str(), "skipped");
+    tx.record_skip(cart.id, &s.step().id.value, channel.as_str(), s.due, now, why).await?;
+    tx.log(cart.id, now, "skipped", &format!("{}: {why}", label(s, channel))).await?;
+    tx.commit().await?;
+    Ok(Outcome::Done)
+}
+
+/// A claim taken over from a worker that died after handing the message to a provider that
+/// cannot deduplicate: it was probably delivered. Not sending it again is the at-most-once
+/// choice for this one message (docs/delivery.md); operators may prefer at-least-once
+/// (`email.resend_unconfirmed`). `Some`: recorded as unconfirmed, nothing sent.
+async fn in_doubt(s: &StepRun<'_>, channel: Channel, taken: &Taken) -> Result<Option<Outcome>, JobError> {
+    let resend = channel == Channel::Email && s.app.settings.email.resend_unconfirmed;
+    if taken.send.handed_at.is_none() || idempotent(s, channel) || resend {
+        return Ok(None);
+    }
+    let why = "the worker stopped after handing this message to the provider and before recording its answer; \
+               it was probably delivered, so it is not sent a second time";
+    let now = now_ms();
+    let mut tx = s.app.jobs_tx.begin().await?;
+    if tx.complete_send(taken.send.attempt(), SendStatus::Unconfirmed, Some(why), None, now).await? {
+        s.app.metrics.send(channel.as_str(), "unconfirmed");
+        tx.log(taken.cart.id, now, "unconfirmed", &format!("{}: {why}", label(s, channel))).await?;
+        warn!(step = %s.step().id.value, channel = channel.as_str(), "in-doubt send not repeated");
+    }
+    tx.commit().await?;
+    Ok(Some(Outcome::Done))
+}
+
+/// Whether the channel's transport deduplicates by the send's id (the file outbox, an SMS
+/// provider with an idempotency header): then a crash in delivery is harmless to repeat.
+fn idempotent(s: &StepRun<'_>, channel: Channel) -> bool {
+    match channel {
+        Channel::Email => s.app.email.idempotent(),
+        Channel::Sms => s.app.sms.idempotent(),
+    }
+}
+
+/// Render and hand the message over. `None`: the claim was taken over while this worker
+/// stalled, and nothing was sent.
+async fn deliver(
+    s: &StepRun<'_>,
+    channel: Channel,
+    taken: &Taken,
+) -> Result<Option<Result<Receipt, DeliveryError>>, JobError> {
+    let message = match message::prepare(s, channel, &taken.cart, &taken.send, taken.incentive.as_ref()) {
+        Ok(m) => m,
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    if !idempotent(s, channel) {
+        // The fence: only the current holder of the claim may hand the message over. A worker
+        // that stalled past its lease (SIGSTOP, a long pause, a frozen VM) finds its claim
+        // taken over and sends nothing.
+        let mut tx = s.app.jobs_tx.begin().await?;
+        let ours = tx.hand_over(taken.send.attempt(), now_ms()).await?;
+        tx.commit().await?;
+        if !ours {
+            warn!(step = %s.step().id.value, channel = channel.as_str(), "claim was taken over while this worker stalled; not sending");
+            return Ok(None);
+        }
+    }
+    let result = match &message {
+        Prepared::Email(m) => s.app.email.send(m).await,
+        Prepared::Sms(m) => s.app.sms.send(m).await,
+    };
+    if result.is_ok() {
+        faults::reach(Point::Accepted, &taken.send.public_id).await;
+    }
+    Ok(Some(result))
+}
+
+/// What a delivery's result means for its send.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The transport took it.
+    Sent(Receipt),
+    /// Given up: `reason` is recorded, `line` goes on the timeline; `suppress`: the
+    /// recipient opted out at the provider; `for_good`: a fallback channel may take over.
+    Failed { reason: String, line: String, suppress: bool, for_good: bool },
+    /// Failed for now: retry at `at` (Unix ms).
+    Retry { reason: String, at: i64 },
+}
+
+/// The verdict on a delivery's `result`, for attempt `attempts` of a send due at `due`,
+/// finished at `done`; a retry waits `backoff` (ms) or the provider's hint, whichever is
+/// longer, but never past `worker.send_give_up` (`give_up_after`).
+pub(super) fn verdict(
+    result: Result<Receipt, DeliveryError>,
+    attempts: i64,
+    (due, done): (i64, i64),
+    give_up_after: std::time::Duration,
+    backoff: i64,
+) -> Verdict {
+    let give_up_at = due + i64::try_from(give_up_after.as_millis()).unwrap_or(i64::MAX / 4);
+    let err = match result {
+        Ok(receipt) => return Verdict::Sent(receipt),
+        Err(DeliveryError::Unsubscribed(e)) => {
+            let line = format!("{e}; the number is now suppressed");
+            return Verdict::Failed { reason: e, line, suppress: true, for_good: true };
+        }
+        Err(DeliveryError::Permanent(e)) => {
+            return Verdict::Failed { line: e.clone(), reason: e, suppress: false, for_good: true };
+        }
+        Err(err) => err,
+    };
+    if let Some(why) = give_up(&err, attempts, done, give_up_at, give_up_after) {
+        return Verdict::Failed { line: why.clone(), reason: why, suppress: false, for_good: false };
+    }
+    let hint = match &err {
+        DeliveryError::Throttled(_, Some(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4),
+        _ => 0,
+    };
+    let at = (done + backoff.max(hint)).min(give_up_at.max(done + 1_000));
+    Verdict::Retry { reason: err.to_string(), at }
+}
+
+/// Why a message that failed for now (`err`, on attempt `attempts`, at `done`) is given up,
+/// or `None` to retry it. Every such failure is given up `worker.send_give_up`
+/// (`give_up_after`) after the message was due (`give_up_at`); a transient or throttled one
+/// also after [`MAX_SEND_ATTEMPTS`]. Refused credentials are the operator's to fix, not the
+/// message's fault: they use up no attempts, only time.
+fn give_up(
+    err: &DeliveryError,
+    attempts: i64,
+    done: i64,
+    give_up_at: i64,
+    give_up_after: std::time::Duration,
+) -> Option<String> {
+    let counts = !matches!(err, DeliveryError::CredentialsRefused(_));
+    if counts && attempts >= MAX_SEND_ATTEMPTS {
+        return Some(format!("gave up after {attempts} attempts: {err}"));
+    }
+    (done >= give_up_at).then(|| {
+        format!(
+            "gave up {} after it was due (worker.send_give_up), after {attempts} attempts: {err}",
+            humantime::format_duration(give_up_after)
+        )
+    })
+}
+
+/// Record a delivery's result, fenced by the attempt: a worker whose claim was taken over
+/// records nothing.
+async fn record(
+    s: &StepRun<'_>,
+    channel: Channel,
+    taken: &Taken,
+    result: Result<Receipt, DeliveryError>,
+    keep_open: bool,
+) -> Result<(Outcome, Option<GroupTx>), JobError> {
+    let (send, cart) = (&taken.send, &taken.cart);
+    let mut tx = s.app.jobs_tx.begin().await?;
+    let done = now_ms();
+    let give_up_after = s.app.settings.worker.send_give_up;
+    let label = label(s, channel);
+    let ch = channel.as_str();
+    let (outcome, ours) = match verdict(result, send.attempts, (s.due, done), give_up_after, backoff_ms(send.attempts))
+    {
+        Verdict::Sent(receipt) => {
+            let ours = tx.complete_send(send.attempt(), SendStatus::Sent, None, Some(&receipt), done).await?;
+            if ours {
+                let to =
+                    if channel == Channel::Email { mask_email(&taken.address) } else { mask_phone(&taken.address) };
+                let late = done - s.due;
+                s.app.metrics.send(ch, "sent");
+                s.app.metrics.lateness.observe(late as f64 / 1000.0);
+                let via = if receipt.via_secondary() { " via the secondary relay" } else { "" };
+                let line = format!("{label} to {to}{via} ({:.1}s after due)", late as f64 / 1000.0);
+                tx.log(cart.id, done, "sent", &line).await?;
+                info!(step = %s.step().id.value, channel = ch, to = %to, lateness_ms = late, "sent");
+            }
+            (Outcome::Done, ours)
+        }
+        Verdict::Failed { reason, line, suppress, for_good } => {
+            let ours = tx.complete_send(send.attempt(), SendStatus::Failed, Some(&reason), None, done).await?;
+            if ours {
+                s.app.metrics.send(ch, "failed");
+                if suppress {
+                    tx.suppress(&cart.shop, ch, &taken.address, "unsubscribed at the provider", done).await?;
+                }
+                tx.log(cart.id, done, "failed", &format!("{label}: {line}")).await?;
+                if for_good && !suppress {
+                    warn!(step = %s.step().id.value, channel = ch, error = %reason, "permanent delivery failure");
+                }
+            }
+            (if for_good { Outcome::FailedForGood } else { Outcome::Done }, ours)
+        }
+        Verdict::Retry { reason, at } => {
+            let ours = tx.release_claim(send.attempt(), &reason).await?;
+            if ours {
+                s.app.metrics.send(ch, "retry");
+                let line =
+                    format!("{label}: {reason}; attempt {} failed, retrying at {}", send.attempts, fmt_local(at, s.tz));
+                tx.log(cart.id, done, "retry", &line).await?;
+            }
+            (Outcome::RetryAt(at), ours)
+        }
+    };
+    if !ours {
+        // Another worker holds or finished this send (this one stalled past its lease).
+        tx.commit().await?;
+        warn!(step = %s.step().id.value, channel = ch, "send was taken over while in flight; result not recorded");
+        return Ok((Outcome::Done, None));
+    }
+    if keep_open {
+        return Ok((outcome, Some(tx)));
+    }
+    tx.commit().await?;
+    faults::reach(Point::Completed, &send.public_id).await;
+    Ok((outcome, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIX_HOURS: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+    #[test]
+    fn refused_credentials_use_up_time_not_attempts() {
+        let (due, give_up_at) = (0, 6 * 3_600_000);
+        let refused = DeliveryError::CredentialsRefused("535 auth failed".into());
+        let transient = DeliveryError::Transient("421 busy".into());
+        assert_eq!(give_up(&refused, MAX_SEND_ATTEMPTS * 3, due + 60_000, give_up_at, SIX_HOURS), None);
+        let late = give_up(&refused, 2, give_up_at, give_up_at, SIX_HOURS).expect("given up at send_give_up");
+        assert!(late.contains("worker.send_give_up") && late.contains("535"), "{late}");
+        assert_eq!(give_up(&transient, MAX_SEND_ATTEMPTS - 1, due + 60_000, give_up_at, SIX_HOURS), None);
+        let spent = give_up(&transient, MAX_SEND_ATTEMPTS, due + 60_000, give_up_at, SIX_HOURS).expect("attempts");
+        assert!(spent.starts_with(&format!("gave up after {MAX_SEND_ATTEMPTS} attempts")), "{spent}");
+    }
+
+    #[test]
+    fn each_delivery_result_has_its_verdict() {
+        let sent = Receipt::Smtp { code: 250, secondary: false };
+        assert_eq!(verdict(Ok(sent.clone()), 1, (0, 10), SIX_HOURS, 30_000), Verdict::Sent(sent));
+        let opted_out = verdict(Err(DeliveryError::Unsubscribed("21610".into())), 1, (0, 10), SIX_HOURS, 30_000);
+        assert!(matches!(opted_out, Verdict::Failed { suppress: true, for_good: true, .. }), "{opted_out:?}");
+        let bad = verdict(Err(DeliveryError::Permanent("550 no such user".into())), 1, (0, 10), SIX_HOURS, 30_000);
+        assert!(matches!(bad, Verdict::Failed { suppress: false, for_good: true, .. }), "{bad:?}");
+        // A transient failure waits its backoff, or the provider's longer hint.
+        let busy = verdict(Err(DeliveryError::Transient("421".into())), 1, (0, 10), SIX_HOURS, 30_000);
+        assert!(matches!(busy, Verdict::Retry { at: 30_010, .. }), "{busy:?}");
+        let hint = Some(std::time::Duration::from_secs(120));
+        let slow = verdict(Err(DeliveryError::Throttled("429".into(), hint)), 1, (0, 10), SIX_HOURS, 30_000);
+        assert!(matches!(slow, Verdict::Retry { at: 120_010, .. }), "{slow:?}");
+        // Never retried past send_give_up; given up once it has passed.
+        let near = 6 * 3_600_000 - 5_000;
+        let capped = verdict(Err(DeliveryError::Transient("421".into())), 1, (0, near), SIX_HOURS, 30_000);
+        assert!(matches!(capped, Verdict::Retry { at: 21_600_000, .. }), "{capped:?}");
+        let late = verdict(Err(DeliveryError::Transient("421".into())), 2, (0, 6 * 3_600_000), SIX_HOURS, 30_000);
+        assert!(matches!(late, Verdict::Failed { for_good: false, .. }), "{late:?}");
+    }
+}
