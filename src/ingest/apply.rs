@@ -148,7 +148,7 @@ async fn apply(
             return Err(AcceptError::NoCampaign(shop.campaign.clone()));
         }
         (EventKind::OrderPlaced | EventKind::OrderPaid, _) => {
-            order_event(tx, shop, ev, app.attribution_window_ms, ms(now)).await?
+            super::order::order_event(tx, shop, ev, app.attribution_window_ms, ms(now)).await?
         }
     })
 }
@@ -161,56 +161,85 @@ async fn cart_event(
     now: i64,
 ) -> Result<(Option<i64>, String), StoreError> {
     // An unpaid order without a cart id is tracked under its order id.
-    let order_id = ev.order.as_ref().and_then(|o| o.order_id.clone());
-    let external = match (&ev.cart_id, &order_id) {
+    let order_id = ev.order.as_ref().and_then(|o| o.order_id.as_deref());
+    let external = match (&ev.cart_id, order_id) {
         (Some(c), _) => c.as_str().to_owned(),
         (None, Some(o)) if ev.kind == EventKind::OrderUnpaid => format!("order:{o}"),
         _ => return Ok((None, "ignored: no cart id".into())),
     };
     let (mut cart, created) = tx.ensure_cart(shop.id.as_str(), &external, now).await?;
-    let occurred = ms(ev.occurred_at);
-    let status = cart.status();
-    if status.is_final() {
-        let why = format!("ignored: cart is already {}", status.as_str());
+    if let Some(why) = ignored(&cart, created, ev) {
         tx.log(cart.id, now, "event", &format!("{} {why}", ev.kind.as_str())).await?;
         return Ok((Some(cart.id), why));
     }
-    if !created && occurred < cart.last_activity_at {
-        let why = format!(
+    take_in(tx, shop, &mut cart, ev, now).await?;
+    let outcome = transition(tx, &mut cart, ev, abandon_after_ms, now).await?;
+    let who = cart.email.as_deref().map(mask_email).unwrap_or_else(|| "no email".into());
+    let at = ev.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    tx.log(cart.id, now, "event", &format!("{} at {at} ({who}): {outcome}", ev.kind.as_str())).await?;
+    Ok((Some(cart.id), outcome))
+}
+
+/// Why an event changes nothing of its cart: the cart is recovered or unsubscribed, or the
+/// event is older than what the cart already knows.
+fn ignored(cart: &CartRow, created: bool, ev: &ShopEvent) -> Option<String> {
+    let status = cart.status();
+    if status.is_final() {
+        return Some(format!("ignored: cart is already {}", status.as_str()));
+    }
+    let occurred = ms(ev.occurred_at);
+    (!created && occurred < cart.last_activity_at).then(|| {
+        format!(
             "ignored: occurred_at {} is older than the cart's last activity {}",
             ev.occurred_at.to_rfc3339(),
             crate::domain::from_millis(cart.last_activity_at).to_rfc3339()
-        );
-        tx.log(cart.id, now, "event", &format!("{} {why}", ev.kind.as_str())).await?;
-        return Ok((Some(cart.id), why));
-    }
-    cart.last_activity_at = occurred;
+        )
+    })
+}
+
+/// What the event tells about the cart and its customer: contents, contact, consent, the
+/// person behind them, their order history and zone.
+async fn take_in(tx: &mut Tx, shop: &Shop, cart: &mut CartRow, ev: &ShopEvent, now: i64) -> Result<(), StoreError> {
+    cart.last_activity_at = ms(ev.occurred_at);
     cart.updated_at = now;
-    apply_snapshot(&mut cart, ev);
-    person::resolve_person(tx, &mut cart, ev.customer.as_ref().and_then(|c| c.id.as_deref())).await?;
+    apply_snapshot(cart, ev);
+    person::resolve_person(tx, cart, ev.customer.as_ref().and_then(|c| c.id.as_deref())).await?;
     // The customer's order history and the zone they reported with another cart: one query.
-    let key = HistoryOf::new(&cart);
-    let zone_of = earlier_zone_wanted(&cart, ev);
-    let facts = tx.customer_facts(&cart.shop, key.as_ref().map(HistoryOf::key), zone_of.map(|w| (w, cart.id))).await?;
+    let key = HistoryOf::new(cart);
+    let zone_of = earlier_zone_wanted(cart, ev).cloned();
+    let facts =
+        tx.customer_facts(&cart.shop, key.as_ref().map(HistoryOf::key), zone_of.as_ref().map(|w| (w, cart.id))).await?;
     if let Some(orders) = facts.orders {
-        apply_history(&mut cart, orders);
+        apply_history(cart, orders);
     }
-    resolve_zone(&mut cart, shop, ev, facts.zone);
-    let outcome = match ev.kind {
+    resolve_zone(cart, shop, ev, facts.zone);
+    Ok(())
+}
+
+/// Where the event moves the cart, and the job that watches it; the outcome in a few words.
+async fn transition(
+    tx: &mut Tx,
+    cart: &mut CartRow,
+    ev: &ShopEvent,
+    abandon_after_ms: i64,
+    now: i64,
+) -> Result<String, StoreError> {
+    let occurred = ms(ev.occurred_at);
+    Ok(match ev.kind {
         EventKind::CartUpdated => {
             cart.set_status(CartStatus::Active);
-            let idle_at = occurred + abandon_after_ms;
-            ensure_job(tx, &mut cart, idle_at).await?;
+            ensure_job(tx, cart, occurred + abandon_after_ms).await?;
             "active: watching for inactivity".to_owned()
         }
         EventKind::CartAbandoned => {
             cart.set_status(CartStatus::Abandoned);
             cart.abandoned_at = Some(occurred);
-            ensure_job(tx, &mut cart, now).await?;
+            ensure_job(tx, cart, now).await?;
             "abandoned (declared by the shop)".to_owned()
         }
         EventKind::OrderUnpaid => {
             // Runs an unpaid_order campaign; order.paid (matched by order id) stops it.
+            let order_id = ev.order.as_ref().and_then(|o| o.order_id.clone());
             cart.kind = CampaignKind::UnpaidOrder;
             cart.order_id.clone_from(&order_id);
             if let Some(total) = ev.order.as_ref().and_then(|o| o.total)
@@ -220,32 +249,17 @@ async fn cart_event(
                 cart.total_minor = Some(total.minor());
             }
             cart.set_status(CartStatus::Active);
-            ensure_job(tx, &mut cart, occurred + abandon_after_ms).await?;
-            format!(
-                "unpaid order {}: payment reminders start if it stays unpaid",
-                order_id.as_deref().unwrap_or("(no id)")
-            )
+            ensure_job(tx, cart, occurred + abandon_after_ms).await?;
+            let id = order_id.as_deref().unwrap_or("(no id)");
+            format!("unpaid order {id}: payment reminders start if it stays unpaid")
         }
         _ => {
             cart.set_status(CartStatus::Emptied);
             cart.exit_reason = Some("cart_emptied".into());
-            tx.save_cart(&cart).await?;
+            tx.save_cart(cart).await?;
             "emptied: sequence stops".to_owned()
         }
-    };
-    let who = cart.email.as_deref().map(mask_email).unwrap_or_else(|| "no email".into());
-    tx.log(
-        cart.id,
-        now,
-        "event",
-        &format!(
-            "{} at {} ({who}): {outcome}",
-            ev.kind.as_str(),
-            ev.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
-    )
-    .await?;
-    Ok((Some(cart.id), outcome))
+    })
 }
 
 fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
@@ -344,147 +358,4 @@ fn resolve_zone(cart: &mut CartRow, shop: &Shop, ev: &ShopEvent, earlier: Option
         return;
     }
     set(cart, shop.timezone, format!("shop default ({})", shop.id));
-}
-
-async fn order_event(
-    tx: &mut Tx,
-    shop: &Shop,
-    ev: &ShopEvent,
-    window_ms: i64,
-    now: i64,
-) -> Result<(Option<i64>, String), StoreError> {
-    let occurred = ms(ev.occurred_at);
-    let order = ev.order.as_ref();
-    let codes: Vec<String> =
-        order.map(|o| o.discount_codes.iter().map(|c| c.trim().to_uppercase()).collect()).unwrap_or_default();
-    // Attribution, strongest evidence first: the cart the order names; the cart an issued code
-    // on the order was sent for; then the customer's open carts active within the window.
-    let mut carts: Vec<CartRow> = Vec::new();
-    if let Some(id) = &ev.cart_id
-        && let Some(c) = tx.cart_by_external(shop.id.as_str(), id.as_str()).await?
-    {
-        carts.push(c);
-    }
-    // An unpaid order tracked under its order id (order.paid names the order, not a cart).
-    if let Some(o) = order.and_then(|o| o.order_id.as_deref())
-        && let Some(c) = tx.cart_by_external(shop.id.as_str(), &format!("order:{o}")).await?
-        && !carts.iter().any(|x| x.id == c.id)
-    {
-        carts.push(c);
-    }
-    let mut issued = Vec::new();
-    for code in &codes {
-        if let Some(i) = tx.incentive_by_code(code).await?
-            && let Some(c) = tx.cart_by_id(i.cart_id).await?
-            && c.shop == shop.id.as_str()
-        {
-            if !carts.iter().any(|x| x.id == c.id) {
-                carts.push(c);
-            }
-            issued.push(i);
-        }
-    }
-    let mut outside_window = Vec::new();
-    if let Some(c) = &ev.customer {
-        let email = c.email.as_ref().map(|e| e.as_str());
-        let phone = c.phone.as_ref().map(|p| p.as_str());
-        // The person behind any identity on the order: their carts under other identities too.
-        let mut theirs = tx.open_carts_by_contact(shop.id.as_str(), email, phone).await?;
-        for person in tx.persons_of(shop.id.as_str(), &person::identities_of(c.id.as_deref(), email, phone)).await? {
-            for cart in tx.open_carts_of_person(shop.id.as_str(), &person).await? {
-                if !theirs.iter().any(|x| x.id == cart.id) {
-                    theirs.push(cart);
-                }
-            }
-        }
-        for cart in theirs {
-            if carts.iter().any(|x| x.id == cart.id) {
-                continue;
-            }
-            if cart.last_activity_at >= occurred - window_ms {
-                carts.push(cart);
-            } else {
-                outside_window.push(cart);
-            }
-        }
-    }
-    let order_id = order.and_then(|o| o.order_id.clone());
-    // Every order is history for the customer's next incentive, matched cart or not.
-    if let (Some(id), Some(total)) = (order_id.as_deref(), order.and_then(|o| o.total)) {
-        let c = ev.customer.as_ref();
-        let email = c.and_then(|c| c.email.as_ref()).map(|e| e.as_str().to_lowercase());
-        tx.record_order(
-            shop.id.as_str(),
-            &crate::store::history::PastOrder {
-                order_id: id,
-                customer_id: c.and_then(|c| c.id.as_deref()),
-                email: email.as_deref(),
-                phone: c.and_then(|c| c.phone.as_ref()).map(|p| p.as_str()),
-                currency: total.currency().code(),
-                total_minor: total.minor(),
-                placed_at: occurred,
-                source: "event",
-            },
-        )
-        .await?;
-    }
-    if carts.is_empty() && outside_window.is_empty() {
-        return Ok((None, "no matching cart".into()));
-    }
-    let label = order_id.clone().unwrap_or_else(|| "(no id)".into());
-    let mut first = None;
-    for mut cart in carts {
-        first.get_or_insert(cart.id);
-        if cart.status() == CartStatus::Recovered {
-            continue;
-        }
-        cart.set_status(CartStatus::Recovered);
-        cart.exit_reason = Some("order_placed".into());
-        cart.recovered_at = Some(occurred);
-        cart.order_id.clone_from(&order_id);
-        cart.order_total_minor = order.and_then(|o| o.total).map(|t| t.minor());
-        cart.recovered_step = tx.last_clicked_step(cart.id, occurred).await?;
-        let mut used = String::new();
-        if let Some(i) = issued.iter().find(|i| i.cart_id == cart.id) {
-            if tx.redeem_incentive(i.id, &label, occurred).await? {
-                let offer: Option<crate::incentive::ChosenOffer> = serde_json::from_str(&i.offer).ok();
-                let base = cart.order_total_minor.or(cart.total_minor).unwrap_or(0);
-                // The shop's own figure when it sends one, else what the offer gives on this order.
-                cart.discount_minor = order
-                    .and_then(|o| o.discount_total)
-                    .map(|d| d.minor())
-                    .or_else(|| offer.map(|o| o.discount_for(base)));
-                cart.incentive_code_used = Some(i.code.clone());
-                used = format!(", with incentive code {} (tier {})", i.code, i.tier);
-            } else {
-                used = format!(
-                    ", code {} was already used by order {}",
-                    i.code,
-                    i.redeemed_order.as_deref().unwrap_or("?")
-                );
-            }
-        }
-        cart.updated_at = now;
-        tx.save_cart(&cart).await?;
-        let step = cart.recovered_step.as_deref().map(|s| format!(", last clicked step {s}")).unwrap_or_default();
-        tx.log(cart.id, now, "recovered", &format!("{} {label}: sequence stops{step}{used}", ev.kind.as_str())).await?;
-    }
-    // Carts of the same customer idle for longer than the window: the customer bought, so the
-    // sequence stops, but the order is not credited to them.
-    for mut cart in outside_window {
-        first.get_or_insert(cart.id);
-        cart.set_status(CartStatus::Completed);
-        cart.exit_reason = Some("ordered_elsewhere".into());
-        cart.next_run_at = None;
-        cart.updated_at = now;
-        tx.save_cart(&cart).await?;
-        tx.log(
-            cart.id,
-            now,
-            "exit",
-            &format!("the customer placed order {label}; this cart was idle longer than the attribution window, so the order is not credited to it"),
-        )
-        .await?;
-    }
-    Ok((first, "recovered".into()))
 }

@@ -136,123 +136,28 @@ pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result
 /// Parse and check a generic event body.
 pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
     let raw: RawEvent = deserialize(body)?;
-
     let kind = EventKind::parse(&raw.kind)
         .ok_or_else(|| field("type", format!("unknown event type; expected one of {}", EventKind::ALL.join(", "))))?;
     let occurred_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&raw.occurred_at)
         .map_err(|_| field("occurred_at", "must be an RFC 3339 timestamp like 2026-11-22T10:00:00Z"))?
         .with_timezone(&Utc);
-
     let cart_currency = match raw.cart.as_ref().and_then(|c| c.currency.as_deref()) {
         Some(c) => Some(Currency::parse(c).map_err(|e| field("cart.currency", e.to_string()))?),
         None => None,
     };
-
     let cart = match raw.cart {
+        Some(c) => Some(cart(c, kind, cart_currency)?),
         None => None,
-        Some(c) => {
-            let id = CartId::parse(&c.id).map_err(|e| field("cart.id", e.to_string()))?;
-            let needs_money = matches!(kind, EventKind::CartUpdated | EventKind::CartAbandoned);
-            match (cart_currency, c.total) {
-                (Some(currency), Some(total)) => {
-                    let total = Money::parse(&total, currency).map_err(|e| field("cart.total", e.to_string()))?;
-                    let mut items = Vec::with_capacity(c.items.len());
-                    for (i, it) in c.items.into_iter().enumerate() {
-                        let p = |f: &str| format!("cart.items[{i}].{f}");
-                        if it.quantity == 0 {
-                            return Err(field(p("quantity"), "must be at least 1"));
-                        }
-                        let price = Money::parse(&it.price, currency).map_err(|e| field(p("price"), e.to_string()))?;
-                        items.push(CartItem {
-                            sku: text(&p("sku"), it.sku, 255)?,
-                            title: text(&p("title"), Some(it.title), 500)?
-                                .ok_or_else(|| field(p("title"), "must not be empty"))?,
-                            quantity: it.quantity,
-                            price_minor: price.minor(),
-                            image_url: url(&p("image_url"), it.image_url)?,
-                            url: url(&p("url"), it.url)?,
-                        });
-                    }
-                    let locale = match c.locale {
-                        Some(l) => Some(Locale::parse(&l).map_err(|e| field("cart.locale", e.to_string()))?),
-                        None => None,
-                    };
-                    Some((
-                        id,
-                        Some(CartSnapshot {
-                            id: CartId::parse(&c.id).map_err(|e| field("cart.id", e.to_string()))?,
-                            total,
-                            items,
-                            restore_url: url("cart.restore_url", c.restore_url)?,
-                            locale,
-                        }),
-                    ))
-                }
-                (None, _) if needs_money => {
-                    return Err(field("cart.currency", "is required for this event type"));
-                }
-                (_, None) if needs_money => {
-                    return Err(field("cart.total", "is required for this event type"));
-                }
-                _ => Some((id, None)),
-            }
-        }
     };
-
     let customer = match raw.customer {
+        Some(c) => Some(customer(c, cart_currency)?),
         None => None,
-        Some(c) => Some(Customer {
-            id: text("customer.id", c.id, 255)?,
-            email: match c.email {
-                Some(e) if !e.trim().is_empty() => {
-                    Some(Email::parse(&e).map_err(|err| field("customer.email", err.to_string()))?)
-                }
-                _ => None,
-            },
-            phone: match c.phone {
-                Some(p) if !p.trim().is_empty() => {
-                    Some(Phone::parse(&p).map_err(|err| field("customer.phone", err.to_string()))?)
-                }
-                _ => None,
-            },
-            first_name: text("customer.first_name", c.first_name, 100)?,
-            timezone: match c.timezone {
-                Some(tz) => Some(tz.parse().map_err(|_| {
-                    field("customer.timezone", format!("{tz:?} is not an IANA time zone like Europe/Berlin"))
-                })?),
-                None => None,
-            },
-            locale: match c.locale {
-                Some(l) => Some(Locale::parse(&l).map_err(|e| field("customer.locale", e.to_string()))?),
-                None => None,
-            },
-            country: match c.country {
-                Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => {
-                    Some(cc.to_ascii_uppercase())
-                }
-                Some(_) => {
-                    return Err(field("customer.country", "must be an ISO 3166 alpha-2 code like DE"));
-                }
-                None => None,
-            },
-            orders_count: c.orders_count,
-            total_spent_minor: match (c.total_spent, cart_currency) {
-                (Some(t), Some(cur)) => {
-                    Some(Money::parse(&t, cur).map_err(|e| field("customer.total_spent", e.to_string()))?.minor())
-                }
-                _ => None,
-            },
-            accepts_email: c.accepts_email_marketing,
-            accepts_sms: c.accepts_sms_marketing,
-        }),
     };
-
     let cart_id = match (&cart, raw.cart_id) {
         (Some((id, _)), _) => Some(id.clone()),
         (None, Some(id)) => Some(CartId::parse(&id).map_err(|e| field("cart_id", e.to_string()))?),
         (None, None) => None,
     };
-
     let order = match kind {
         EventKind::OrderPlaced | EventKind::OrderUnpaid | EventKind::OrderPaid => {
             let has_contact = customer.as_ref().is_some_and(|c| c.email.is_some() || c.phone.is_some());
@@ -262,41 +167,11 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
             if kind == EventKind::OrderUnpaid && cart_id.is_none() && raw.order_id.is_none() {
                 return Err(field("order_id", "order.unpaid needs order_id (or cart_id) so order.paid can stop it"));
             }
-            let total = match (raw.total, raw.currency) {
-                (Some(t), Some(c)) => {
-                    let cur = Currency::parse(&c).map_err(|e| field("currency", e.to_string()))?;
-                    Some(Money::parse(&t, cur).map_err(|e| field("total", e.to_string()))?)
-                }
-                (Some(_), None) => {
-                    return Err(field("currency", "is required when total is given"));
-                }
-                _ => None,
-            };
-            let discount_total = match (raw.discount_total, total) {
-                (Some(d), Some(t)) => {
-                    Some(Money::parse(&d, t.currency()).map_err(|e| field("discount_total", e.to_string()))?)
-                }
-                (Some(_), None) => return Err(field("discount_total", "needs total and currency")),
-                (None, _) => None,
-            };
-            if raw.discount_codes.len() > 20 || raw.discount_codes.iter().any(|c| c.is_empty() || c.len() > 64) {
-                return Err(field("discount_codes", "at most 20 codes of 1 to 64 characters"));
-            }
-            Some(OrderInfo {
-                order_id: text("order_id", raw.order_id, 255)?,
-                total,
-                discount_codes: raw.discount_codes,
-                discount_total,
-            })
+            Some(order(raw.order_id, raw.total, raw.currency, raw.discount_total, raw.discount_codes)?)
         }
-        _ => {
-            if cart_id.is_none() {
-                return Err(field("cart", "is required for cart events"));
-            }
-            None
-        }
+        _ if cart_id.is_none() => return Err(field("cart", "is required for cart events")),
+        _ => None,
     };
-
     Ok(ShopEvent {
         kind,
         occurred_at,
@@ -308,6 +183,131 @@ pub fn parse(body: &[u8]) -> Result<ShopEvent, PayloadError> {
         reason: text("reason", raw.reason, 64)?,
         reason_detail: text("reason_detail", raw.reason_detail, 255)?,
     })
+}
+
+/// The cart's id, and its snapshot when it has one (a currency and a total; required for
+/// `cart.updated` and `cart.abandoned`).
+fn cart(
+    c: RawCart,
+    kind: EventKind,
+    currency: Option<Currency>,
+) -> Result<(CartId, Option<CartSnapshot>), PayloadError> {
+    let id = CartId::parse(&c.id).map_err(|e| field("cart.id", e.to_string()))?;
+    let needs_money = matches!(kind, EventKind::CartUpdated | EventKind::CartAbandoned);
+    let (currency, total) = match (currency, c.total) {
+        (Some(currency), Some(total)) => (currency, total),
+        (None, _) if needs_money => return Err(field("cart.currency", "is required for this event type")),
+        (_, None) if needs_money => return Err(field("cart.total", "is required for this event type")),
+        _ => return Ok((id, None)),
+    };
+    let total = Money::parse(&total, currency).map_err(|e| field("cart.total", e.to_string()))?;
+    let items = c.items.into_iter().enumerate().map(|(i, it)| item(i, it, currency)).collect::<Result<_, _>>()?;
+    let locale = match c.locale {
+        Some(l) => Some(Locale::parse(&l).map_err(|e| field("cart.locale", e.to_string()))?),
+        None => None,
+    };
+    let snapshot =
+        CartSnapshot { id: id.clone(), total, items, restore_url: url("cart.restore_url", c.restore_url)?, locale };
+    Ok((id, Some(snapshot)))
+}
+
+/// One line of the cart, `cart.items[i]`.
+fn item(i: usize, it: RawItem, currency: Currency) -> Result<CartItem, PayloadError> {
+    let p = |f: &str| format!("cart.items[{i}].{f}");
+    if it.quantity == 0 {
+        return Err(field(p("quantity"), "must be at least 1"));
+    }
+    let price = Money::parse(&it.price, currency).map_err(|e| field(p("price"), e.to_string()))?;
+    Ok(CartItem {
+        sku: text(&p("sku"), it.sku, 255)?,
+        title: text(&p("title"), Some(it.title), 500)?.ok_or_else(|| field(p("title"), "must not be empty"))?,
+        quantity: it.quantity,
+        price_minor: price.minor(),
+        image_url: url(&p("image_url"), it.image_url)?,
+        url: url(&p("url"), it.url)?,
+    })
+}
+
+/// The customer; `total_spent` is read in the cart's currency.
+fn customer(c: RawCustomer, cart_currency: Option<Currency>) -> Result<Customer, PayloadError> {
+    let email = match c.email {
+        Some(e) if !e.trim().is_empty() => {
+            Some(Email::parse(&e).map_err(|err| field("customer.email", err.to_string()))?)
+        }
+        _ => None,
+    };
+    let phone = match c.phone {
+        Some(p) if !p.trim().is_empty() => {
+            Some(Phone::parse(&p).map_err(|err| field("customer.phone", err.to_string()))?)
+        }
+        _ => None,
+    };
+    let timezone =
+        match c.timezone {
+            Some(tz) => Some(tz.parse().map_err(|_| {
+                field("customer.timezone", format!("{tz:?} is not an IANA time zone like Europe/Berlin"))
+            })?),
+            None => None,
+        };
+    let locale = match c.locale {
+        Some(l) => Some(Locale::parse(&l).map_err(|e| field("customer.locale", e.to_string()))?),
+        None => None,
+    };
+    let total_spent_minor = match (c.total_spent, cart_currency) {
+        (Some(t), Some(cur)) => {
+            Some(Money::parse(&t, cur).map_err(|e| field("customer.total_spent", e.to_string()))?.minor())
+        }
+        _ => None,
+    };
+    Ok(Customer {
+        id: text("customer.id", c.id, 255)?,
+        email,
+        phone,
+        first_name: text("customer.first_name", c.first_name, 100)?,
+        timezone,
+        locale,
+        country: country(c.country)?,
+        orders_count: c.orders_count,
+        total_spent_minor,
+        accepts_email: c.accepts_email_marketing,
+        accepts_sms: c.accepts_sms_marketing,
+    })
+}
+
+/// `customer.country`, upper case.
+fn country(cc: Option<String>) -> Result<Option<String>, PayloadError> {
+    match cc {
+        Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => Ok(Some(cc.to_ascii_uppercase())),
+        Some(_) => Err(field("customer.country", "must be an ISO 3166 alpha-2 code like DE")),
+        None => Ok(None),
+    }
+}
+
+/// The order of an order event.
+fn order(
+    order_id: Option<String>,
+    total: Option<String>,
+    currency: Option<String>,
+    discount_total: Option<String>,
+    discount_codes: Vec<String>,
+) -> Result<OrderInfo, PayloadError> {
+    let total = match (total, currency) {
+        (Some(t), Some(c)) => {
+            let cur = Currency::parse(&c).map_err(|e| field("currency", e.to_string()))?;
+            Some(Money::parse(&t, cur).map_err(|e| field("total", e.to_string()))?)
+        }
+        (Some(_), None) => return Err(field("currency", "is required when total is given")),
+        _ => None,
+    };
+    let discount_total = match (discount_total, total) {
+        (Some(d), Some(t)) => Some(Money::parse(&d, t.currency()).map_err(|e| field("discount_total", e.to_string()))?),
+        (Some(_), None) => return Err(field("discount_total", "needs total and currency")),
+        (None, _) => None,
+    };
+    if discount_codes.len() > 20 || discount_codes.iter().any(|c| c.is_empty() || c.len() > 64) {
+        return Err(field("discount_codes", "at most 20 codes of 1 to 64 characters"));
+    }
+    Ok(OrderInfo { order_id: text("order_id", order_id, 255)?, total, discount_codes, discount_total })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod apply;
 mod batch;
 pub mod generic;
+mod order;
 mod person;
 pub mod shopify;
 pub mod signature;
