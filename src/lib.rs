@@ -1,7 +1,11 @@
 //! Cartback: abandoned-cart recovery.
 //!
-//! Data flows one way: `http`/`ingest` → `store` → `scheduler` → `campaign`/`incentive` →
-//! `render` → `deliver` → `store`. `domain` depends on nothing else in the crate.
+//! One module per pipeline stage, and data flows one way (docs/architecture.md):
+//! `http` → `ingest` → `store` for events; `worker` → `recovery` → (`campaign`, `incentive`,
+//! `render`, `deliver`, `links`) → `store` for messages. `app` (what a stage needs, built once)
+//! sits below every stage and `domain` (pure types) below everything. The queue library is
+//! known only to `queue` and `worker`; which database runs is known only to `store`.
+//! `tests/layout.rs` keeps it so.
 
 pub mod app;
 pub mod campaign;

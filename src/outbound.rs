@@ -63,7 +63,7 @@ pub async fn run(app: &App, job: OutboundJob) -> Result<(), OutboundError> {
         None => Err(format!("shop {:?} has no events_url any more", row.shop)),
         Some((shop, url)) => {
             let ts = Utc::now().timestamp();
-            let sig = crate::ingest::signature::sign(&shop.webhook_key, &row.public_id, ts, row.payload.as_bytes());
+            let sig = crate::crypto::sign_webhook(&shop.webhook_key, &row.public_id, ts, row.payload.as_bytes());
             let started = std::time::Instant::now();
             let resp = app
                 .http

@@ -203,8 +203,7 @@ async fn maintain(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         }
         first = false;
         let before = Utc::now().timestamp() - i64::try_from(keep.as_secs()).unwrap_or(i64::MAX / 2);
-        let replays_refused_before =
-            Utc::now().timestamp_millis() - 3 * 1000 * crate::ingest::signature::TOLERANCE_SECS;
+        let replays_refused_before = Utc::now().timestamp_millis() - 3 * 1000 * crate::crypto::TOLERANCE_SECS;
         if let Err(e) = app.db.forget_requests(replays_refused_before).await {
             warn!(error = %e, "forgetting old signed requests failed");
         }

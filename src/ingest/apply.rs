@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use tracing::{debug, info};
 
-use super::batch::Env;
+use super::Env;
 use super::person;
 use crate::campaign::CampaignKind;
 use crate::config::Shop;

@@ -9,19 +9,15 @@
 //! transaction of its own, so an event that fails fails alone. Alone, an event is its own
 //! transaction: under light load nothing waits longer than before.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info_span, warn};
 
 use super::apply::{AcceptError, Accepted, Delivery, accept_all};
 use crate::app::App;
-use crate::campaign::Campaigns;
 use crate::config::Shop;
 use crate::domain::{ShopEvent, ShopId, WebhookId};
-use crate::store::Db;
 
 /// The most events one transaction takes.
 const MAX_BATCH: usize = 128;
@@ -42,22 +38,6 @@ pub struct Ingest {
     queue: mpsc::Sender<Pending>,
 }
 
-/// What applying events needs: the store, the campaigns in force and the shops; nothing of
-/// delivery, rendering or the worker.
-#[derive(Debug)]
-pub(crate) struct Env {
-    /// The database.
-    pub db: Db,
-    /// The campaigns in force (each event reads them once).
-    pub campaigns: Campaigns,
-    /// Shops by id.
-    pub shops: BTreeMap<ShopId, Shop>,
-    /// `attribution_window`, in milliseconds.
-    pub attribution_window_ms: i64,
-    /// Events per shared transaction (`/metrics`).
-    batch_sizes: Histogram,
-}
-
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending").field("webhook_id", &self.webhook_id.as_str()).finish()
@@ -67,7 +47,7 @@ impl std::fmt::Debug for Pending {
 impl Ingest {
     /// Start the writer for `app`'s store, campaigns and shops.
     pub fn start(app: &App) -> Self {
-        let env = Env {
+        let env = super::Env {
             db: app.db.clone(),
             campaigns: app.campaign_set.clone(),
             shops: app.shops.clone(),
@@ -105,7 +85,7 @@ impl Ingest {
 /// The writer. One: SQLite writes one transaction at a time anyway, and on PostgreSQL two
 /// writers' batches lock rows in different orders and deadlock (measured: a burst of 360
 /// deliveries, three per cart, deadlocked within seconds with four writers).
-async fn write(env: Arc<Env>, mut rx: mpsc::Receiver<Pending>) {
+async fn write(env: Arc<super::Env>, mut rx: mpsc::Receiver<Pending>) {
     loop {
         let batch = {
             let Some(first) = rx.recv().await else { return };
@@ -123,7 +103,7 @@ async fn write(env: Arc<Env>, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn commit(app: &Env, batch: Vec<Pending>) {
+async fn commit(app: &super::Env, batch: Vec<Pending>) {
     app.batch_sizes.observe(batch.len() as f64);
     if batch.len() > 1 {
         match shared(app, &batch).await {
@@ -148,7 +128,7 @@ async fn commit(app: &Env, batch: Vec<Pending>) {
 /// was refused: then nothing of the batch is stored and its events go one by one (an event
 /// that fails, fails alone). Refusals are rare (storage errors, a campaign unloaded under
 /// us), so the batch does without a savepoint per event: two statements fewer each.
-async fn shared(app: &Env, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
+async fn shared(app: &super::Env, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
     let deliveries = batch.iter().map(|p| delivery(app, p)).collect::<Result<Vec<_>, _>>()?;
     let mut tx = app.db.begin().await.map_err(|e| e.to_string())?;
     let results = accept_all(app, &mut tx, &deliveries).await.map_err(|e| e.to_string())?;
@@ -157,7 +137,7 @@ async fn shared(app: &Env, batch: &[Pending]) -> Result<Vec<Accepted>, String> {
 }
 
 /// One event in its own transaction.
-async fn alone(app: &Env, p: &Pending) -> Result<Accepted, AcceptError> {
+async fn alone(app: &super::Env, p: &Pending) -> Result<Accepted, AcceptError> {
     let d = delivery(app, p).map_err(AcceptError::Batch)?;
     let mut tx = app.db.begin().await?;
     match accept_all(app, &mut tx, &[d]).await {
@@ -171,11 +151,11 @@ async fn alone(app: &Env, p: &Pending) -> Result<Accepted, AcceptError> {
     }
 }
 
-fn delivery<'a>(app: &'a Env, p: &'a Pending) -> Result<Delivery<'a>, String> {
+fn delivery<'a>(app: &'a super::Env, p: &'a Pending) -> Result<Delivery<'a>, String> {
     Ok(Delivery { shop: shop_of(app, p)?, webhook_id: &p.webhook_id, event: &p.event, body: &p.body })
 }
 
 /// The configured shop of a queued event (shops are fixed for the life of the `App`).
-fn shop_of<'a>(app: &'a Env, p: &Pending) -> Result<&'a Shop, String> {
+fn shop_of<'a>(app: &'a super::Env, p: &Pending) -> Result<&'a Shop, String> {
     app.shops.get(&p.shop).ok_or_else(|| format!("shop {} is not configured", p.shop.as_str()))
 }

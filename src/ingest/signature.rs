@@ -11,8 +11,7 @@ use hmac::{Hmac, Mac};
 
 pub use crate::crypto::{SecretError, hmac_sha256, secret_key, verify_hmac, verify_hmac_truncated};
 
-/// Timestamps further than this from now (either way) are refused, against replay.
-pub const TOLERANCE_SECS: i64 = 5 * 60;
+pub use crate::crypto::TOLERANCE_SECS;
 
 /// Why a signature was refused. Each maps to `401`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -57,11 +56,7 @@ pub fn verify_twilio(auth_token: &str, url: &str, params: &[(String, String)], h
     header.is_some_and(|h| bool::from(h.trim().as_bytes().ct_eq(expected.as_bytes())))
 }
 
-/// The `webhook-signature` value for a message (`v1,<base64>`).
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let ts = timestamp.to_string();
-    format!("v1,{}", B64.encode(hmac_sha256(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body])))
-}
+pub use crate::crypto::sign_webhook as sign;
 
 /// What a shop signs for a request that is not a webhook delivery (the customer erase): the
 /// method, the path as Cartback receives it, a newline, then the body. Standard Webhooks signs

@@ -1,4 +1,4 @@
-//! The job queue: the only code besides [`crate::worker`] that knows apalis.
+//! The job queue: with the worker, the only code that knows apalis.
 //!
 //! Jobs are pushed inside Cartback's own transactions, so a job exists exactly when the
 //! change that needs it commits. [`schedule`] keeps the one rule every job relies on (a cart

@@ -2,7 +2,7 @@
 //! cart and the customer's history, recorded with the claim and announced to the shop in the
 //! same transaction.
 
-use super::job::StepRun;
+use super::StepRun;
 use crate::campaign::Incentives;
 use crate::domain::{Currency, CustomerRef, Money, from_millis};
 use crate::incentive::{self, ChosenOffer, Decision};

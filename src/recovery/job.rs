@@ -4,15 +4,14 @@
 //! transaction shared with other jobs ([`crate::store::TxGroup`]), and a dropped turn rolls
 //! back the whole group.
 
-use chrono_tz::Tz;
 use tracing::{info, warn};
 
 use super::decide::{self, Action, Ending, Facts, Need, Next, Plan, Verdict, cart_tz, fmt_local};
 use super::faults::{self, Point};
 use super::send::{self, Outcome};
-use super::{JobError, now_ms};
+use super::{JobError, StepRun, now_ms};
 use crate::app::App;
-use crate::campaign::{Campaign, Step};
+use crate::campaign::Campaign;
 use crate::config::Shop;
 use crate::domain::{CartStatus, from_millis};
 use crate::queue::{RecoveryJob, reschedule, schedule};
@@ -61,29 +60,6 @@ pub async fn run(app: &App, job: RecoveryJob) -> Result<(), JobError> {
     }
     tx.commit().await?;
     Ok(())
-}
-
-/// A step being sent: what every channel of it shares.
-pub(super) struct StepRun<'a> {
-    pub app: &'a App,
-    pub shop: &'a Shop,
-    pub campaign: &'a Campaign,
-    pub job: RecoveryJob,
-    /// Index of the step in the campaign.
-    pub index: usize,
-    /// When it fell due (Unix ms).
-    pub due: i64,
-    /// The customer's zone.
-    pub tz: Tz,
-    /// When the cart was abandoned (Unix ms), which every step's time counts from.
-    pub abandoned_at: i64,
-}
-
-impl StepRun<'_> {
-    /// The step.
-    pub fn step(&self) -> &Step {
-        &self.campaign.steps[self.index]
-    }
 }
 
 /// Send every channel of a due step, then schedule what follows. `tx` holds the decided cart

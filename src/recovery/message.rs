@@ -3,8 +3,8 @@
 
 use chrono::Utc;
 
+use super::StepRun;
 use super::incentive::Issued;
-use super::job::StepRun;
 use crate::campaign::Channel;
 use crate::deliver::{DeliveryError, OutgoingEmail, OutgoingSms};
 use crate::domain::{CampaignKind, CartItem, Email, Locale, Phone};

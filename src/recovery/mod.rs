@@ -28,6 +28,29 @@ pub const MAX_SEND_ATTEMPTS: i64 = 8;
 /// How often a paused campaign's due message checks whether it was resumed.
 pub const PAUSE_RECHECK_MS: i64 = 15_000;
 
+/// A step being sent: what every channel of it shares.
+pub(crate) struct StepRun<'a> {
+    pub app: &'a crate::app::App,
+    pub shop: &'a crate::config::Shop,
+    pub campaign: &'a crate::campaign::Campaign,
+    pub job: crate::queue::RecoveryJob,
+    /// Index of the step in the campaign.
+    pub index: usize,
+    /// When it fell due (Unix ms).
+    pub due: i64,
+    /// The customer's zone.
+    pub tz: chrono_tz::Tz,
+    /// When the cart was abandoned (Unix ms), which every step's time counts from.
+    pub abandoned_at: i64,
+}
+
+impl StepRun<'_> {
+    /// The step.
+    pub fn step(&self) -> &crate::campaign::Step {
+        &self.campaign.steps[self.index]
+    }
+}
+
 /// Job failures that are not delivery outcomes (those are recorded, not raised).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use super::StepRun;
 use super::decide::{address_for, exit_reason, fmt_local};
 use super::faults::{self, Point};
 use super::incentive::{self, Issued};
-use super::job::StepRun;
 use super::message::{self, Prepared};
 use super::{JobError, MAX_SEND_ATTEMPTS, backoff_ms, now_ms};
 use crate::campaign::Channel;
