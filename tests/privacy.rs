@@ -174,3 +174,47 @@ async fn a_signed_erase_works_once_for_the_customer_it_names(backend: Backend) {
     assert_eq!(t.scalar("SELECT COUNT(*) FROM carts WHERE email = 'ada@example.com'").await, 1, "her new cart stays");
     t.shutdown().await;
 }
+
+/// After an erasure, the SQLite file and its WAL hold none of the person's bytes: not in
+/// rows, not in the free space inside pages, not in the statistics' samples, not in old page
+/// images in the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_leaves_no_bytes_in_the_sqlite_files() {
+    let t = spawn_app_with(Backend::Sqlite, &quick_campaign(1, &[("reminder", 1, "reminder")]), true, |_| {}).await;
+    let past = Utc::now() - chrono::Duration::hours(1);
+    let mut ev = cart_event("cart.updated", "z1", "zelda.quintessence@example.com", past);
+    ev["customer"]["first_name"] = "Zephyrine".into();
+    ev["customer"]["phone"] = "+4915799887766".into();
+    ev["cart"]["items"][0]["title"] = "Xylophone Quartz Seven".into();
+    assert_eq!(t.post(&ev).await.status(), 202);
+    t.wait_for("the reminder", Duration::from_secs(20), || async {
+        (t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent'").await == 1).then_some(())
+    })
+    .await;
+    // Statistics with samples of every index, as the worker's PRAGMA optimize makes in time.
+    t.exec("ANALYZE").await;
+    let secrets = ["zelda.quintessence", "Zephyrine", "4915799887766", "Xylophone Quartz"];
+    let files = || {
+        ["test.db", "test.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::read(t.dir.path().join(f)).ok())
+            .collect::<Vec<Vec<u8>>>()
+    };
+    let found = |bytes: &[Vec<u8>]| -> Vec<&str> {
+        secrets
+            .iter()
+            .copied()
+            .filter(|s| bytes.iter().any(|b| b.windows(s.len()).any(|w| w == s.as_bytes())))
+            .collect()
+    };
+    assert_eq!(found(&files()), secrets, "the person is in the files before the erasure");
+
+    let who = cartback::ops::privacy::Person {
+        shop: common::SHOP.into(),
+        email: Some("zelda.quintessence@example.com".into()),
+        ..Default::default()
+    };
+    assert_eq!(cartback::ops::privacy::erase(&t.app, &who).await.expect("erase").carts, 1);
+    assert_eq!(found(&files()), Vec::<&str>::new(), "bytes left in the database file or its WAL");
+    t.shutdown().await;
+}

@@ -359,6 +359,9 @@ async fn held_back_writes_read_as_written(backend: Backend) {
     row.customer_ref = Some(CustomerRef::account("42"));
     row.timezone = Some("Europe/Vienna".into());
     row.timezone_source = Some("event: customer.timezone".into());
+    row.accepts_email = true;
+    row.consent_at = Some(now - 5_000);
+    row.consent_source = Some("cart.updated for cart c_1".into());
     row.updated_at = now;
     tx.save_cart(&row).await.expect("save");
     let (again, created) = tx.ensure_cart(common::SHOP, "c_1", now).await.expect("cart");
@@ -376,12 +379,14 @@ async fn held_back_writes_read_as_written(backend: Backend) {
     assert!(created, "a new cart is new");
     let facts = tx.customer_facts(common::SHOP, None, Some((&account, other.id))).await.expect("facts");
     assert_eq!(facts.zone.as_deref(), Some("Europe/Vienna"), "the zone the held-back cart carries");
+    let consent = facts.consent.expect("the consent the held-back cart carries");
+    assert_eq!((consent.email, consent.sms, consent.at), (true, false, now - 5_000));
     let key =
         cartback::store::history::HistoryKey { customer_id: Some("42"), email: None, phone: None, currency: "EUR" };
     let facts = tx.customer_facts(common::SHOP, Some(key), Some((&account, cart))).await.expect("facts");
     assert_eq!(
         facts,
-        cartback::store::history::CustomerFacts { orders: Some((0, 0)), zone: None },
+        cartback::store::history::CustomerFacts { orders: Some((0, 0)), zone: None, consent: None },
         "own cart left out"
     );
 

@@ -100,7 +100,16 @@ pub enum CartsCommand {
 pub enum CustomersCommand {
     /// Remove a person's personal data (contacts, names, carts' contents, raw events, rendered
     /// messages, timelines); aggregate stats stay, suppressions stay as hashes.
-    Erase(PersonArgs),
+    Erase {
+        /// Who.
+        #[command(flatten)]
+        person: PersonArgs,
+        /// PostgreSQL: also rewrite the tables that held the person (`VACUUM FULL`: locks them
+        /// while it runs), so old row versions are gone from their files. SQLite always clears
+        /// the freed space and its WAL.
+        #[arg(long)]
+        vacuum: bool,
+    },
     /// Print everything held about a person as JSON.
     Export(PersonArgs),
 }
@@ -514,7 +523,7 @@ pub async fn outbound(cli: &Cli, cmd: &OutboundCommand) -> Result<(), Failure> {
 
 pub async fn customers(cli: &Cli, cmd: &CustomersCommand) -> Result<(), Failure> {
     let app = app(cli).await?;
-    let (CustomersCommand::Erase(p) | CustomersCommand::Export(p)) = cmd;
+    let (CustomersCommand::Erase { person: p, .. } | CustomersCommand::Export(p)) = cmd;
     let who = ops::privacy::Person {
         shop: p.shop.clone(),
         email: p.email.clone(),
@@ -522,8 +531,8 @@ pub async fn customers(cli: &Cli, cmd: &CustomersCommand) -> Result<(), Failure>
         customer_id: p.id.clone(),
     };
     match cmd {
-        CustomersCommand::Erase(_) => {
-            let e = ops::privacy::erase(&app, &who).await?;
+        CustomersCommand::Erase { vacuum, .. } => {
+            let e = ops::privacy::erase_once(&app, &who, None, *vacuum).await?;
             println!(
                 "erased {} cart(s); deleted {} rendered message(s); kept {} suppression(s) as hashes",
                 e.carts, e.messages_deleted, e.suppressions_hashed

@@ -208,5 +208,5 @@ pub async fn erase_customer(
         once = h("webhook-id");
     }
     let who = ops::privacy::Person { shop, customer_id: Some(id), ..Default::default() };
-    Ok(Json(ops::privacy::erase_once(&app, &who, once).await?).into_response())
+    Ok(Json(ops::privacy::erase_once(&app, &who, once, false).await?).into_response())
 }

@@ -203,16 +203,21 @@ async fn take_in(tx: &mut Tx, shop: &Shop, cart: &mut CartRow, ev: &ShopEvent, n
     cart.last_activity_at = ms(ev.occurred_at);
     cart.updated_at = now;
     apply_snapshot(cart, ev);
-    person::resolve_person(tx, cart, ev.customer.as_ref().and_then(|c| c.id.as_deref())).await?;
-    // The customer's order history and the zone they reported with another cart: one query.
+    let merged = person::resolve_person(tx, cart, ev.customer.as_ref().and_then(|c| c.id.as_deref())).await?;
+    // The customer's order history, the zone they reported with another cart, and the consent
+    // the newest event that carried them gave: one query.
     let key = HistoryOf::new(cart);
-    let zone_of = earlier_zone_wanted(cart, ev).cloned();
+    let person = cart.customer_ref.clone();
     let facts =
-        tx.customer_facts(&cart.shop, key.as_ref().map(HistoryOf::key), zone_of.as_ref().map(|w| (w, cart.id))).await?;
+        tx.customer_facts(&cart.shop, key.as_ref().map(HistoryOf::key), person.as_ref().map(|p| (p, cart.id))).await?;
     if let Some(orders) = facts.orders {
         apply_history(cart, orders);
     }
-    resolve_zone(cart, shop, ev, facts.zone);
+    let earlier_zone = facts.zone.filter(|_| earlier_zone_wanted(cart, ev));
+    resolve_zone(cart, shop, ev, earlier_zone);
+    if let (Some(person), Some(_)) = (&person, &ev.customer) {
+        super::consent::settle(tx, cart, person, facts.consent, merged, now).await?;
+    }
     Ok(())
 }
 
@@ -303,21 +308,28 @@ fn apply_snapshot(cart: &mut CartRow, ev: &ShopEvent) {
         if c.total_spent_minor.is_some() {
             cart.total_spent_minor = c.total_spent_minor;
         }
-        // Consent as of the newest event: a withdrawal is honoured at send time.
+        // Consent as of this event; `settle_consent` weighs it against the person's newest.
         cart.accepts_email = c.accepts_email;
         cart.accepts_sms = c.accepts_sms;
+        cart.consent_at = Some(ms(ev.occurred_at));
+        cart.consent_source = Some(format!(
+            "{} for cart {} at {}",
+            ev.kind.as_str(),
+            cart.external_id,
+            ev.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
     }
     if cart.customer_ref.is_none() {
         cart.customer_ref = person::first_identity(cart);
     }
 }
 
-/// The person whose earlier carts may know the zone, when neither this event nor an earlier
-/// one for this cart reported it.
-fn earlier_zone_wanted<'a>(cart: &'a CartRow, ev: &ShopEvent) -> Option<&'a CustomerRef> {
+/// Whether the zone an event reported with another of the customer's carts is wanted:
+/// neither this event nor an earlier one for this cart reported one.
+fn earlier_zone_wanted(cart: &CartRow, ev: &ShopEvent) -> bool {
     let reported = ev.customer.as_ref().and_then(|c| c.timezone).is_some()
         || cart.timezone_source.as_deref().is_some_and(|s| s.starts_with("event"));
-    if reported { None } else { cart.customer_ref.as_ref() }
+    !reported
 }
 
 /// The customer's zone, by the first source that knows it: the event → the zone reported for

@@ -4,6 +4,7 @@
 
 pub mod apply;
 mod batch;
+mod consent;
 pub mod generic;
 mod order;
 mod person;

@@ -33,10 +33,11 @@ pub(super) fn first_identity(cart: &CartRow) -> Option<CustomerRef> {
 /// One person behind every identity the cart shows: known persons met again are merged (their
 /// carts, sends and incentives follow), new identities join, and the cart carries the person.
 /// The person key is its first identity (a shop customer id wins), so it stays stable.
-pub(super) async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, account: Option<&str>) -> Result<(), StoreError> {
+/// `true` when persons were merged.
+pub(super) async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, account: Option<&str>) -> Result<bool, StoreError> {
     let ids = identities_of(account, cart.email.as_deref(), cart.phone.as_deref());
     if ids.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     // One lookup: who owns each identity, and where the cart's own person key now points.
     let mut lookup = ids.clone();
@@ -58,7 +59,9 @@ pub(super) async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, account: Opt
     // Two different shop accounts stay two customers (a household may share a phone); persons
     // known only by email or phone join the account.
     let apart = |p: &CustomerRef| p.is_account() && *p != canonical;
+    let mut merged = false;
     for other in persons.iter().filter(|p| **p != canonical && !apart(p)) {
+        merged = true;
         tx.merge_person(&cart.shop, other, &canonical).await?;
         let line = "the same customer as an earlier one: their histories are merged";
         tx.log(cart.id, Utc::now().timestamp_millis(), "identity", line).await?;
@@ -67,5 +70,5 @@ pub(super) async fn resolve_person(tx: &mut Tx, cart: &mut CartRow, account: Opt
     let new: Vec<CustomerRef> = ids.iter().filter(|i| !owners.contains_key(*i)).cloned().collect();
     tx.link_identities(&cart.shop, &new, &canonical).await?;
     cart.customer_ref = Some(canonical);
-    Ok(())
+    Ok(merged)
 }

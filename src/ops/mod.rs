@@ -227,7 +227,7 @@ pub async fn set_paused(app: &App, name: &str, paused: bool) -> Result<String, O
     tx.set_campaign_paused(name, paused, Utc::now().timestamp_millis()).await?;
     tx.commit().await?;
     Ok(if paused {
-        format!("campaign {name} paused: due messages wait and go out after `cartback campaigns resume {name}`")
+        format!("campaign {name} paused: due messages wait and go out after `cartback campaign resume {name}`")
     } else {
         format!("campaign {name} resumed: waiting messages go out within 15 seconds")
     })

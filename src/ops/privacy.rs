@@ -56,17 +56,19 @@ impl Person {
 /// rendered messages and timelines. Aggregate facts stay, and suppressions stay as hashes so
 /// an unsubscribed person is never messaged again.
 pub async fn erase(app: &App, who: &Person) -> Result<Erasure, OpsError> {
-    erase_once(app, who, None).await
+    erase_once(app, who, None, false).await
 }
 
-/// [`erase`], carried out at most once for the shop-signed request `webhook_id`: a request
-/// whose id was seen before is refused with [`OpsError::Replayed`] and changes nothing.
-pub async fn erase_once(app: &App, who: &Person, webhook_id: Option<&str>) -> Result<Erasure, OpsError> {
+/// [`erase`], carried out at most once for the shop-signed request `webhook_id` (a request
+/// whose id was seen before is refused with [`OpsError::Replayed`] and changes nothing);
+/// `vacuum`: on PostgreSQL, rewrite the tables that held the person ([`crate::store::Db::clear_erased`]).
+pub async fn erase_once(app: &App, who: &Person, webhook_id: Option<&str>, vacuum: bool) -> Result<Erasure, OpsError> {
     let (email, phone) = who.normalised()?;
     if app.shop(&who.shop).is_none() {
         return Err(OpsError::NotFound(format!("no shop {:?} is configured", who.shop)));
     }
     let mut tx = app.db.begin().await?;
+    tx.zero_what_is_deleted().await?;
     if let Some(id) = webhook_id
         && !tx.remember_request(&who.shop, id, chrono::Utc::now().timestamp_millis()).await?
     {
@@ -111,6 +113,7 @@ pub async fn erase_once(app: &App, who: &Person, webhook_id: Option<&str>) -> Re
         }
     }
     tx.commit().await?;
+    app.db.clear_erased(vacuum).await?;
     let mut deleted = 0;
     for f in files {
         if std::fs::remove_file(&f).is_ok() {

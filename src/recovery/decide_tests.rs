@@ -98,6 +98,8 @@ fn cart(idle: i64) -> CartRow {
         discount_minor: None,
         kind: CampaignKind::Cart,
         reported_reason: None,
+        consent_at: None,
+        consent_source: None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Carts: the state every job re-reads, and their timelines.
 
-use super::{StoreError, Tx, on_tx, on_tx_now, on_tx_sql};
+use super::{StoreError, Tx, on_tx, on_tx_sql};
 pub use crate::domain::CartStatus;
 use crate::domain::{CampaignKind, CustomerRef};
 
@@ -8,7 +8,7 @@ use crate::domain::{CampaignKind, CustomerRef};
 const LINES_PER_INSERT: usize = 200;
 
 /// Every column [`Tx::save_cart`] and the held-back writes (`super::sqlite`) writes, `id` first.
-pub(super) const CART_COLUMNS: [&str; 39] = [
+pub(super) const CART_COLUMNS: [&str; 41] = [
     "id",
     "status",
     "currency",
@@ -48,6 +48,8 @@ pub(super) const CART_COLUMNS: [&str; 39] = [
     "discount_minor",
     "kind",
     "reported_reason",
+    "consent_at",
+    "consent_source",
 ];
 
 /// Bind every column of [`CART_COLUMNS`] of `row`, in that order, to query `q`.
@@ -93,6 +95,8 @@ macro_rules! bind_cart {
             .bind(r.discount_minor)
             .bind(r.kind.as_str())
             .bind(&r.reported_reason)
+            .bind(r.consent_at)
+            .bind(&r.consent_source)
     }};
 }
 pub(super) use bind_cart;
@@ -158,6 +162,11 @@ pub struct CartRow {
     pub kind: CampaignKind,
     /// What the customer said stopped them (`/f/{token}`).
     pub reported_reason: Option<String>,
+    /// When the event that set `accepts_email`/`accepts_sms` happened (Unix ms): the newest
+    /// event that carries the customer sets the consent of all their open carts.
+    pub consent_at: Option<i64>,
+    /// That event, for the timeline (`cart.updated for cart c_2`).
+    pub consent_source: Option<String>,
 }
 
 impl CartRow {
@@ -270,12 +279,21 @@ impl Tx {
         email: Option<&str>,
         phone: Option<&str>,
     ) -> Result<Vec<CartRow>, StoreError> {
-        Ok(on_tx_sql!(self, sql = (
-            "SELECT * FROM carts WHERE shop = $1 AND ((email IS NOT NULL AND email = $2) OR (phone IS NOT NULL AND phone = $3))
+        Ok(on_tx_sql!(
+            self,
+            sql = (
+                "SELECT * FROM carts WHERE shop = $1 AND (lower(email) = $2 OR phone = $3)
              AND status NOT IN ('recovered', 'unsubscribed') ORDER BY id",
-            "SELECT * FROM carts WHERE shop = $1 AND ((email IS NOT NULL AND email = $2) OR (phone IS NOT NULL AND phone = $3))
+                "SELECT * FROM carts WHERE shop = $1 AND (lower(email) = $2 OR phone = $3)
              AND status NOT IN ('recovered', 'unsubscribed') ORDER BY id FOR UPDATE"
-        ), |c| sqlx::query_as::<_, CartRow>(sql).bind(shop).bind(email).bind(phone).fetch_all(&mut *c).await?))
+            ),
+            |c| sqlx::query_as::<_, CartRow>(sql)
+                .bind(shop)
+                .bind(email.map(str::to_lowercase))
+                .bind(phone)
+                .fetch_all(&mut *c)
+                .await?
+        ))
     }
 
     /// Write every mutable column of `row` back.
@@ -378,6 +396,79 @@ impl Tx {
         stored.into_iter().chain(held).reduce(|a, b| if b.1 > a.1 { b } else { a }).map(|(tz, _)| tz)
     }
 
+    /// The newest of `stored` (the query's answer, held-back carts left out) and the held-back
+    /// carts of `customer_ref` with a consent an event gave.
+    pub(super) fn newest_consent(
+        &self,
+        stored: Option<super::history::Consent>,
+        shop: &str,
+        customer_ref: &CustomerRef,
+        except_cart: i64,
+    ) -> Option<super::history::Consent> {
+        let held = self
+            .deferred_carts()
+            .iter()
+            .filter(|c| c.shop == shop && c.customer_ref.as_ref() == Some(customer_ref) && c.id != except_cart);
+        let held = held.filter_map(|c| {
+            let at = c.consent_at?;
+            Some(super::history::Consent {
+                email: c.accepts_email,
+                sms: c.accepts_sms,
+                at,
+                source: c.consent_source.clone(),
+            })
+        });
+        // Newest first; the stored row wins a tie, as the first of equals in the query's order.
+        stored.into_iter().chain(held).reduce(|a, b| if b.at > a.at { b } else { a })
+    }
+
+    /// Give every open cart of `person` but `except_cart` the consent `consent`, where it
+    /// differs and is older; the carts changed, with the consent each had.
+    pub async fn spread_consent(
+        &mut self,
+        shop: &str,
+        person: &CustomerRef,
+        except_cart: i64,
+        consent: &super::history::Consent,
+    ) -> Result<Vec<(i64, bool, bool)>, StoreError> {
+        const WHERE: &str = "WHERE shop = $1 AND customer_ref = $2 AND id <> $3 AND status IN ('active', 'abandoned')
+             AND (accepts_email <> $4 OR accepts_sms <> $5) AND (consent_at IS NULL OR consent_at <= $6)";
+        let key = person.key();
+        let changed = on_tx_sql!(
+            self,
+            sql = (
+                format!("SELECT id, accepts_email, accepts_sms FROM carts {WHERE} ORDER BY id"),
+                format!("SELECT id, accepts_email, accepts_sms FROM carts {WHERE} ORDER BY id FOR UPDATE")
+            ),
+            |c| sqlx::query_as::<_, (i64, bool, bool)>(sqlx::AssertSqlSafe(sql))
+                .bind(shop)
+                .bind(&key)
+                .bind(except_cart)
+                .bind(consent.email)
+                .bind(consent.sms)
+                .bind(consent.at)
+                .fetch_all(&mut *c)
+                .await?
+        );
+        if changed.is_empty() {
+            return Ok(changed);
+        }
+        on_tx!(self, |c| sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE carts SET accepts_email = $4, accepts_sms = $5, consent_at = $6, consent_source = $7 {WHERE}"
+        )))
+        .bind(shop)
+        .bind(&key)
+        .bind(except_cart)
+        .bind(consent.email)
+        .bind(consent.sms)
+        .bind(consent.at)
+        .bind(&consent.source)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(changed)
+    }
+
     /// A cart's timeline, oldest first.
     pub async fn cart_log(&mut self, cart_id: i64) -> Result<Vec<LogEntry>, StoreError> {
         self.write_lines().await?;
@@ -395,33 +486,5 @@ impl Tx {
             .bind(shop)
             .fetch_all(&mut *c)
             .await?))
-    }
-}
-
-impl Tx {
-    /// The zone last reported by the shop for this customer on any other cart, if any.
-    pub async fn customer_zone(
-        &mut self,
-        shop: &str,
-        customer_ref: &CustomerRef,
-        except_cart: i64,
-    ) -> Result<Option<String>, StoreError> {
-        // Carts this transaction changed and holds back count as they are now, not as stored.
-        let held = super::ids_param(&self.held_cart_ids());
-        let sql = format!(
-            "SELECT timezone, updated_at FROM carts WHERE shop = $1 AND customer_ref = $2 AND id <> $3
-             AND timezone IS NOT NULL AND timezone_source LIKE 'event%'{} ORDER BY updated_at DESC LIMIT 1",
-            super::not_in(self, 4)
-        );
-        let stored = on_tx_now!(self, |c| {
-            sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(shop)
-                .bind(customer_ref.key())
-                .bind(except_cart)
-                .bind(&held)
-                .fetch_optional(&mut *c)
-                .await?
-        });
-        Ok(self.newest_zone(stored, shop, customer_ref, except_cart))
     }
 }

@@ -52,45 +52,64 @@ pub struct CustomerFacts {
     /// The zone an event reported with another of the customer's carts, newest first (when
     /// asked for and known).
     pub zone: Option<String>,
+    /// The consent the newest event that carried the customer gave, with another cart.
+    pub consent: Option<Consent>,
+}
+
+/// A customer's marketing consent as one event gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    /// Email marketing.
+    pub email: bool,
+    /// SMS marketing.
+    pub sms: bool,
+    /// When the event happened (Unix ms).
+    pub at: i64,
+    /// Which event (`cart.updated for cart c_2`).
+    pub source: Option<String>,
 }
 
 impl Tx {
-    /// A customer's order history (`history`) and the zone reported with another of their carts
-    /// (`zone_of`: the person and the cart to leave out), in one query when both are asked
-    /// for: every event for a cart with a customer asks both, and on SQLite each query is a
-    /// round trip to the database's thread while the write lock is held.
+    /// What Cartback knows of a customer when it takes in an event for their cart: their
+    /// order history (`history`), and, for the person `person` (leaving out the cart
+    /// `except_cart`), the zone an event reported with another of their carts and the consent
+    /// the newest event that carried them gave. One query: on SQLite each is a round trip to
+    /// the database's thread while the write lock is held.
     pub async fn customer_facts(
         &mut self,
         shop: &str,
         history: Option<HistoryKey<'_>>,
-        zone_of: Option<(&CustomerRef, i64)>,
+        person: Option<(&CustomerRef, i64)>,
     ) -> Result<CustomerFacts, StoreError> {
-        let (Some(h), Some((customer_ref, except_cart))) = (history, zone_of) else {
+        let Some((customer_ref, except_cart)) = person else {
             let orders = match history {
                 Some(h) => Some(self.order_history(shop, h.customer_id, h.email, h.phone, h.currency).await?),
                 None => None,
             };
-            let zone = match zone_of {
-                Some((who, except)) => self.customer_zone(shop, who, except).await?,
-                None => None,
-            };
-            return Ok(CustomerFacts { orders, zone });
+            return Ok(CustomerFacts { orders, ..CustomerFacts::default() });
         };
         let held = super::ids_param(&self.held_cart_ids());
         let sql = format!(
-            "SELECT h.n, h.spent, z.timezone, z.updated_at FROM
+            "SELECT h.n, h.spent, z.timezone, z.updated_at, k.accepts_email, k.accepts_sms, k.consent_at, k.consent_source
+             FROM
                (SELECT COUNT(*) AS n,
                        CAST(COALESCE(SUM(CASE WHEN currency = $5 THEN total_minor ELSE 0 END), 0) AS BIGINT) AS spent
                 FROM customer_orders WHERE {HISTORY_MATCH}) AS h
              LEFT JOIN
                (SELECT timezone, updated_at FROM carts WHERE shop = $1 AND customer_ref = $6 AND id <> $7
-                  AND timezone IS NOT NULL AND timezone_source LIKE 'event%'{}
-                ORDER BY updated_at DESC LIMIT 1) AS z ON TRUE",
-            super::not_in(self, 8)
+                  AND timezone IS NOT NULL AND timezone_source LIKE 'event%'{not_in}
+                ORDER BY updated_at DESC LIMIT 1) AS z ON TRUE
+             LEFT JOIN
+               (SELECT accepts_email, accepts_sms, consent_at, consent_source FROM carts
+                WHERE shop = $1 AND customer_ref = $6 AND id <> $7 AND consent_at IS NOT NULL{not_in}
+                ORDER BY consent_at DESC, id DESC LIMIT 1) AS k ON TRUE",
+            not_in = super::not_in(self, 8)
         );
+        let h = history.unwrap_or(HistoryKey { customer_id: None, email: None, phone: None, currency: "" });
+        type Row = (i64, i64, Option<String>, Option<i64>, Option<bool>, Option<bool>, Option<i64>, Option<String>);
         // Past orders are never held back; held-back carts are left out here and counted below.
-        let (n, spent, tz, at) = on_tx_now!(self, |c| {
-            sqlx::query_as::<_, (i64, i64, Option<String>, Option<i64>)>(sqlx::AssertSqlSafe(sql.clone()))
+        let (n, spent, tz, at, email, sms, consent_at, source) = on_tx_now!(self, |c| {
+            sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(shop)
                 .bind(h.customer_id)
                 .bind(h.email)
@@ -102,9 +121,13 @@ impl Tx {
                 .fetch_one(&mut *c)
                 .await?
         });
-        let stored = tz.zip(at);
-        let zone = self.newest_zone(stored, shop, customer_ref, except_cart);
-        Ok(CustomerFacts { orders: Some((n, spent)), zone })
+        let zone = self.newest_zone(tz.zip(at), shop, customer_ref, except_cart);
+        let stored = match (email, sms, consent_at) {
+            (Some(email), Some(sms), Some(at)) => Some(Consent { email, sms, at, source }),
+            _ => None,
+        };
+        let consent = self.newest_consent(stored, shop, customer_ref, except_cart);
+        Ok(CustomerFacts { orders: history.map(|_| (n, spent)), zone, consent })
     }
 
     /// SQLite's plan for finding a customer's past orders (tests; empty on PostgreSQL).

@@ -191,6 +191,9 @@ impl Db {
                 // FULL: an event answered 202 survives a power cut, not only a crash.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
+                // Deleted or replaced content is zeroed where that costs no extra I/O; erasure
+                // turns it fully on for its own transaction (store/privacy.rs).
+                .pragma("secure_delete", "FAST")
                 .foreign_keys(true);
             // One connection, shared by Cartback and the job queue. SQLite runs one write transaction
             // at a time, and every transaction here is a write (`BEGIN IMMEDIATE`). With several

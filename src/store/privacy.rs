@@ -72,7 +72,7 @@ impl Tx {
         )
         .bind(shop)
         .bind(channel)
-        .bind(address)
+        .bind(crate::store::sends::canonical_address(channel, address))
         .bind(address_hash(address))
         .execute(&mut *c)
         .await?
@@ -108,7 +108,64 @@ impl Tx {
     }
 }
 
+/// The tables that hold personal data, whose freed space erasure clears.
+pub const PERSONAL_TABLES: [&str; 9] = [
+    "carts",
+    "webhook_events",
+    "cart_log",
+    "identities",
+    "customer_orders",
+    "sends",
+    "incentives",
+    "suppressions",
+    "outbound_webhooks",
+];
+
+impl Tx {
+    /// On SQLite, make this transaction overwrite what it deletes or replaces with zeros
+    /// (`secure_delete`; the connection otherwise runs `FAST`, which zeroes only what costs no
+    /// extra I/O). Erasure turns it on for its own transaction. A no-op on PostgreSQL.
+    pub async fn zero_what_is_deleted(&mut self) -> Result<(), StoreError> {
+        if let super::Inner::Sqlite { tx, .. } = &mut self.inner {
+            sqlx::query("PRAGMA secure_delete = ON").execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Db {
+    /// After an erasure, leave no readable trace of the erased data in the database's files.
+    /// SQLite: back to `secure_delete = FAST`, the statistics' sample rows of the personal
+    /// tables dropped (`sqlite_stat4` keeps copies of index keys: addresses, customer keys),
+    /// and the WAL checkpointed and truncated, so the old page images in it are gone.
+    /// PostgreSQL with `vacuum`: `VACUUM FULL` rewrites the personal tables, so the old row
+    /// versions are not in their files any more (docs/operations.md says what it does not
+    /// reach); without, nothing (autovacuum reuses the space in time).
+    pub async fn clear_erased(&self, vacuum: bool) -> Result<(), StoreError> {
+        match &self.backend {
+            super::Backend::Sqlite(p) => {
+                let mut c = p.acquire().await?;
+                sqlx::query("PRAGMA secure_delete = FAST").execute(&mut *c).await?;
+                let stat4: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat4'")
+                        .fetch_optional(&mut *c)
+                        .await?;
+                if stat4.is_some() {
+                    let list = PERSONAL_TABLES.map(|t| format!("'{t}'")).join(", ");
+                    let sql = format!("DELETE FROM sqlite_stat4 WHERE tbl IN ({list})");
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *c).await?;
+                }
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *c).await?;
+            }
+            super::Backend::Postgres(p) if vacuum => {
+                let sql = format!("VACUUM FULL {}", PERSONAL_TABLES.join(", "));
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(p).await?;
+            }
+            super::Backend::Postgres(_) => {}
+        }
+        Ok(())
+    }
+
     /// Forget signed requests received before `before_ms`: their timestamps are refused anyway.
     pub async fn forget_requests(&self, before_ms: i64) -> Result<u64, StoreError> {
         let sql = "DELETE FROM signed_requests WHERE received_at < $1";

@@ -3,6 +3,13 @@
 use super::{StoreError, Tx, on_tx, on_tx_now};
 use crate::domain::{CustomerRef, Receipt};
 
+/// The form an address is compared in on the suppression list: email addresses in lower
+/// case (mailbox providers treat the local part as case-insensitive, and an opt-out is the
+/// person's, whatever the spelling), phone numbers as given (E.164, parsed at the edge).
+pub fn canonical_address(channel: &str, address: &str) -> String {
+    if channel == "email" { address.trim().to_lowercase() } else { address.trim().to_owned() }
+}
+
 /// How an erased person's address is kept on the suppression list: a hash, not the address.
 pub fn address_hash(address: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -159,6 +166,7 @@ impl Tx {
         let public_id = super::public_id();
         let (shop, address) = to.unzip();
         let hashed = address.map(address_hash);
+        let address = address.map(|a| canonical_address(channel, a));
         // Without `to`, `shop = NULL` matches no suppression: a plain claim.
         const CLAIM: &str =
             "INSERT INTO sends (public_id, cart_id, step, channel, status, due_at, claimed_at, customer_ref)
@@ -175,7 +183,7 @@ impl Tx {
                     .bind(now_ms)
                     .bind(customer_ref.map(CustomerRef::key))
                     .bind(shop)
-                    .bind(address)
+                    .bind(&address)
                     .bind(&hashed)
             };
         }
@@ -388,7 +396,7 @@ impl Tx {
             )
             .bind(shop)
             .bind(channel)
-            .bind(address)
+            .bind(canonical_address(channel, address))
             .bind(reason)
             .bind(now_ms)
             .execute(&mut *c)
@@ -410,7 +418,7 @@ impl Tx {
         )
         .bind(shop)
         .bind(channel)
-        .bind(address)
+        .bind(canonical_address(channel, address))
         .bind(address_hash(address))
         .fetch_optional(&mut *c)
         .await?))
@@ -505,7 +513,7 @@ impl Tx {
     pub async fn unsuppress_everywhere(&mut self, channel: &str, address: &str) -> Result<u64, StoreError> {
         Ok(on_tx!(self, |c| sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
             .bind(channel)
-            .bind(address)
+            .bind(canonical_address(channel, address))
             .execute(&mut *c)
             .await?
             .rows_affected()))

@@ -34,7 +34,7 @@ pub(in crate::store) struct Deferred {
     pub rows: Vec<(&'static RowInsert, Vec<Value>)>,
 }
 
-/// Carts one command writes before it is sent anyway (39 parameters each: far below
+/// Carts one command writes before it is sent anyway (41 parameters each: far below
 /// SQLite's 32,766 with the links and jobs that come with them).
 const MAX_CARTS: usize = 200;
 
