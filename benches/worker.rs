@@ -491,14 +491,54 @@ async fn bare_apalis(backend: &str, n: usize, keep_lidx: bool) -> f64 {
     rate
 }
 
+/// Statements counted while [`COUNTING`] is on (sqlx's statement log, `sqlx::query`: every
+/// statement the process sends, the queue library's included). A statement is one round trip
+/// or more, whatever the machine: the figure a change can be judged by anywhere.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Counts sqlx's statement events, and asks for them only while counting (sqlx formats each
+/// statement's summary only when its event is enabled).
+struct CountStatements;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
+    fn register_callsite(&self, m: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        if m.target() == "sqlx::query" {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+    fn enabled(&self, m: &tracing::Metadata<'_>, _: tracing_subscriber::layer::Context<'_, S>) -> bool {
+        m.target() == "sqlx::query" && COUNTING.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The statements `run` sends.
+async fn counted<T>(run: impl std::future::Future<Output = T>) -> (T, u64) {
+    use std::sync::atomic::Ordering;
+    let before = STATEMENTS.load(Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let out = run.await;
+    COUNTING.store(false, Ordering::Relaxed);
+    (out, STATEMENTS.load(Ordering::Relaxed) - before)
+}
+
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // RUST_LOG=sqlx::query=debug logs every statement with its elapsed time (to stderr).
+    // RUST_LOG=sqlx::query=debug logs every statement with its elapsed time (to stderr);
+    // without it, statements are counted (the "statements per …" rows).
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
             .init();
+    } else {
+        use tracing_subscriber::layer::SubscriberExt;
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(CountStatements));
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let n = jobs();
@@ -516,6 +556,13 @@ async fn parts(n: usize) {
     println!("{:<10} {:<58} {:>12} {:>24}", "backend", "what", "per second", "");
     let row = |backend: &str, what: &str, rate: f64, extra: String| {
         println!("{backend:<10} {what:<58} {rate:>12.0} {extra:>24}");
+    };
+    let statements_row = |backend: &str, what: &str, statements: u64, per: usize| {
+        println!(
+            "{backend:<10} {what:<58} {:>12.2} {:>24}",
+            statements as f64 / per as f64,
+            format!("{statements} in all")
+        );
     };
     // CARTBACK_BENCH_ONLY: see the header comment.
     let only = std::env::var("CARTBACK_BENCH_ONLY").unwrap_or_default();
@@ -540,12 +587,18 @@ async fn parts(n: usize) {
                 rate,
                 format!("p50 {p50:.1} ms, p99 {p99:.1} ms"),
             );
+            let m = (n / 5).max(100);
+            let (_, statements) = counted(ingest_http(backend, m, clients, 0)).await;
+            statements_row(backend, &format!("statements per event ({m} events, sqlx's log)"), statements, m);
         }
         if run("file") {
             let raw = bare_apalis(backend, n, false).await;
             row(backend, "bare apalis, no-op jobs (baseline)", raw, String::new());
             let (file, cpu, _) = dispatch(backend, n, None, 0).await;
             row(backend, "due steps → rendered .eml in the file outbox", file, format!("{cpu:.2} ms CPU each"));
+            let m = (n / 5).max(100);
+            let (_, statements) = counted(dispatch(backend, m, None, 0)).await;
+            statements_row(backend, &format!("statements per message ({m} messages, sqlx's log)"), statements, m);
         }
     }
     if sqlite && run("smtp") {

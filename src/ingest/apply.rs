@@ -89,6 +89,15 @@ pub(crate) async fn accept_all(
         let known = tx.recorded_deliveries(shop, &ids).await?;
         taken.extend(ids.into_iter().filter(|id| known.contains(*id)).map(|id| (shop, id)));
     }
+    // The batch's carts, read and locked at once (on PostgreSQL in one order, so batches
+    // written side by side never wait for each other in a circle).
+    let keys: Vec<(&str, &str)> = deliveries
+        .iter()
+        .filter(|d| !taken.contains(&(d.shop.id.as_str(), d.webhook_id.as_str())))
+        .filter(|d| matches!(d.event.kind, EventKind::CartUpdated | EventKind::CartAbandoned | EventKind::CartEmptied))
+        .filter_map(|d| Some((d.shop.id.as_str(), d.event.cart_id.as_ref()?.as_str())))
+        .collect();
+    tx.take_carts(&keys, ms(Utc::now())).await?;
     let mut results = Vec::with_capacity(deliveries.len());
     let mut records = Vec::with_capacity(deliveries.len());
     for d in deliveries {

@@ -11,16 +11,20 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{Instrument, info_span, warn};
 
 use super::apply::{AcceptError, Accepted, Delivery, accept_all};
 use crate::app::App;
 use crate::config::Shop;
 use crate::domain::{ShopEvent, ShopId, WebhookId};
+use crate::store::Dialect;
 
 /// The most events one transaction takes.
 const MAX_BATCH: usize = 128;
+
+/// Writers side by side on PostgreSQL (each holds a connection while it writes a batch).
+const POSTGRES_WRITERS: usize = 4;
 
 struct Pending {
     /// Its shop, looked up again by the writer (one id, not a copy of the shop's settings).
@@ -54,8 +58,15 @@ impl Ingest {
             attribution_window_ms: i64::try_from(app.settings.attribution_window.as_millis()).unwrap_or(i64::MAX / 2),
             batch_sizes: app.metrics.ingest_batch.clone(),
         };
+        let writers = match env.db.dialect() {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => POSTGRES_WRITERS,
+        };
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write(Arc::new(env), rx));
+        let (env, rx) = (Arc::new(env), Arc::new(Mutex::new(rx)));
+        for _ in 0..writers {
+            tokio::spawn(write(env.clone(), rx.clone()));
+        }
         Self { queue }
     }
 
@@ -82,12 +93,16 @@ impl Ingest {
     }
 }
 
-/// The writer. One: SQLite writes one transaction at a time anyway, and on PostgreSQL two
-/// writers' batches lock rows in different orders and deadlock (measured: a burst of 360
-/// deliveries, three per cart, deadlocked within seconds with four writers).
-async fn write(env: Arc<super::Env>, mut rx: mpsc::Receiver<Pending>) {
+/// A writer: takes whatever has queued up (up to [`MAX_BATCH`]) and commits it. SQLite has
+/// one, as it writes one transaction at a time anyway. PostgreSQL has [`POSTGRES_WRITERS`]:
+/// each batch takes its carts' row locks at once and in one order (`Tx::take_carts`), so
+/// batches written side by side do not deadlock on them; the rarer paths that lock more
+/// (an order stopping a customer's other carts, persons merging) may, and then PostgreSQL
+/// aborts one transaction, whose events are applied again one by one.
+async fn write(env: Arc<super::Env>, rx: Arc<Mutex<mpsc::Receiver<Pending>>>) {
     loop {
         let batch = {
+            let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -138,6 +153,20 @@ async fn shared(app: &super::Env, batch: &[Pending]) -> Result<Vec<Accepted>, St
 
 /// One event in its own transaction.
 async fn alone(app: &super::Env, p: &Pending) -> Result<Accepted, AcceptError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match once(app, p).await {
+            // A deadlock with another writer (PostgreSQL aborted this transaction): again.
+            Err(AcceptError::Store(e)) if e.is_conflict() && tries < 5 => {
+                tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(5..50))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn once(app: &super::Env, p: &Pending) -> Result<Accepted, AcceptError> {
     let d = delivery(app, p).map_err(AcceptError::Batch)?;
     let mut tx = app.db.begin().await?;
     match accept_all(app, &mut tx, &[d]).await {

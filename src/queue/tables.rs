@@ -37,6 +37,12 @@ pub(crate) static PUSH: RowInsert = RowInsert {
         sqlite: " ON CONFLICT (job_type, idempotency_key) DO NOTHING",
         postgres: " ON CONFLICT (job_type, idempotency_key) DO NOTHING",
     },
+    postgres_unnest: Some(
+        "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, \
+         idempotency_key) SELECT j, i, q, 'Pending', 0, m, to_timestamp(r), p, NULL, k \
+         FROM unnest({0}::bytea[], {1}::text[], {2}::text[], {3}::bigint[], {4}::bigint[], {5}::bigint[], {6}::text[]) \
+         AS t(j, i, q, m, r, p, k) ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+    ),
 };
 
 /// A job row for [`PUSH`].

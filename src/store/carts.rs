@@ -101,6 +101,67 @@ macro_rules! bind_cart {
 }
 pub(super) use bind_cart;
 
+/// One column value of a cart row, as [`CART_COLUMNS`] lists them (PostgreSQL writes held-back
+/// carts column by column, as arrays).
+#[derive(Debug)]
+pub(super) enum Cell {
+    /// `BIGINT`.
+    Int(Option<i64>),
+    /// `TEXT`.
+    Text(Option<String>),
+    /// `BOOLEAN`.
+    Bool(bool),
+}
+
+/// Every column of [`CART_COLUMNS`] of `r`, in that order (as [`bind_cart!`] binds them).
+pub(super) fn cart_cells(r: &CartRow) -> [Cell; 41] {
+    use Cell::{Bool, Int, Text};
+    let t = |v: &Option<String>| Text(v.clone());
+    [
+        Int(Some(r.id)),
+        Text(Some(r.status.as_str().to_owned())),
+        t(&r.currency),
+        Int(r.total_minor),
+        Text(Some(r.items.clone())),
+        t(&r.restore_url),
+        t(&r.cart_locale),
+        Text(r.customer_ref.as_ref().map(CustomerRef::key)),
+        t(&r.email),
+        t(&r.phone),
+        t(&r.first_name),
+        t(&r.timezone),
+        t(&r.timezone_source),
+        t(&r.locale),
+        t(&r.country),
+        Int(Some(r.orders_count)),
+        Int(r.total_spent_minor),
+        Bool(r.accepts_email),
+        Bool(r.accepts_sms),
+        t(&r.stage),
+        t(&r.reason),
+        t(&r.reason_detail),
+        Int(Some(r.last_activity_at)),
+        t(&r.campaign),
+        Int(r.abandoned_at),
+        Int(Some(r.next_step)),
+        Int(Some(r.seq)),
+        Int(r.next_run_at),
+        t(&r.exit_reason),
+        Int(r.recovered_at),
+        t(&r.order_id),
+        Int(r.order_total_minor),
+        Int(Some(r.updated_at)),
+        t(&r.arm),
+        t(&r.recovered_step),
+        t(&r.incentive_code_used),
+        Int(r.discount_minor),
+        Text(Some(r.kind.as_str().to_owned())),
+        t(&r.reported_reason),
+        Int(r.consent_at),
+        t(&r.consent_source),
+    ]
+}
+
 /// A timeline line waiting for its transaction's commit.
 #[derive(Debug)]
 pub(super) struct LogLine {
@@ -205,6 +266,9 @@ impl Tx {
         if let Some(held) = self.deferred_cart(shop, external_id) {
             return Ok((held.clone(), false));
         }
+        if let Some(fetched) = self.take_fetched(shop, external_id) {
+            return Ok(fetched);
+        }
         let public_id = super::public_id();
         const INSERT: &str =
             "INSERT INTO carts (public_id, shop, external_id, status, last_activity_at, created_at, updated_at)
@@ -225,7 +289,7 @@ impl Tx {
             }
             // PostgreSQL: insert if missing, then lock the row (an upsert that changes nothing
             // would still write a new row version on every event).
-            super::Inner::Postgres(c) => {
+            super::Inner::Postgres { tx: c, .. } => {
                 let sql = format!("{INSERT} DO NOTHING");
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&public_id)
@@ -241,6 +305,73 @@ impl Tx {
         };
         let created = row.public_id == public_id;
         Ok((row, created))
+    }
+
+    /// Take the carts `keys` (`(shop, external_id)`) for the writes to come, creating the
+    /// missing ones: one statement for all of them instead of one or two per cart, and on
+    /// PostgreSQL their row locks taken at once, in `(shop, external_id)` order, so batches
+    /// written side by side never wait for each other in a circle. [`Tx::ensure_cart`] then
+    /// serves them without a round trip. Only while writes are held back ([`Tx::defer_writes`]).
+    pub async fn take_carts(&mut self, keys: &[(&str, &str)], now_ms: i64) -> Result<(), StoreError> {
+        let mut keys: Vec<(&str, &str)> = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() || self.held().is_none() {
+            return Ok(());
+        }
+        self.flush().await?;
+        let ids: Vec<String> = keys.iter().map(|_| super::public_id()).collect();
+        let rows = match &mut self.inner {
+            super::Inner::Sqlite { tx, .. } => {
+                // The transaction holds the database's write lock already: one upsert that hands
+                // back every row, new or not.
+                let mut p = super::Params::of_dialect(super::Dialect::Sqlite);
+                let values: Vec<String> = keys.iter().map(|_| p.row(4)).collect();
+                let sql = format!(
+                    "INSERT INTO carts (public_id, shop, external_id, status, last_activity_at, created_at, updated_at)
+                     SELECT column1, column2, column3, 'active', 0, column4, column4 FROM (VALUES {})
+                     WHERE true ON CONFLICT (shop, external_id) DO UPDATE SET updated_at = carts.updated_at RETURNING *",
+                    values.join(", ")
+                );
+                let mut q =
+                    sqlx::query_as::<_, CartRow>(sqlx::AssertSqlSafe(sql)).persistent(super::keep_prepared(keys.len()));
+                for ((shop, external), id) in keys.iter().zip(&ids) {
+                    q = q.bind(id).bind(*shop).bind(*external).bind(now_ms);
+                }
+                q.fetch_all(&mut **tx).await?
+            }
+            super::Inner::Postgres { tx, .. } => {
+                let shops: Vec<&str> = keys.iter().map(|k| k.0).collect();
+                let externals: Vec<&str> = keys.iter().map(|k| k.1).collect();
+                sqlx::query(
+                    "INSERT INTO carts (public_id, shop, external_id, status, last_activity_at, created_at, updated_at)
+                     SELECT p, s, e, 'active', 0, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS k(p, s, e)
+                     ORDER BY s, e ON CONFLICT (shop, external_id) DO NOTHING",
+                )
+                .bind(&ids)
+                .bind(&shops)
+                .bind(&externals)
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query_as::<_, CartRow>(
+                    "SELECT c.* FROM carts c JOIN unnest($1::text[], $2::text[]) AS k(s, e)
+                     ON c.shop = k.s AND c.external_id = k.e ORDER BY c.shop, c.external_id FOR UPDATE OF c",
+                )
+                .bind(&shops)
+                .bind(&externals)
+                .fetch_all(&mut **tx)
+                .await?
+            }
+        };
+        let fetched = rows.into_iter().map(|row| {
+            let created = ids.contains(&row.public_id);
+            (row, created)
+        });
+        if let Some(d) = self.held_mut() {
+            d.fetched.extend(fetched);
+        }
+        Ok(())
     }
 
     /// The cart for `(shop, external_id)`, locked for this transaction.
@@ -354,6 +485,24 @@ impl Tx {
     /// Write the buffered timeline lines: one multi-row `INSERT` per [`LINES_PER_INSERT`].
     pub(super) async fn write_lines(&mut self) -> Result<(), StoreError> {
         let lines = std::mem::take(&mut self.lines);
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.flush().await?;
+        if let super::Inner::Postgres { tx: c, .. } = &mut self.inner {
+            // Column by column: one text whatever the number of lines, prepared once.
+            sqlx::query(
+                "INSERT INTO cart_log (cart_id, at, what, detail)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
+            )
+            .bind(lines.iter().map(|l| l.cart_id).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.at).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.what.as_str()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.detail.as_str()).collect::<Vec<_>>())
+            .execute(&mut **c)
+            .await?;
+            return Ok(());
+        }
         for chunk in lines.chunks(LINES_PER_INSERT) {
             let mut sql = String::from("INSERT INTO cart_log (cart_id, at, what, detail) VALUES ");
             let mut p = super::Params::of(self);
@@ -486,5 +635,58 @@ impl Tx {
             .bind(shop)
             .fetch_all(&mut *c)
             .await?))
+    }
+}
+
+/// A cart with every column set (tests of code that handles each column).
+#[cfg(test)]
+pub(super) fn sample_row() -> CartRow {
+    let t = Some("x".to_owned());
+    CartRow {
+        id: 1,
+        public_id: "p".into(),
+        shop: "s".into(),
+        external_id: "c".into(),
+        status: CartStatus::Active,
+        currency: t.clone(),
+        total_minor: Some(1),
+        items: "[]".into(),
+        restore_url: t.clone(),
+        cart_locale: t.clone(),
+        customer_ref: Some(CustomerRef::account("1")),
+        email: t.clone(),
+        phone: t.clone(),
+        first_name: t.clone(),
+        timezone: t.clone(),
+        timezone_source: t.clone(),
+        locale: t.clone(),
+        country: t.clone(),
+        orders_count: 1,
+        total_spent_minor: Some(1),
+        accepts_email: true,
+        accepts_sms: true,
+        stage: t.clone(),
+        reason: t.clone(),
+        reason_detail: t.clone(),
+        last_activity_at: 1,
+        campaign: t.clone(),
+        abandoned_at: Some(1),
+        next_step: 1,
+        seq: 1,
+        next_run_at: Some(1),
+        exit_reason: t.clone(),
+        recovered_at: Some(1),
+        order_id: t.clone(),
+        order_total_minor: Some(1),
+        created_at: 1,
+        updated_at: 1,
+        arm: t.clone(),
+        recovered_step: t.clone(),
+        incentive_code_used: t.clone(),
+        discount_minor: Some(1),
+        kind: CampaignKind::Cart,
+        reported_reason: t.clone(),
+        consent_at: Some(1),
+        consent_source: t,
     }
 }

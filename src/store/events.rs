@@ -38,6 +38,17 @@ impl Tx {
         if webhook_ids.is_empty() {
             return Ok(HashSet::new());
         }
+        if let super::Inner::Postgres { tx, .. } = &mut self.inner {
+            // One text whatever the number of ids: prepared once.
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT webhook_id FROM webhook_events WHERE shop = $1 AND webhook_id = ANY($2::text[])",
+            )
+            .bind(shop)
+            .bind(webhook_ids)
+            .fetch_all(&mut **tx)
+            .await?;
+            return Ok(rows.into_iter().collect());
+        }
         let slots: Vec<String> = (2..webhook_ids.len() + 2).map(|i| format!("${i}")).collect();
         let sql =
             format!("SELECT webhook_id FROM webhook_events WHERE shop = $1 AND webhook_id IN ({})", slots.join(", "));
@@ -58,6 +69,26 @@ impl Tx {
     /// were new. A delivery another transaction recorded meanwhile (PostgreSQL: a second
     /// machine took the same delivery) is left as it is and not counted.
     pub async fn record_events(&mut self, events: &[EventRecord<'_>]) -> Result<u64, StoreError> {
+        if let super::Inner::Postgres { tx, .. } = &mut self.inner {
+            // Column by column: one text whatever the number of deliveries, prepared once.
+            let n = sqlx::query(
+                "INSERT INTO webhook_events (shop, webhook_id, kind, occurred_at, received_at, cart_id, outcome, body)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+                                      $7::text[], $8::text[])
+                 ON CONFLICT (shop, webhook_id) DO NOTHING",
+            )
+            .bind(events.iter().map(|e| e.shop).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.webhook_id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.cart_id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+            return Ok(n.rows_affected());
+        }
         let mut new = 0;
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             let mut sql = String::from(

@@ -9,7 +9,7 @@
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Backend, Db, Dialect, Inner, StoreError, Tx, on_tx_now};
+use super::{Backend, Db, Dialect, StoreError, Tx, on_tx_now};
 
 /// One statement, spelled for each dialect.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +45,10 @@ pub struct RowInsert {
     pub row: Dialects,
     /// ` ON CONFLICT …` (may be empty).
     pub tail: Dialects,
+    /// PostgreSQL: the same `INSERT` over one array per column (`… FROM unnest({0}::bigint[],
+    /// {1}::text[], …)`, `{k}` the k-th parameter), for rows held back and written together:
+    /// one text whatever the number of rows, planned once.
+    pub postgres_unnest: Option<&'static str>,
 }
 
 /// A parameter of a foreign statement.
@@ -158,7 +162,9 @@ impl Tx {
     /// transaction's other writes when it holds them ([`Tx::defer_writes`]), else at once, as
     /// one statement.
     pub async fn insert_rows(&mut self, insert: &'static RowInsert, rows: Vec<Vec<Value>>) -> Result<(), StoreError> {
-        if let Inner::Sqlite { held: Some(held), .. } = &mut self.inner {
+        // PostgreSQL holds back only rows it can write as arrays.
+        let holds = self.dialect() == Dialect::Sqlite || insert.postgres_unnest.is_some();
+        if holds && let Some(held) = self.held_mut() {
             held.rows.extend(rows.into_iter().map(|values| (insert, values)));
             return Ok(());
         }

@@ -144,7 +144,7 @@ impl Tx {
                     .await?;
                 rows.into_iter().map(|r| r.3).collect()
             }
-            super::Inner::Postgres(_) => Vec::new(),
+            super::Inner::Postgres { .. } => Vec::new(),
         })
     }
 

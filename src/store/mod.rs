@@ -12,12 +12,14 @@
 mod carts;
 mod events;
 pub mod foreign;
+mod held;
 pub mod history;
 mod identity;
 pub mod incentives;
 mod keys;
 pub mod ops;
 pub mod outbound;
+mod postgres;
 mod privacy;
 pub mod sends;
 mod sqlite;
@@ -57,6 +59,17 @@ pub enum StoreError {
     /// transaction failed or was abandoned: nothing of it was stored.
     #[error("the shared transaction this job's writes were in did not commit: {0}")]
     GroupAborted(String),
+}
+
+impl StoreError {
+    /// Whether the database aborted the transaction because it conflicted with another one
+    /// (PostgreSQL: a deadlock, or a serialization failure): trying again may succeed.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Self::Sql(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
+            _ => false,
+        }
+    }
 }
 
 /// A connection pool to one of the supported databases.
@@ -102,9 +115,9 @@ pub struct Tx {
 enum Inner {
     /// SQLite (`BEGIN IMMEDIATE`: writers queue up front instead of failing on upgrade), with
     /// the writes it holds back to send together ([`Tx::defer_writes`]; `None`: written at once).
-    Sqlite { tx: sqlx::Transaction<'static, sqlx::Sqlite>, held: Option<sqlite::Deferred> },
-    /// PostgreSQL: every write goes out at once.
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite { tx: sqlx::Transaction<'static, sqlx::Sqlite>, held: Option<held::Deferred> },
+    /// PostgreSQL, likewise.
+    Postgres { tx: sqlx::Transaction<'static, sqlx::Postgres>, held: Option<held::Deferred> },
 }
 
 /// Run `$body` with `$c` bound to the transaction's connection, whatever the backend, after
@@ -127,7 +140,7 @@ macro_rules! on_tx_now {
                 let $c = &mut **t;
                 $body
             }
-            $crate::store::Inner::Postgres(t) => {
+            $crate::store::Inner::Postgres { tx: t, .. } => {
                 let $c = &mut **t;
                 $body
             }
@@ -146,7 +159,7 @@ macro_rules! on_tx_sql {
                 let $sql = $sqlite;
                 $body
             }
-            $crate::store::Inner::Postgres(t) => {
+            $crate::store::Inner::Postgres { tx: t, .. } => {
                 let $c = &mut **t;
                 let $sql = $pg;
                 $body
@@ -218,6 +231,7 @@ impl Db {
             Ok(Db { backend: Backend::Sqlite(pool) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?;
+            let opts = opts.options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
@@ -284,7 +298,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let inner = match &self.backend {
             Backend::Sqlite(p) => Inner::Sqlite { tx: p.begin_with("BEGIN IMMEDIATE").await?, held: None },
-            Backend::Postgres(p) => Inner::Postgres(p.begin().await?),
+            Backend::Postgres(p) => Inner::Postgres { tx: p.begin().await?, held: None },
         };
         Ok(Tx { inner, lines: Vec::new(), paused: None })
     }
@@ -342,7 +356,7 @@ impl Tx {
         self.write_lines().await?;
         match self.inner {
             Inner::Sqlite { tx, .. } => tx.commit().await?,
-            Inner::Postgres(tx) => tx.commit().await?,
+            Inner::Postgres { tx, .. } => tx.commit().await?,
         }
         Ok(())
     }
@@ -351,7 +365,7 @@ impl Tx {
     pub fn dialect(&self) -> Dialect {
         match self.inner {
             Inner::Sqlite { .. } => Dialect::Sqlite,
-            Inner::Postgres(_) => Dialect::Postgres,
+            Inner::Postgres { .. } => Dialect::Postgres,
         }
     }
 }
@@ -370,7 +384,12 @@ pub(crate) struct Params {
 impl Params {
     /// Placeholders for `tx`'s backend.
     pub(crate) fn of(tx: &Tx) -> Self {
-        Self { next: 0, numbered: tx.dialect() == Dialect::Postgres }
+        Self::of_dialect(tx.dialect())
+    }
+
+    /// Placeholders for `dialect`.
+    pub(crate) fn of_dialect(dialect: Dialect) -> Self {
+        Self { next: 0, numbered: dialect == Dialect::Postgres }
     }
 
     /// The next placeholder.

@@ -20,97 +20,13 @@
 use std::fmt::Write as _;
 
 use crate::store::carts::CART_COLUMNS;
-use crate::store::foreign::{RowInsert, Value, number};
+use crate::store::foreign::{Value, number};
+use crate::store::held::Deferred;
 use crate::store::{CartRow, Inner, Params, StoreError, Tx};
 
-/// Held-back writes, in the order they were made.
-#[derive(Debug, Default)]
-pub(in crate::store) struct Deferred {
-    /// The latest version of each changed cart.
-    pub carts: Vec<CartRow>,
-    /// `(shop, identity, person)`, the latest link of each identity.
-    pub links: Vec<(String, String, String)>,
-    /// Rows of tables the store does not own (the queue's jobs), by their `INSERT`.
-    pub rows: Vec<(&'static RowInsert, Vec<Value>)>,
-}
-
-/// Carts one command writes before it is sent anyway (41 parameters each: far below
-/// SQLite's 32,766 with the links and jobs that come with them).
-const MAX_CARTS: usize = 200;
-
 impl Tx {
-    /// Hold back this transaction's cart updates, job pushes and identity links until it
-    /// reads what they touch or commits (SQLite; a no-op on PostgreSQL, whose round trips are
-    /// network ones and where deferring would change the order concurrent transactions take
-    /// their row locks in).
-    pub fn defer_writes(&mut self) {
-        if let Inner::Sqlite { held: held @ None, .. } = &mut self.inner {
-            *held = Some(Deferred::default());
-        }
-    }
-
-    fn held(&self) -> Option<&Deferred> {
-        match &self.inner {
-            Inner::Sqlite { held, .. } => held.as_ref(),
-            Inner::Postgres(_) => None,
-        }
-    }
-
-    fn held_mut(&mut self) -> Option<&mut Deferred> {
-        match &mut self.inner {
-            Inner::Sqlite { held, .. } => held.as_mut(),
-            Inner::Postgres(_) => None,
-        }
-    }
-
-    /// The held-back version of a cart, if this transaction changed it.
-    pub(in crate::store) fn deferred_cart(&self, shop: &str, external_id: &str) -> Option<&CartRow> {
-        self.held()?.carts.iter().find(|c| c.shop == shop && c.external_id == external_id)
-    }
-
-    /// Carts changed and not yet written.
-    pub(in crate::store) fn deferred_carts(&self) -> &[CartRow] {
-        self.held().map_or(&[], |d| d.carts.as_slice())
-    }
-
-    /// Identity links made and not yet written, for `shop`.
-    pub(in crate::store) fn deferred_links<'a>(
-        &'a self,
-        shop: &'a str,
-    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.held()
-            .into_iter()
-            .flat_map(|d| d.links.iter())
-            .filter(move |(s, _, _)| s == shop)
-            .map(|(_, identity, person)| (identity.as_str(), person.as_str()))
-    }
-
-    /// Hold back a cart update (`false`: this transaction writes at once).
-    pub(in crate::store) async fn defer_cart(&mut self, row: &CartRow) -> Result<bool, StoreError> {
-        let Some(d) = self.held_mut() else { return Ok(false) };
-        match d.carts.iter_mut().find(|c| c.id == row.id) {
-            Some(held) => held.clone_from(row),
-            None => d.carts.push(row.clone()),
-        }
-        if d.carts.len() >= MAX_CARTS {
-            self.flush().await?;
-        }
-        Ok(true)
-    }
-
-    /// Hold back identity links (`false`: this transaction writes at once).
-    pub(in crate::store) fn defer_links(&mut self, shop: &str, identities: &[String], person: &str) -> bool {
-        let Some(d) = self.held_mut() else { return false };
-        for identity in identities {
-            d.links.retain(|(s, i, _)| !(s == shop && i == identity));
-            d.links.push((shop.to_owned(), identity.clone(), person.to_owned()));
-        }
-        true
-    }
-
-    /// Write every held-back change: one command to SQLite's thread (nothing on PostgreSQL,
-    /// which holds nothing back).
-    pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
+    /// Write every held-back change of an SQLite transaction: one command to SQLite's thread.
+    pub(in crate::store) async fn flush_sqlite(&mut self) -> Result<(), StoreError> {
         let Inner::Sqlite { tx, held: Some(d) } = &mut self.inner else { return Ok(()) };
         let Some(held) = take_held_back(d) else { return Ok(()) };
         let q = sqlx::query(sqlx::AssertSqlSafe(held.sql.as_str())).persistent(held.repeats());
@@ -135,7 +51,7 @@ fn take_held_back(d: &mut Deferred) -> Option<HeldBack> {
         if d.carts.is_empty() && d.links.is_empty() && d.rows.is_empty() {
             return None;
         }
-        let Deferred { carts, links, rows } = std::mem::take(d);
+        let Deferred { carts, links, rows, .. } = std::mem::take(d);
         // One command of several statements: their parameters are bound as one list, in order.
         let mut sql = String::new();
         let mut p = Params { next: 0, numbered: false };

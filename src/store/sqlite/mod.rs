@@ -8,5 +8,5 @@
 mod deferred;
 mod group;
 
-pub(super) use deferred::{Deferred, HeldBack, bind_held_back, shift_params};
+pub(super) use deferred::{HeldBack, bind_held_back, shift_params};
 pub use group::{GroupTx, TxGroup};
