@@ -3,6 +3,7 @@
 //! the only code that knows apalis.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -26,7 +27,42 @@ const PROMOTE_EVERY: Duration = Duration::from_secs(30);
 /// The recovery lane's running jobs: the queue hands out up to `worker.prefetch` jobs ahead
 /// of time; this many of them (`worker.concurrency`) do their work at once.
 #[derive(Debug, Clone)]
-struct Running(Arc<Semaphore>);
+struct Running(Arc<Semaphore>, InHand);
+
+/// Which jobs have started their work, and whether the worker is stopping.
+///
+/// Invariant: a job either starts (and then finishes and records its result, however long
+/// the provider takes, up to `worker.shutdown_grace`) or, once the worker is stopping, never
+/// starts: it stays taken in the queue under this worker's name and the queue gives it to
+/// another worker when this one's heartbeat stops, as after a crash. The queue itself is
+/// never told to stop while work is in hand: on SQLite its fetch then waits, unpolled, for
+/// the one connection and every job in hand would wait behind it (docs/delivery.md).
+#[derive(Debug, Clone)]
+struct InHand {
+    stopping: watch::Receiver<bool>,
+    started: Arc<AtomicUsize>,
+}
+
+/// A started job, counted until it ends.
+struct Started(Arc<AtomicUsize>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl InHand {
+    /// Start a job's work; once the worker is stopping, never (the future stays pending until
+    /// the worker drops it).
+    async fn start(&self) -> Started {
+        if *self.stopping.borrow() {
+            std::future::pending::<()>().await;
+        }
+        self.started.fetch_add(1, Ordering::SeqCst);
+        Started(self.started.clone())
+    }
+}
 
 async fn handle(
     job: RecoveryJob,
@@ -41,10 +77,14 @@ async fn handle(
             tokio::time::sleep(hold).await;
         }
     }
-    let Running(permits) = &*running;
+    let Running(permits, in_hand) = &*running;
     let _turn = permits.acquire().await?;
+    let started = in_hand.start().await;
     let span = info_span!("recovery_job", cart = job.cart, seq = job.seq, attempt = attempt.current());
-    match crate::recovery::run(&app, job).instrument(span).await {
+    let result = crate::recovery::run(&app, job).instrument(span).await;
+    // Done with the work; a pause before a retry does not hold up a stopping worker.
+    drop(started);
+    match result {
         Ok(()) => Ok(()),
         Err(e) => {
             // The queue retries a failed job as soon as it is fetched again. Hold it for a
@@ -57,9 +97,17 @@ async fn handle(
     }
 }
 
-async fn handle_outbound(job: OutboundJob, app: Data<Arc<App>>, attempt: Attempt) -> Result<(), BoxDynError> {
+async fn handle_outbound(
+    job: OutboundJob,
+    app: Data<Arc<App>>,
+    in_hand: Data<InHand>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let started = in_hand.start().await;
     let span = info_span!("outbound_job", id = job.id, attempt = job.attempt);
-    match crate::outbound::run(&app, job).instrument(span).await {
+    let result = crate::outbound::run(&app, job).instrument(span).await;
+    drop(started);
+    match result {
         Ok(()) => Ok(()),
         Err(e) => {
             let pause = Duration::from_secs(1 << attempt.current().min(5)).min(Duration::from_secs(30));
@@ -126,19 +174,34 @@ enum Lane {
 
 /// Run workers until `shutdown` flips to `true`: the recovery queue and the outbound-webhook
 /// queue, each restarted after a pause, under a new name, when its backend fails.
-pub async fn run_worker(app: Arc<App>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let maintenance = tokio::spawn(maintain(app.clone(), shutdown.clone()));
-    let promoter = tokio::spawn(promote(app.clone(), shutdown.clone()));
-    let outbound = tokio::spawn(lane(app.clone(), shutdown.clone(), Lane::Outbound));
-    lane(app, shutdown, Lane::Recovery).await;
-    let _ = outbound.await;
-    maintenance.abort();
-    promoter.abort();
+///
+/// Stopping: jobs that have started finish and record their results; the others are left
+/// to the queue ([`InHand`]); the worker returns as soon as the last started job ends.
+pub async fn run_worker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let in_hand = InHand { stopping: shutdown.clone(), started: Arc::new(AtomicUsize::new(0)) };
+    let tasks = [
+        tokio::spawn(maintain(app.clone(), shutdown.clone())),
+        tokio::spawn(promote(app.clone(), shutdown.clone())),
+        tokio::spawn(lane(app.clone(), shutdown.clone(), Lane::Outbound, in_hand.clone())),
+        tokio::spawn(lane(app, shutdown.clone(), Lane::Recovery, in_hand.clone())),
+    ];
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    while in_hand.started.load(Ordering::SeqCst) > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Dropping the lanes drops the queue's streams and the jobs that never started, and with
+    // them every pooled connection they held.
+    for t in &tasks {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
     info!("worker stopped");
     Ok(())
 }
 
-async fn lane(app: Arc<App>, mut shutdown: watch::Receiver<bool>, lane: Lane) {
+async fn lane(app: Arc<App>, mut shutdown: watch::Receiver<bool>, lane: Lane, in_hand: InHand) {
     let concurrency = app.settings.worker.concurrency.max(1);
     loop {
         if *shutdown.borrow() {
@@ -146,21 +209,18 @@ async fn lane(app: Arc<App>, mut shutdown: watch::Receiver<bool>, lane: Lane) {
         }
         let name = format!("{}-{}", worker_name(), if matches!(lane, Lane::Recovery) { "r" } else { "o" });
         info!(worker = %name, backend = app.db.backend(), ?lane, concurrency, "worker starting");
-        let mut rx = shutdown.clone();
-        let signal = async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-            Ok::<(), std::io::Error>(())
-        };
+        // Never told to stop: `run_worker` drops the lane once the work in hand is done.
+        let signal = std::future::pending::<Result<(), std::io::Error>>();
         let result = match lane {
             Lane::Recovery => {
-                let in_hand = app.settings.worker.in_hand();
-                let running = Running(Arc::new(Semaphore::new(concurrency)));
-                run_apalis!(app, name.clone(), signal, QUEUE, RecoveryJob, handle, in_hand, running)
+                let prefetch = app.settings.worker.in_hand();
+                let running = Running(Arc::new(Semaphore::new(concurrency)), in_hand.clone());
+                run_apalis!(app, name.clone(), signal, QUEUE, RecoveryJob, handle, prefetch, running)
             }
             // Shops' endpoints are few and slow at worst: a handful at a time is enough.
             Lane::Outbound => {
                 let c = concurrency.min(4);
-                run_apalis!(app, name.clone(), signal, OUTBOUND_QUEUE, OutboundJob, handle_outbound, c, ())
+                run_apalis!(app, name.clone(), signal, OUTBOUND_QUEUE, OutboundJob, handle_outbound, c, in_hand.clone())
             }
         };
         match result {

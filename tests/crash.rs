@@ -418,3 +418,70 @@ async fn sigterm_gives_jobs_in_hand_a_grace_period_then_leaves_them_to_the_next_
     assert_once_each(&sink, 1, "after the restart");
     db.close().await;
 }
+
+/// SIGTERM in the middle of a burst: every message the relay accepted is recorded as sent
+/// before the process exits (none left claimed, so none turns `unconfirmed` later), and the
+/// process exits as soon as the jobs in hand are done, not after the whole grace period.
+async fn sigterm_mid_burst(backend: Backend) {
+    const N: usize = 300;
+    let sink = SmtpSink::start(&[]);
+    let (db, config, dir, _url) = due_carts_over_smtp(backend, N, &sink).await;
+    let toml = std::fs::read_to_string(&config).expect("config");
+    let toml = toml.replace("concurrency = 1\n", "concurrency = 8\nshutdown_grace = \"20s\"\n");
+    std::fs::write(&config, toml).expect("config");
+    let log1 = dir.path().join("worker-1.log");
+    let mut first = start_worker(&config, &log1);
+    wait_until(
+        &db,
+        "a third sent",
+        Duration::from_secs(60),
+        "SELECT COUNT(*) FROM sends WHERE status = 'sent'",
+        100,
+        &log1,
+    )
+    .await;
+    let asked = Instant::now();
+    signal(&first, "-TERM");
+    let status = loop {
+        if let Some(status) = first.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(30), "worker did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = asked.elapsed();
+    eprintln!("{backend:?}: exited {took:?} after SIGTERM");
+    let log = std::fs::read_to_string(&log1).unwrap_or_default();
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    // Jobs in hand finish in milliseconds (the relay answers at once); the rest is process exit.
+    assert!(took < Duration::from_secs(2), "it waited {took:?} with a grace of 20 s:\n{log}");
+    let claimed = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'claimed'").await;
+    let relay = sink.recipients().len() as i64;
+    let sent = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await;
+    assert_eq!((claimed, sent), (0, relay), "every message the relay took is recorded, none left claimed:\n{log}");
+    // The next worker finishes the rest without an unconfirmed send or a duplicate.
+    let log2 = dir.path().join("worker-2.log");
+    let _second = start_worker(&config, &log2);
+    wait_until(
+        &db,
+        "every cart to complete",
+        Duration::from_secs(120),
+        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
+        N as i64,
+        &log2,
+    )
+    .await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'unconfirmed'").await, 0);
+    assert_once_each(&sink, N, "after SIGTERM and a restart");
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sigterm_mid_burst_records_every_send_and_exits_promptly() {
+    sigterm_mid_burst(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sigterm_mid_burst_records_every_send_and_exits_promptly() {
+    sigterm_mid_burst(Backend::Postgres).await;
+}

@@ -218,3 +218,32 @@ async fn erasure_leaves_no_bytes_in_the_sqlite_files() {
     assert_eq!(found(&files()), Vec::<&str>::new(), "bytes left in the database file or its WAL");
     t.shutdown().await;
 }
+
+/// The database (link-signing key, personal data), its WAL and shared-memory files, and the
+/// outbox are the owner's alone, even under a umask of 022.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_holding_secrets_and_personal_data_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = spawn_app_with(Backend::Sqlite, &quick_campaign(1, &[("reminder", 1, "reminder")]), true, |_| {}).await;
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(t.post(&cart_event("cart.updated", "perm", "perm@example.com", past)).await.status(), 202);
+    let (file, _) =
+        t.wait_for("the reminder", Duration::from_secs(20), || async { t.emails().into_iter().next() }).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    let db = t.dir.path().join("test.db");
+    for p in [db.clone(), db.with_extension("db-wal"), db.with_extension("db-shm"), file.clone()] {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&t.outbox()), 0o700, "the outbox directory");
+    t.shutdown().await;
+
+    // A database created by an older release with the umask's mode is closed up at start.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").expect("create");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let db = cartback::store::Db::connect(&format!("sqlite://{}", old.display())).await.expect("connect");
+    assert_eq!(mode(&old), 0o600);
+    drop(db);
+}

@@ -37,6 +37,28 @@ pub enum DeliveryError {
     CredentialsRefused(String),
 }
 
+/// Create `dir` (and its parents) readable by the owner only: messages hold addresses,
+/// names and signed links, whatever the umask.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Write a file only its owner can read (0600), whatever the umask.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(bytes)
+}
+
 /// Write `name` into `dir` so that it appears whole or not at all (a temporary file, then a
 /// rename), creating `dir` if needed.
 ///
@@ -53,10 +75,10 @@ async fn write_atomically(
     let shown = dir.display().to_string();
     let write = move || -> std::io::Result<std::path::PathBuf> {
         let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        std::fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         let tmp = dir.join(format!(".{name}.tmp"));
         let path = dir.join(&name);
-        std::fs::write(&tmp, &bytes)?;
+        write_private(&tmp, &bytes)?;
         std::fs::rename(&tmp, &path)?;
         Ok(path)
     };

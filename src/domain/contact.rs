@@ -14,6 +14,12 @@ impl Email {
     pub fn parse(s: &str) -> Result<Self, EmailError> {
         let s = s.trim();
         let addr: lettre::Address = s.parse().map_err(|_| EmailError)?;
+        // RFC 5321 allows domain literals (`anna@[127.0.0.1]`) and dotless hosts, but no
+        // relay a shop uses delivers to them: every step would fail, so they are refused.
+        let domain = addr.domain();
+        if domain.starts_with('[') || !domain.contains('.') || domain.ends_with('.') {
+            return Err(EmailError);
+        }
         Ok(Self(format!("{}@{}", addr.user(), addr.domain().to_ascii_lowercase())))
     }
     /// The address as text, as the customer gave it (domain in lower case).
@@ -81,6 +87,31 @@ impl fmt::Debug for Phone {
     }
 }
 
+/// Every officially assigned ISO 3166-1 alpha-2 code, and `XK` (Kosovo, user-assigned but
+/// used by shop systems). Sorted, so a code is found by binary search.
+const COUNTRIES: [&str; 250] = [
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", "BA", "BB", "BD",
+    "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS", "BT", "BV", "BW", "BY", "BZ", "CA",
+    "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE",
+    "DJ", "DK", "DM", "DO", "DZ", "EC", "EE", "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA",
+    "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK",
+    "HM", "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM", "JO", "JP",
+    "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC", "LI", "LK", "LR", "LS", "LT",
+    "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK", "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS",
+    "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA", "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ",
+    "OM", "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS",
+    "RU", "RW", "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST",
+    "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR", "TT", "TV", "TW",
+    "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI", "VN", "VU", "WF", "WS", "XK", "YE", "YT",
+    "ZA", "ZM", "ZW",
+];
+
+/// `de` → `DE` when it is an assigned country code (see [`COUNTRIES`]); `ZZ`, `EU` or `D1` → `None`.
+pub fn country_code(s: &str) -> Option<&'static str> {
+    let upper = s.trim().to_ascii_uppercase();
+    COUNTRIES.binary_search(&upper.as_str()).ok().map(|i| COUNTRIES[i])
+}
+
 /// `anna@example.de` → `a***@example.de`: enough to tell cases apart in logs, not to contact anyone.
 pub fn mask_email(s: &str) -> String {
     match s.split_once('@') {
@@ -126,6 +157,23 @@ mod tests {
         assert!(Phone::parse("+0123456789").is_err());
         assert!(Phone::parse("+49abc").is_err());
         assert!(Phone::parse("+49 1").is_err(), "right shape, no valid range");
+    }
+
+    #[test]
+    fn domain_literals_and_dotless_hosts_are_refused() {
+        for bad in ["anna@[127.0.0.1]", "anna@[IPv6:::1]", "anna@localhost", "anna@example."] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn country_codes_are_the_assigned_ones() {
+        assert!(COUNTRIES.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+        assert_eq!(country_code("de"), Some("DE"));
+        assert_eq!(country_code("XK"), Some("XK"));
+        for bad in ["ZZ", "EU", "UK", "D1", "DEU", ""] {
+            assert_eq!(country_code(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -2,14 +2,19 @@ use std::fmt;
 
 /// Error for identifiers that are empty, too long or contain control characters.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{what} must be 1 to {max} printable characters")]
+#[error("{what} must be 1 to {max} printable characters, not only spaces")]
 pub struct IdError {
     what: &'static str,
     max: usize,
 }
 
 fn check(what: &'static str, max: usize, s: &str) -> Result<(), IdError> {
-    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) { Err(IdError { what, max }) } else { Ok(()) }
+    // Blank ids (only spaces) would name a cart nobody can tell apart in logs or the console.
+    if s.trim().is_empty() || s.len() > max || s.chars().any(char::is_control) {
+        Err(IdError { what, max })
+    } else {
+        Ok(())
+    }
 }
 
 macro_rules! id_type {
@@ -66,6 +71,7 @@ mod tests {
     #[test]
     fn ids_reject_empty_long_and_control() {
         assert!(CartId::parse("").is_err());
+        assert!(CartId::parse("   ").is_err());
         assert!(CartId::parse(&"x".repeat(256)).is_err());
         assert!(CartId::parse("a\nb").is_err());
         assert_eq!(CartId::parse("c_123").map(|c| c.to_string()), Ok("c_123".into()));

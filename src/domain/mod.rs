@@ -12,7 +12,7 @@ mod money;
 mod receipt;
 
 pub use cart::{CampaignKind, CartStatus, CustomerRef, UnknownValue};
-pub use contact::{Email, Phone, mask_email, mask_phone};
+pub use contact::{Email, Phone, country_code, mask_email, mask_phone};
 pub use event::{CartItem, CartSnapshot, Customer, EventKind, OrderInfo, ShopEvent};
 pub use ids::{CartId, ShopId, WebhookId};
 pub use locale::Locale;

@@ -59,6 +59,10 @@ pub struct Money {
 }
 
 impl Money {
+    /// The largest amount accepted, in minor units (10^15: far above any cart, far below
+    /// `i64::MAX`, so sums of many of them cannot overflow).
+    pub const MAX_MINOR: i64 = 1_000_000_000_000_000;
+
     /// An amount from minor units.
     pub fn from_minor(minor: i64, currency: Currency) -> Self {
         Self { minor, currency }
@@ -87,7 +91,7 @@ impl Money {
         let minor = int
             .checked_mul(10_i64.pow(digits))
             .and_then(|v| v.checked_add(frac_val))
-            .filter(|v| *v <= 1_000_000_000_000_000)
+            .filter(|v| *v <= Self::MAX_MINOR)
             .ok_or_else(out_of_range)?;
         Ok(Self { minor, currency })
     }

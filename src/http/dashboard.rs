@@ -2,7 +2,11 @@
 //! button, and the funnel as a chart. Server-rendered HTML and inline SVG, no JavaScript.
 //!
 //! Sign-in: a form posts the ops token once; the browser then holds an HttpOnly,
-//! SameSite=Strict cookie derived from the token (never the token itself).
+//! SameSite=Strict session cookie of its own (signed with the token, never the token
+//! itself, 12 hours). Every form carries a token derived from the session and a POST is
+//! refused without it or from another origin (SameSite does not cover sibling subdomains).
+//! Results of actions are shown from a fixed list (`?done=`), so a link cannot put words
+//! on the page.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::auth::{COOKIE, authorized, session_value};
+use super::auth::{COOKIE, Caller, caller, form_token, form_token_valid, new_session, same_origin};
 use crate::app::App;
 use crate::domain::from_millis;
 use crate::ops;
@@ -52,8 +56,28 @@ fn sign_in(status: StatusCode, error: Option<&str>) -> Response {
     (status, page("Operations", &body)).into_response()
 }
 
-fn cookie_ok(app: &App, headers: &HeaderMap) -> bool {
-    authorized(app, headers).is_ok()
+/// The session of a signed-in browser (`None`: show the sign-in form).
+fn session(app: &App, headers: &HeaderMap) -> Option<String> {
+    match caller(app, headers) {
+        Ok(Caller::Session(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Why a dashboard POST is refused before it does anything (`None`: it may go ahead).
+fn refuse_post(app: &App, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+    let Some(session) = session(app, headers) else {
+        return Some(sign_in(StatusCode::UNAUTHORIZED, Some("Please sign in again.")));
+    };
+    let token = app.settings.ops_token.as_ref()?;
+    if !same_origin(headers, &app.public_base) || !form_token_valid(token.expose(), &session, csrf) {
+        tracing::warn!("dashboard form refused: another origin or no valid form token");
+        return Some(
+            (StatusCode::FORBIDDEN, page("Operations", "<section class=\"err\">This form did not come from this dashboard. Reload the page and try again.</section>"))
+                .into_response(),
+        );
+    }
+    None
 }
 
 /// The sign-in form's body.
@@ -63,7 +87,10 @@ pub struct Login {
 }
 
 /// `POST /ops/login`
-pub async fn login(State(app): State<Arc<App>>, Form(f): Form<Login>) -> Response {
+pub async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<Login>) -> Response {
+    if !same_origin(&headers, &app.public_base) {
+        return sign_in(StatusCode::FORBIDDEN, Some("Sign in from this dashboard's own page."));
+    }
     let Some(token) = app.settings.ops_token.as_ref() else {
         return sign_in(StatusCode::UNAUTHORIZED, Some("Operations are disabled: set ops_token first."));
     };
@@ -73,8 +100,9 @@ pub async fn login(State(app): State<Arc<App>>, Form(f): Form<Login>) -> Respons
     }
     let secure = if app.public_base.starts_with("https://") { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/ops; Max-Age=43200{secure}",
-        session_value(token.expose())
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/ops; Max-Age={}{secure}",
+        new_session(token.expose(), Utc::now().timestamp()),
+        super::auth::SESSION_SECS
     );
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/ops/")]).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -83,32 +111,74 @@ pub async fn login(State(app): State<Arc<App>>, Form(f): Form<Login>) -> Respons
     r
 }
 
+/// A dashboard form's body: its form token.
+#[derive(Debug, Deserialize)]
+pub struct Action {
+    #[serde(default)]
+    csrf: String,
+}
+
 /// `POST /ops/ui/jobs/{id}/retry`: the dashboard's retry button.
-pub async fn retry(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if !cookie_ok(&app, &headers) {
-        return sign_in(StatusCode::UNAUTHORIZED, Some("Please sign in again."));
+pub async fn retry(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<Action>,
+) -> Response {
+    if let Some(refused) = refuse_post(&app, &headers, &f.csrf) {
+        return refused;
     }
-    let msg = match ops::retry_job(&app, &id).await {
-        Ok(m) => m,
-        Err(e) => format!("not retried: {e}"),
+    let done = match ops::retry_job(&app, &id).await {
+        Ok(_) => Done::Retried,
+        Err(e) => {
+            tracing::warn!(error = %e, "dashboard retry failed");
+            Done::NotRetried
+        }
     };
-    let loc = format!("/ops/?msg={}", url_encode(&msg));
-    (StatusCode::SEE_OTHER, [(header::LOCATION, loc)]).into_response()
+    (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/ops/?done={}", done.code()))]).into_response()
 }
 
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// `POST /ops/logout`: forget the session in this browser.
+pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<Action>) -> Response {
+    if let Some(refused) = refuse_post(&app, &headers, &f.csrf) {
+        return refused;
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/ops; Max-Age=0");
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/ops/")]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
 }
 
-/// Query of the dashboard (a message after an action).
+/// What an action did, shown after its redirect. A fixed list: the query names one, it
+/// cannot carry text of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Done {
+    Retried,
+    NotRetried,
+}
+
+impl Done {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Retried => "retried",
+            Self::NotRetried => "not_retried",
+        }
+    }
+    fn text(self) -> &'static str {
+        match self {
+            Self::Retried => "The job was queued again.",
+            Self::NotRetried => "The job could not be retried (it may have run meanwhile); the log says why.",
+        }
+    }
+}
+
+/// Query of the dashboard (what an action did). Unknown values are ignored.
 #[derive(Debug, Deserialize)]
 pub struct DashQuery {
-    msg: Option<String>,
+    done: Option<String>,
 }
 
 fn bar_chart(stats: &ops::Stats) -> String {
@@ -152,10 +222,12 @@ fn bar_chart(stats: &ops::Stats) -> String {
 
 /// `GET /ops/`
 pub async fn dashboard(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<DashQuery>) -> Response {
-    if !cookie_ok(&app, &headers) {
+    let Some(session) = session(&app, &headers) else {
         return sign_in(StatusCode::OK, None);
-    }
-    match render(&app, q.msg.as_deref()).await {
+    };
+    let done = q.done.and_then(|d| serde_json::from_value::<Done>(serde_json::Value::String(d)).ok());
+    let csrf = app.settings.ops_token.as_ref().map(|t| form_token(t.expose(), &session)).unwrap_or_default();
+    match render(&app, done, &csrf).await {
         Ok(html) => html.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "dashboard failed");
@@ -171,7 +243,7 @@ pub async fn dashboard(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
     }
 }
 
-async fn render(app: &App, msg: Option<&str>) -> Result<Html<String>, ops::OpsError> {
+async fn render(app: &App, done: Option<Done>, csrf: &str) -> Result<Html<String>, ops::OpsError> {
     let counts = crate::queue::tables::counts(&app.db, RECOVERY).await.map_err(ops::OpsError::Store)?;
     let now = Utc::now().timestamp_millis();
     let mut tx = app.db.begin().await?;
@@ -197,9 +269,14 @@ async fn render(app: &App, msg: Option<&str>) -> Result<Html<String>, ops::OpsEr
     let set = app.campaigns();
 
     let mut b = String::new();
-    if let Some(m) = msg {
-        let _ = write!(b, "<div class=\"msg\" role=\"status\">{}</div>", esc(m));
+    if let Some(d) = done {
+        let _ = write!(b, "<div class=\"msg\" role=\"status\">{}</div>", d.text());
     }
+    let csrf = esc(csrf);
+    let _ = write!(
+        b,
+        "<form method=\"post\" action=\"/ops/logout\" style=\"text-align:right\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Sign out</button></form>"
+    );
     let _ = write!(b, "<section><h2>Queue</h2><div class=\"cards\">");
     for (label, n) in [
         ("pending", counts.pending),
@@ -254,7 +331,7 @@ async fn render(app: &App, msg: Option<&str>) -> Result<Html<String>, ops::OpsEr
             let _ = write!(
                 b,
                 "<tr data-job=\"{id}\"><td><code>{id}</code></td><td>{}</td><td>{}</td><td class=\"err\">{}</td>\
-                 <td><form method=\"post\" action=\"/ops/ui/jobs/{id}/retry\"><button type=\"submit\">Retry</button></form></td></tr>",
+                 <td><form method=\"post\" action=\"/ops/ui/jobs/{id}/retry\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Retry</button></form></td></tr>",
                 esc(&j.state),
                 esc(j.cart.as_deref().unwrap_or("-")),
                 esc(j.last_result.as_deref().unwrap_or("")),

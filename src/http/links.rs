@@ -192,7 +192,8 @@ pub fn restore_target(
     step: &str,
 ) -> String {
     let Ok(mut u) = reqwest::Url::parse(url) else { return url.to_owned() };
-    {
+    // `query_pairs_mut` adds a `?` even when nothing is appended: the shop's URL stays as it is.
+    if code.is_some() || utm.is_some() {
         let mut q = u.query_pairs_mut();
         if let Some((param, code)) = code {
             q.append_pair(param, code);
@@ -352,4 +353,24 @@ pub async fn feedback(
     let exp = Utc::now().timestamp() + i64::try_from(app.settings.link_ttl.as_secs()).unwrap_or(0);
     let restore = format!("{}/r/{}", app.public_base, app.keys.sign(Purpose::Restore, &send.public_id, exp));
     page_with(&app, &viewer, Page::Thanks(reason), Some(&restore))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restore_target;
+
+    #[test]
+    fn a_restore_target_with_nothing_to_add_is_the_shops_url() {
+        let url = "https://shop.example/cart/recover";
+        assert_eq!(restore_target(url, None, None, "email", "reminder"), url);
+        let code = ("discount".to_owned(), "SAVE10".to_owned());
+        assert_eq!(
+            restore_target(url, Some(&code), None, "email", "reminder"),
+            "https://shop.example/cart/recover?discount=SAVE10"
+        );
+        assert_eq!(
+            restore_target("https://shop.example/r?key=a", Some(&code), None, "email", "reminder"),
+            "https://shop.example/r?key=a&discount=SAVE10"
+        );
+    }
 }

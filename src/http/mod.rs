@@ -1,6 +1,7 @@
 //! HTTP: webhooks in, customer links, health. One router, errors mapped in one place.
 
 mod auth;
+mod conn;
 mod dashboard;
 mod health;
 mod links;
@@ -10,6 +11,7 @@ mod sms;
 mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -65,6 +67,7 @@ pub fn router(app: Arc<App>, ingest: Ingest) -> Router {
         .route("/ops/", get(dashboard::dashboard))
         .route("/ops", get(dashboard::dashboard))
         .route("/ops/login", post(dashboard::login))
+        .route("/ops/logout", post(dashboard::logout))
         .route("/ops/ui/jobs/{id}/retry", post(dashboard::retry))
         .route("/v1/shops/{shop}/events", post(webhooks::generic))
         .route("/v1/shops/{shop}/shopify", post(webhooks::shopify))
@@ -108,6 +111,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/ops/"),
     ("post", "/ops/login"),
+    ("post", "/ops/logout"),
     ("post", "/ops/ui/jobs/{id}/retry"),
     ("post", "/v1/shops/{shop}/events"),
     ("post", "/v1/shops/{shop}/shopify"),
@@ -130,7 +134,43 @@ pub async fn launch(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let ingest = Ingest::start(&app);
-    axum::serve(listener, router(app, ingest)).with_graceful_shutdown(shutdown).await
+    serve(listener, router(app, ingest), shutdown).await
+}
+
+/// A request's body must arrive within this long.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
+/// On shutdown, requests being handled get this long to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub use conn::{IDLE_READ, MAX_CONNECTIONS};
+
+/// Serve `router` on `listener` until `shutdown` resolves, with the limits of [`conn`]
+/// (connection cap, idle reads) and [`BODY_TIMEOUT`]. At shutdown the server stops
+/// accepting and closes idle keep-alive connections; requests being handled get up to
+/// [`SHUTDOWN_GRACE`] to answer, and a client still sending a request is not waited for
+/// longer than that.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (asked, asked_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_TIMEOUT));
+    let server = axum::serve(conn::Limited::new(listener), router).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = asked.send(());
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        r = &mut server => return r,
+        _ = asked_rx => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!("HTTP connections still open after the shutdown grace; closing");
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -67,7 +67,10 @@ pub async fn generic(
     })?;
     let webhook_id = WebhookId::parse(header(&headers, "webhook-id").unwrap_or_default())
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("webhook-id"))?;
-    let event = generic::parse(&bytes).inspect_err(|_| count("invalid")).map_err(payload_problem)?;
+    let event = generic::parse(&bytes)
+        .and_then(|e| generic::check_time(e.occurred_at, chrono::Utc::now(), "occurred_at").map(|()| e))
+        .inspect_err(|_| count("invalid"))
+        .map_err(payload_problem)?;
     respond(&app, &ingest, shop, &webhook_id, &event, &bytes).await
 }
 
@@ -138,6 +141,9 @@ pub async fn shopify(
     let webhook_id = WebhookId::parse(header(&headers, "x-shopify-webhook-id").unwrap_or_default()).map_err(|e| {
         Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("x-shopify-webhook-id")
     })?;
-    let event = shopify::parse(topic, &bytes).inspect_err(|_| count("invalid")).map_err(payload_problem)?;
+    let event = shopify::parse(topic, &bytes)
+        .and_then(|e| generic::check_time(e.occurred_at, chrono::Utc::now(), "updated_at").map(|()| e))
+        .inspect_err(|_| count("invalid"))
+        .map_err(payload_problem)?;
     respond(&app, &ingest, shop, &webhook_id, &event, &bytes).await
 }

@@ -95,31 +95,49 @@ struct RawCustomer {
     accepts_sms_marketing: bool,
 }
 
+/// An absolute http(s) URL with a host: customers are sent there, so `http://` alone, a
+/// relative path or another scheme is refused here rather than found broken in an email.
 fn url(path: &str, s: Option<String>) -> Result<Option<String>, PayloadError> {
-    match s {
-        None => Ok(None),
-        Some(u)
-            if (u.starts_with("https://") || u.starts_with("http://"))
-                && !u.contains(char::is_whitespace)
-                && u.len() <= 2048 =>
-        {
-            Ok(Some(u))
-        }
-        Some(_) => Err(field(path, "must be an http(s) URL")),
-    }
+    let Some(u) = s else { return Ok(None) };
+    let ok = u.len() <= 2048
+        && (u.starts_with("https://") || u.starts_with("http://"))
+        && !u.contains(|c: char| c.is_whitespace() || c.is_control())
+        && url::Url::parse(&u).is_ok_and(|p| p.host_str().is_some_and(|h| !h.is_empty()));
+    if ok { Ok(Some(u)) } else { Err(field(path, "must be an absolute http(s) URL with a host")) }
 }
 
+/// Free text shown to the customer or the operator: control characters (NUL, ESC, BEL …)
+/// would end up in subjects and terminals, so they are refused, not stripped.
 fn text(path: &str, s: Option<String>, max: usize) -> Result<Option<String>, PayloadError> {
     match s {
         Some(t) if t.chars().count() > max => Err(field(path, format!("at most {max} characters"))),
+        Some(t) if t.contains(char::is_control) => Err(field(path, "must not contain control characters")),
         other => Ok(other.filter(|t| !t.trim().is_empty())),
     }
 }
 
+/// How far ahead of this server's clock an event may be dated (shops' clocks drift).
+pub const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::minutes(15);
+/// How old an event may be: older news would start a sequence whose every step is overdue.
+pub const MAX_EVENT_AGE: chrono::Duration = chrono::Duration::days(365);
+
+/// Refuse an event time far from now: `9999-12-31` would make every later event "older than
+/// the cart's last activity" and silence the cart for good; `0000-01-01` would make every
+/// step due at once. `field` names the time in the shop's payload.
+pub fn check_time(at: DateTime<Utc>, now: DateTime<Utc>, field_name: &str) -> Result<(), PayloadError> {
+    if at > now + MAX_CLOCK_AHEAD {
+        return Err(field(field_name, "is in the future (more than 15 minutes ahead of this server's clock)"));
+    }
+    if at < now - MAX_EVENT_AGE {
+        return Err(field(field_name, "is more than a year ago"));
+    }
+    Ok(())
+}
+
 /// Deserialize JSON, naming the path of a wrong field (`cart.items[0].quantity`).
 pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -130,7 +148,10 @@ pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
             field(if path == "." { "(body)".into() } else { path }, msg)
         }
-    })
+    })?;
+    // One JSON value and nothing after it: trailing bytes would otherwise be stored unread.
+    de.end().map_err(|e| PayloadError::Syntax { message: e.to_string(), line: e.line(), column: e.column() })?;
+    Ok(value)
 }
 
 /// Parse and check a generic event body.
@@ -218,6 +239,9 @@ fn item(i: usize, it: RawItem, currency: Currency) -> Result<CartItem, PayloadEr
         return Err(field(p("quantity"), "must be at least 1"));
     }
     let price = Money::parse(&it.price, currency).map_err(|e| field(p("price"), e.to_string()))?;
+    if price.minor().checked_mul(i64::from(it.quantity)).is_none_or(|t| t > Money::MAX_MINOR) {
+        return Err(field(p("quantity"), "quantity × price is out of range"));
+    }
     Ok(CartItem {
         sku: text(&p("sku"), it.sku, 255)?,
         title: text(&p("title"), Some(it.title), 500)?.ok_or_else(|| field(p("title"), "must not be empty"))?,
@@ -277,8 +301,10 @@ fn customer(c: RawCustomer, cart_currency: Option<Currency>) -> Result<Customer,
 /// `customer.country`, upper case.
 fn country(cc: Option<String>) -> Result<Option<String>, PayloadError> {
     match cc {
-        Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => Ok(Some(cc.to_ascii_uppercase())),
-        Some(_) => Err(field("customer.country", "must be an ISO 3166 alpha-2 code like DE")),
+        Some(cc) => match crate::domain::country_code(&cc) {
+            Some(cc) => Ok(Some(cc.to_owned())),
+            None => Err(field("customer.country", "must be an assigned ISO 3166 alpha-2 code like DE")),
+        },
         None => Ok(None),
     }
 }
@@ -356,6 +382,52 @@ mod tests {
         assert_eq!(field_of(r#"{"type":"cart.updated","occurred_at":"2026-11-22T10:00:00Z"}"#), "cart");
         assert_eq!(field_of(r#"{"type":"order.placed","occurred_at":"2026-11-22T10:00:00Z"}"#), "cart_id");
         assert_eq!(field_of(r#"{"occurred_at":"2026-11-22T10:00:00Z"}"#), "(body)");
+    }
+
+    #[test]
+    fn hostile_values_are_refused_by_field() {
+        let refused = [
+            ("anna@example.de", "anna@[127.0.0.1]", "customer.email"),
+            ("https://shop.example/cart/recover?key=abc", "http://", "cart.restore_url"),
+            ("https://shop.example/cart/recover?key=abc", "javascript:alert(1)", "cart.restore_url"),
+            ("\"cu_1\"", "\"cu_1\", \"first_name\": \"An\\u0000na\\u001b[31m\\u0007\"", "customer.first_name"),
+            ("\"T-Shirt\"", "\"T-\\u001bShirt\"", "cart.items[0].title"),
+            ("\"64.95\"", "\"9000000000000\"", "cart.items[0].quantity"),
+            ("\"c_123\"", "\"   \"", "cart.id"),
+            ("\"DE\"", "\"ZZ\"", "customer.country"),
+        ];
+        for (from, to, expected) in refused {
+            assert!(SPEC_EXAMPLE.contains(from), "{from}");
+            if to.contains("9000000000000") {
+                // The price alone is in range; two of it are not.
+                assert!(Money::parse("9000000000000", Currency::parse("EUR").expect("EUR")).is_ok());
+            }
+            assert_eq!(field_of(&SPEC_EXAMPLE.replacen(from, to, 1)), expected, "{to}");
+        }
+        // What stays accepted: a plain http URL with a host, Kosovo's common code.
+        assert!(
+            parse(SPEC_EXAMPLE.replace("https://shop.example/cart", "http://shop.example/cart").as_bytes()).is_ok()
+        );
+        assert!(parse(SPEC_EXAMPLE.replace("\"DE\"", "\"xk\"").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn event_times_far_from_now_are_refused() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z").expect("time").with_timezone(&Utc);
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc);
+        assert!(check_time(at("2026-12-03T12:10:00Z"), now, "occurred_at").is_ok(), "a little clock drift");
+        assert!(check_time(at("2026-01-01T00:00:00Z"), now, "occurred_at").is_ok(), "old news, still this year");
+        for bad in ["9999-12-31T23:59:59Z", "2026-12-03T12:16:00Z", "0000-01-01T00:00:00Z", "2025-12-01T00:00:00Z"] {
+            let e = check_time(at(bad), now, "occurred_at");
+            assert!(matches!(e, Err(PayloadError::Field { ref field, .. }) if field == "occurred_at"), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_json_are_a_syntax_error() {
+        let body = format!("{SPEC_EXAMPLE} {{\"type\":\"order.paid\"}}");
+        assert!(matches!(parse(body.as_bytes()), Err(PayloadError::Syntax { .. })), "{:?}", parse(body.as_bytes()));
+        assert!(parse(format!("{SPEC_EXAMPLE}\n").as_bytes()).is_ok(), "trailing whitespace is fine");
     }
 
     #[test]

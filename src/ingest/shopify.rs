@@ -176,7 +176,7 @@ fn checkout(body: &[u8]) -> Result<ShopEvent, PayloadError> {
             Money::parse(&li.price, currency).map_err(|e| field(format!("line_items[{i}].price"), e.to_string()))?;
         items.push(CartItem {
             sku: li.sku.filter(|s| !s.is_empty()),
-            title: li.title.unwrap_or_else(|| "Item".into()),
+            title: li.title.map(|t| t.replace(char::is_control, "")).unwrap_or_else(|| "Item".into()),
             quantity: li.quantity.max(1),
             price_minor: price.minor(),
             image_url: None,
@@ -188,15 +188,16 @@ fn checkout(body: &[u8]) -> Result<ShopEvent, PayloadError> {
     let country = [c.shipping_address.as_ref(), c.billing_address.as_ref(), raw.default_address.as_ref()]
         .into_iter()
         .flatten()
-        .find_map(|a| a.country_code.clone())
-        .filter(|cc| cc.len() == 2)
-        .map(|cc| cc.to_ascii_uppercase());
+        .find_map(|a| a.country_code.as_deref().and_then(crate::domain::country_code))
+        .map(str::to_owned);
     let locale = c.customer_locale.as_deref().and_then(|l| Locale::parse(l).ok());
     let customer = Customer {
         id: customer_id(&raw.id),
         email: email("email", c.email.as_deref().or(raw.email.as_deref()))?,
         phone: phone(c.sms_marketing_phone.as_deref().or(c.phone.as_deref()).or(raw.phone.as_deref())),
-        first_name: raw.first_name.filter(|n| !n.is_empty()),
+        // Shopify's payload is taken as Shopify sends it (a refusal would be retried for
+        // two days); control characters are dropped rather than put into a subject line.
+        first_name: raw.first_name.map(|n| n.replace(char::is_control, "")).filter(|n| !n.trim().is_empty()),
         timezone: None,
         locale: locale.clone(),
         country,

@@ -152,7 +152,9 @@ impl Keyring {
         let mut exp = [0u8; 8];
         exp.copy_from_slice(&payload[1 + ID_LEN..]);
         let expires_at = i64::from_be_bytes(exp);
-        if now > expires_at {
+        // Unsubscribing keeps working for good (RFC 8058, CAN-SPAM, the mailbox providers'
+        // bulk-sender rules): the expiry only limits restore and feedback links.
+        if now > expires_at && purpose != Purpose::Unsubscribe {
             return Err(TokenError::Expired);
         }
         Ok(Claims { send_public_id: id, expires_at })
@@ -194,6 +196,9 @@ mod tests {
             }
         }
         assert_eq!(r.verify(Purpose::Restore, "", 0), Err(TokenError::Invalid));
+        let unsubscribe = r.sign(Purpose::Unsubscribe, ID, 2_000);
+        assert!(r.verify(Purpose::Unsubscribe, &unsubscribe, 2_000 + 10 * 365 * 86_400).is_ok(), "never expires");
+        assert_eq!(r.verify(Purpose::Feedback, &r.sign(Purpose::Feedback, ID, 2_000), 2_001), Err(TokenError::Expired));
         assert_eq!(r.verify(Purpose::Restore, "ééééééééé", 0), Err(TokenError::Invalid));
     }
 

@@ -84,6 +84,9 @@ pub struct MessageContext<'a> {
     pub order_expires_at_ms: Option<i64>,
 }
 
+/// How many cart lines a message lists; `cart.more_items` counts the others.
+pub const SHOWN_ITEMS: usize = 20;
+
 impl MessageContext<'_> {
     /// The JSON the templates are rendered with.
     pub fn to_json(&self) -> Value {
@@ -94,11 +97,14 @@ impl MessageContext<'_> {
                 "total_minor": self.total_minor,
                 "currency": self.currency,
                 "item_count": self.items.iter().map(|i| i.quantity).sum::<u32>(),
-                "items": self.items.iter().map(|i| json!({
+                // A cart of thousands of lines would make a message of megabytes: the
+                // first lines are listed and the rest counted ("and 12 more items").
+                "items": self.items.iter().take(SHOWN_ITEMS).map(|i| json!({
                     "title": i.title, "quantity": i.quantity, "price_minor": i.price_minor,
                     "line_total_minor": i.price_minor.saturating_mul(i64::from(i.quantity)),
                     "image_url": i.image_url, "url": i.url, "sku": i.sku,
                 })).collect::<Vec<_>>(),
+                "more_items": self.items.len().saturating_sub(SHOWN_ITEMS),
             },
             "restore_url": self.restore_url,
             "unsubscribe_url": self.unsubscribe_url,

@@ -329,7 +329,7 @@ mod tests {
             "customer": {"first_name": "Anna"},
             "cart": {"total_minor": 12990, "currency": "EUR", "item_count": 2,
                      "items": [{"title": "T-Shirt", "quantity": 2, "price_minor": 6495, "line_total_minor": 12990,
-                                "image_url": null, "url": null}]},
+                                "image_url": null, "url": null}], "more_items": 0},
             "restore_url": "https://r.example/r/abc",
             "unsubscribe_url": "https://r.example/u/abc",
             "feedback_url": "https://r.example/f/abc",
@@ -354,6 +354,72 @@ mod tests {
             let sms = r.sms(&chain("en"), t, &sample()).expect("sms renders");
             assert!(sms.contains("https://r.example/r/abc"));
         }
+    }
+
+    #[test]
+    fn a_long_cart_lists_its_first_lines_and_counts_the_rest_in_every_locale() {
+        let r = Renderer::load(Path::new("templates")).expect("templates load");
+        let mut ctx = sample();
+        ctx["cart"]["more_items"] = 5.into();
+        let said = [
+            ("en", "and 5 more items"),
+            ("de", "und 5 weitere Artikel"),
+            ("es", "y 5 artículos más"),
+            ("fr", "et 5 autres articles"),
+            ("ja", "ほか5点"),
+            ("zh-CN", "另有5件商品"),
+        ];
+        for (locale, text) in said {
+            ctx["locale"] = locale.into();
+            for t in ["reminder", "incentive", "unpaid"] {
+                let mail = r.email(&chain(locale), t, &ctx).expect("renders");
+                assert!(mail.text.contains(text), "{locale} {t} text: {}", mail.text);
+                assert!(mail.html.contains(text), "{locale} {t} html");
+            }
+        }
+        ctx["cart"]["more_items"] = 0.into();
+        let mail = r.email(&chain("en"), "reminder", &ctx).expect("renders");
+        assert!(!mail.text.contains("more item"), "nothing counted when every line is listed");
+    }
+
+    #[test]
+    fn the_context_lists_at_most_the_shown_lines() {
+        let item = crate::domain::CartItem {
+            sku: None,
+            title: "Line".into(),
+            quantity: 1,
+            price_minor: 100,
+            image_url: None,
+            url: None,
+        };
+        let items = vec![item; 10_000];
+        let view = context::MessageContext {
+            shop_name: "Shop",
+            shop_url: None,
+            first_name: None,
+            total_minor: 1_000_000,
+            currency: "EUR",
+            items: &items,
+            restore_url: "https://r.example/r/abc",
+            unsubscribe_url: "https://r.example/u/abc",
+            feedback_url: "https://r.example/f/abc",
+            incentive: None,
+            timezone: chrono_tz::Europe::Berlin,
+            locale: "en",
+            step: "reminder",
+            stage: None,
+            reason: None,
+            reason_detail: None,
+            order_id: None,
+            order_expires_at_ms: None,
+        }
+        .to_json();
+        assert_eq!(view["cart"]["items"].as_array().map(Vec::len), Some(context::SHOWN_ITEMS));
+        assert_eq!(view["cart"]["more_items"], 10_000 - context::SHOWN_ITEMS);
+        assert_eq!(view["cart"]["item_count"], 10_000, "the count still says how many there are");
+        let r = Renderer::load(Path::new("templates")).expect("templates load");
+        let mail = r.email(&chain("en"), "reminder", &view).expect("renders");
+        assert!(mail.html.len() < 64 * 1024, "a 10,000-line cart makes a small message: {}", mail.html.len());
     }
 
     #[test]

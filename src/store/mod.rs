@@ -194,10 +194,42 @@ async fn check_stable_plans(conn: &mut sqlx::SqliteConnection) -> Result<(), sql
     Ok(())
 }
 
+/// Create the SQLite file readable by its owner only (0600), or take group and world
+/// access away from an existing one: it holds the link-signing key and personal data.
+/// SQLite gives the `-wal` and `-shm` files the database file's mode.
+fn private_sqlite_file(url: &str) -> Result<(), StoreError> {
+    let opts = SqliteConnectOptions::from_str(url)?;
+    let path = opts.get_filename();
+    if path.as_os_str().is_empty() || path.to_str().is_some_and(|p| p == ":memory:" || p.starts_with("file::memory")) {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let io = |e: std::io::Error| StoreError::Sql(sqlx::Error::Io(e));
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path);
+        match file {
+            Ok(f) => f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?,
+            // A read-only or missing directory: let SQLite report it in its own words.
+            Err(_) => return Ok(()),
+        }
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            if let Ok(f) = std::fs::File::open(&side) {
+                f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     /// Connect; SQLite files are created when missing.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
+            private_sqlite_file(url)?;
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)

@@ -25,7 +25,7 @@ try {
   if (!error.includes('554')) fail(`the failure's error is not shown: ${error}`);
   if (!(await page.isVisible('svg[aria-label="Funnel per campaign"]'))) fail('no funnel chart');
 
-  await Promise.all([page.waitForURL(/\/ops\/\?msg=/), page.click(`tr[data-job="${jobId}"] button`)]);
+  await Promise.all([page.waitForURL(/\/ops\/\?done=retried/), page.click(`tr[data-job="${jobId}"] button`)]);
   const msg = await page.textContent('.msg');
   if (!msg.includes('queued again')) fail(`unexpected confirmation: ${msg}`);
   const deadAfter = (await page.textContent('.card[data-state=dead] b')).trim();
