@@ -297,7 +297,8 @@ pub struct Settings {
     pub ops_token: Option<Secret>,
     /// Link-signing key (base64, ≥ 32 bytes); generated and stored in the database when absent.
     pub signing_key: Option<Secret>,
-    /// How long restore links stay valid.
+    /// How long restore and feedback links stay valid. Unsubscribe links never expire: they
+    /// are signed with the same keys, so a retired signing key stays in the keyring.
     #[serde(with = "humantime_serde_compat")]
     pub link_ttl: Duration,
     /// An order found by the customer's email or phone (not by cart id or code) recovers the
@@ -431,6 +432,36 @@ impl Shop {
     }
 }
 
+/// `CARTBACK_TEST_*` and `CARTBACK_BENCH_*` configure the test suite and the bench, not the
+/// service: they are not read as settings.
+fn reserved_env(key_after_prefix: &str) -> bool {
+    let k = key_after_prefix.to_ascii_lowercase();
+    k.starts_with("test_") || k.starts_with("bench_")
+}
+
+/// Every other `CARTBACK_*` variable must name a setting: a misspelt
+/// `CARTBACK_OPS_TOKN` would otherwise leave operations open to a default. The error names
+/// the variable (docs/operations.md, "Configuration from the environment").
+fn check_env_names(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    for name in names {
+        let Some(rest) = name.strip_prefix("CARTBACK_") else { continue };
+        if reserved_env(rest) {
+            continue;
+        }
+        let top = rest.split("__").next().unwrap_or_default().to_ascii_lowercase();
+        if defaults.get(&top).is_none() {
+            return Err(ConfigError::Invalid {
+                key: name.clone(),
+                message: format!(
+                    "is not a setting ({top:?} is not a key of cartback.toml); every CARTBACK_ variable is read as one, so unset it or rename it"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Load defaults, then `path` (required if given explicitly, optional `cartback.toml` otherwise), then the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -443,11 +474,15 @@ impl Settings {
                         message: format!("{} does not exist", p.display()),
                     });
                 }
-                fig = fig.merge(Toml::file(p));
+                fig = fig.merge(Toml::file_exact(p));
             }
-            None => fig = fig.merge(Toml::file("cartback.toml")),
+            // Only the working directory's file: figment's `Toml::file` would also search
+            // every parent directory and read a stranger's settings.
+            None if Path::new("cartback.toml").exists() => fig = fig.merge(Toml::file_exact("cartback.toml")),
+            None => {}
         }
-        fig = fig.merge(Env::prefixed("CARTBACK_").split("__"));
+        check_env_names(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))?;
+        fig = fig.merge(Env::prefixed("CARTBACK_").filter(|k| !reserved_env(k.as_str())).split("__"));
         let settings: Settings = fig.extract().map_err(Box::new)?;
         settings.shops()?;
         settings.check_delivery()?;
@@ -594,6 +629,29 @@ mod tests {
     fn secrets_do_not_leak_through_debug() {
         let s = Settings { ops_token: Some(Secret::new("hunter2")), ..Settings::default() };
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn cartback_variables_must_name_a_setting() {
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>().into_iter();
+        assert!(check_env_names(names(&["CARTBACK_OPS_TOKEN", "CARTBACK_EMAIL__TRANSPORT", "PATH"])).is_ok());
+        assert!(check_env_names(names(&["CARTBACK_TEST_POSTGRES_URL", "CARTBACK_BENCH_ONLY"])).is_ok(), "reserved");
+        let e = check_env_names(names(&["CARTBACK_OPS_TOKN"])).expect_err("a typo");
+        assert!(e.to_string().contains("CARTBACK_OPS_TOKN"), "{e}");
+        assert!(check_env_names(names(&["CARTBACK_VERSION"])).is_err());
+    }
+
+    #[test]
+    fn only_the_named_file_is_read_never_a_parents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("cartback.toml"), "listen = \"not an address\"\n").expect("write");
+        let child = dir.path().join("child");
+        std::fs::create_dir(&child).expect("mkdir");
+        // (tests/config_discovery.rs runs the binary in `child`: the parent's file is not read.)
+        let exact = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file_exact(dir.path().join("cartback.toml")))
+            .extract::<Settings>();
+        assert!(exact.is_err(), "the named file itself is read");
     }
 
     #[test]

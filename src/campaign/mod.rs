@@ -68,6 +68,16 @@ fn error_at(file: &Path, text: &str, loc: Option<Location>, message: impl Into<S
     CampaignError { file: file.to_owned(), line, column, message: message.into(), source_line }
 }
 
+/// The first line from `from_line` (1-based) on, within the next three, whose indentation
+/// holds a tab, and the tab's column.
+fn tab_in_indentation(text: &str, from_line: u64) -> Option<(u64, u64)> {
+    let skip = usize::try_from(from_line.saturating_sub(1)).unwrap_or(0);
+    text.lines().enumerate().skip(skip).take(3).find_map(|(i, l)| {
+        let indent = &l[..l.len() - l.trim_start_matches([' ', '\t']).len()];
+        indent.find('\t').map(|c| (i as u64 + 1, c as u64 + 1))
+    })
+}
+
 /// Parse one campaign file's text. `template_exists(name, channel)` answers whether the
 /// fallback locale has that template, so a typo fails here and not in a customer's inbox.
 pub fn parse_campaign(
@@ -85,6 +95,14 @@ pub fn parse_campaign(
             _ => message,
         }
         .to_owned();
+        // YAML refuses tabs in indentation, but the parser reports it at the value before
+        // the tab (a line early): point at the tab itself.
+        let from = e.location().map_or(1, |l| l.line());
+        if let Some((line, column)) = tab_in_indentation(text, from) {
+            let source_line = text.lines().nth(line as usize - 1).map(str::to_owned);
+            let message = "a tab in the indentation: YAML indents with spaces only".to_owned();
+            return vec![CampaignError { file: file.to_owned(), line, column, message, source_line }];
+        }
         vec![error_at(file, text, e.location(), message)]
     })?;
     let mut errors = Vec::new();
@@ -439,6 +457,32 @@ mod tests {
         assert_eq!((e.line, e.column), (8, 5), "{e}");
         assert!(e.message.contains("tempalte"), "{e}");
         assert!(e.to_string().starts_with("campaigns/x.yaml:8:5: "), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_currency_is_reported_at_its_key() {
+        let text = format!("{GOOD}audience:\n  min_total:\n    EUR: 5.00\n    XYZ: 800\n");
+        let errs = parse(&text).expect_err("unknown currency");
+        let e = &errs[0];
+        assert_eq!((e.line, e.column), (11, 5), "{e}");
+        assert!(e.message.contains("XYZ"), "{e}");
+        let text = format!("{GOOD}audience: {{ min_total: {{ EUR: 5.00, ABC: 1 }} }}\n");
+        let e = &parse(&text).expect_err("unknown currency")[0];
+        assert_eq!((e.line, e.column), (8, 37), "{e}");
+        // A bad amount under a good currency still names the problem.
+        let text = format!("{GOOD}audience:\n  min_total:\n    EUR: 5.001\n");
+        assert!(parse(&text).expect_err("too precise")[0].message.contains("5.001"));
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_reported_on_its_own_line() {
+        let text = "name: t\nabandon_after: 30m\nsteps:\n  - id: reminder\n\tafter: 1h\n    channels: [email]\n    template: reminder\n";
+        let e = &parse(text).expect_err("a tab")[0];
+        assert_eq!((e.line, e.column), (5, 1), "{e}");
+        assert!(e.message.contains("tab"), "{e}");
+        let text = "name: t\nabandon_after: 30m\nsteps:\n  - id: reminder\n    after: 1h\n  \t channels: [email]\n    template: reminder\n";
+        let e = &parse(text).expect_err("a tab")[0];
+        assert_eq!((e.line, e.column), (6, 3), "{e}");
     }
 
     #[test]

@@ -102,18 +102,57 @@ impl RawNumber {
 
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(RawNumber),
-            Map(BTreeMap<String, RawNumber>),
+        // A visitor, not an untagged enum: an untagged enum buffers the value and loses the
+        // positions inside it, and a wrong currency must be reported at its own key.
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Amount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an amount like 5.00, or a map of currencies like { EUR: 5.00, JPY: 800 }")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Amount, E> {
+                one(v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Amount, E> {
+                one(v.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Amount, E> {
+                // f64's Display is the shortest text that round-trips, so 129.9 stays "129.9".
+                one(v.to_string())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Amount, E> {
+                one(v.to_owned())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Amount, A::Error> {
+                let mut map = BTreeMap::new();
+                while let Some(CurrencyKey(code)) = m.next_key()? {
+                    let value = m.next_value::<RawNumber>()?.into_text();
+                    let currency = Currency::parse(&code).map_err(serde::de::Error::custom)?;
+                    Money::parse(&value, currency).map_err(serde::de::Error::custom)?;
+                    map.insert(code, value);
+                }
+                let amount = Amount::PerCurrency(map);
+                amount.check().map_err(serde::de::Error::custom)?;
+                Ok(amount)
+            }
         }
-        let amount = match Raw::deserialize(d)? {
-            Raw::One(n) => Amount::ShopCurrency(n.into_text()),
-            Raw::Map(m) => Amount::PerCurrency(m.into_iter().map(|(k, v)| (k, v.into_text())).collect()),
-        };
-        amount.check().map_err(serde::de::Error::custom)?;
-        Ok(amount)
+        fn one<E: serde::de::Error>(v: String) -> Result<Amount, E> {
+            let amount = Amount::ShopCurrency(v);
+            amount.check().map_err(E::custom)?;
+            Ok(amount)
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// A currency code as a map key, refused where it stands when it is not ISO 4217.
+struct CurrencyKey(String);
+
+impl<'de> Deserialize<'de> for CurrencyKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Currency::parse(&code).map_err(serde::de::Error::custom)?;
+        Ok(Self(code))
     }
 }
 

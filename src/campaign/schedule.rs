@@ -100,24 +100,52 @@ pub fn in_window(w: &SendWindow, tz: Tz, t: DateTime<Utc>) -> bool {
     }
 }
 
-/// The earliest instant at or after `t` inside the window.
+/// The instants after `t`, up to `until`, at which the clocks go back, to the second: the
+/// wall clock jumps back there, so a window that had closed can be open again.
+fn fall_backs(tz: Tz, t: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let offset = |x: DateTime<Utc>| tz.offset_from_utc_datetime(&x.naive_utc()).fix().local_minus_utc();
+    let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap_or_default();
+    let mut found = Vec::new();
+    let mut a = t;
+    // Transitions are hours apart at the very least; 30-minute steps miss none.
+    while a < until {
+        let b = (a + Duration::minutes(30)).min(until);
+        if offset(b) < offset(a) {
+            let (mut lo, mut hi) = (a.timestamp(), b.timestamp());
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if offset(at(mid)) == offset(a) { lo = mid } else { hi = mid }
+            }
+            found.push(at(hi));
+        }
+        a = b;
+    }
+    found
+}
+
+/// The earliest instant at or after `t` inside the window: the window's next opening on an
+/// allowed day, or earlier, the moment the clocks go back into the window (a window ending
+/// at 01:30 reopens when 02:00 daylight time becomes 01:00 standard time).
 pub fn next_opening(w: &SendWindow, tz: Tz, t: DateTime<Utc>) -> DateTime<Utc> {
     if in_window(w, tz, t) {
         return t;
     }
     let today = wall(tz, t).date();
     let mut date = today - Duration::days(1);
+    let mut opening = None;
     for _ in 0..10 {
         if day_allowed(w, date) {
-            let opening = first_instant_at_or_after_wall(tz, date.and_time(w.start.0));
-            if opening >= t {
-                return opening;
+            let o = first_instant_at_or_after_wall(tz, date.and_time(w.start.0));
+            if o >= t {
+                opening = Some(o);
+                break;
             }
         }
         date += Duration::days(1);
     }
     // A window with no allowed day cannot be configured (days is non-empty), but never drop a send.
-    t
+    let opening = opening.unwrap_or(t);
+    fall_backs(tz, t, opening).into_iter().find(|x| in_window(w, tz, *x)).unwrap_or(opening)
 }
 
 /// The first `at` local time at or after `earliest`.
@@ -202,6 +230,20 @@ mod tests {
         // America/New_York 2026-11-01: 02:00 EDT → 01:00 EST; 01:30 happens twice.
         let (t, _) = at_local(chrono_tz::America::New_York, utc("2026-11-01T04:00:00Z"), hm("01:30"));
         assert_eq!(t, utc("2026-11-01T05:30:00Z")); // 01:30 EDT
+    }
+
+    #[test]
+    fn a_window_reopened_by_the_clocks_going_back_is_used() {
+        // New York, 1 November 2026: 02:00 EDT (06:00Z) becomes 01:00 EST, inside 21:00-01:30.
+        let ny = chrono_tz::America::New_York;
+        let p = step_time(utc("2026-11-01T05:40:00Z"), ny, None, Some(&window("21:00", "01:30")));
+        assert_eq!(p.at, utc("2026-11-01T06:00:00Z"), "{:?}", p.notes);
+        assert!(in_window(&window("21:00", "01:30"), ny, p.at));
+        // Before the transition the window is still shut, so nothing earlier would do.
+        assert!(!in_window(&window("21:00", "01:30"), ny, utc("2026-11-01T05:59:59Z")));
+        // A window the repeated hour does not reach opens as usual.
+        let p = step_time(utc("2026-11-01T05:40:00Z"), ny, None, Some(&window("09:00", "17:00")));
+        assert_eq!(p.at, utc("2026-11-01T14:00:00Z"));
     }
 
     #[test]

@@ -182,7 +182,19 @@ impl Poster {
 }
 
 pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<(), Failure> {
-    let mut s = settings(cli)?;
+    // The demo brings its own shop, database and outbox: a cartback.toml in the working
+    // directory (someone's real configuration) is read only when named with --config.
+    let mut s = match &cli.config {
+        Some(_) => settings(cli)?,
+        None => crate::config::Settings::default(),
+    };
+    // Run from anywhere: without templates and campaigns here, use the ones it was built from.
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (dir, name) in [(&mut s.templates_dir, "templates"), (&mut s.campaigns_dir, "campaigns")] {
+        if !dir.exists() && source.join(name).exists() {
+            *dir = source.join(name);
+        }
+    }
     // Quiet logs: the timeline is the output.
     if std::env::var_os("RUST_LOG").is_none() {
         crate::telemetry::init_with("warn");
