@@ -56,6 +56,15 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
+/// Lower-case hex of `bytes`: how digests and random ids appear in text.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// Constant-time check of a raw HMAC-SHA256 over `parts`.
 pub fn verify_hmac(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
     let mut m = mac(key);

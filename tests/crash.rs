@@ -142,17 +142,7 @@ async fn kill_mid_batch_then_restart(backend: Backend) {
     let sent_at_kill = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await;
     assert!(sent_at_kill < CARTS as i64, "the worker finished before it could be killed; raise CARTS");
 
-    let log2 = dir.path().join("worker-2.log");
-    let _second = start_worker(&config, &log2);
-    wait_until(
-        &db,
-        "every cart to complete",
-        Duration::from_secs(120),
-        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
-        CARTS as i64,
-        &log2,
-    )
-    .await;
+    let _second = finish_with_another_worker(&db, &config, dir.path(), CARTS).await;
 
     // Exactly once: one sent row per cart, one message per recipient, no stray files.
     assert_eq!(count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await, CARTS as i64);
@@ -255,6 +245,15 @@ async fn due_carts_over_smtp(
     (accept_due_carts(s, n).await, config, dir, url)
 }
 
+/// Start another worker (logging to `worker-2.log`) and wait until all `n` carts completed.
+async fn finish_with_another_worker(db: &Db, config: &Path, dir: &Path, n: usize) -> Worker {
+    let log = dir.join("worker-2.log");
+    let worker = start_worker(config, &log);
+    let all = "SELECT COUNT(*) FROM carts WHERE status = 'completed'";
+    wait_until(db, "every cart to complete", Duration::from_secs(120), all, n as i64, &log).await;
+    worker
+}
+
 /// Every recipient got exactly one message at the relay.
 fn assert_once_each(sink: &SmtpSink, n: usize, what: &str) {
     let got = sink.recipients();
@@ -274,17 +273,7 @@ async fn kill_at(point: &str, backend: Backend) {
     let first = start_worker_with(&config, &log1, &[("CRASH_TEST_POINT", point)]);
     wait_for_log(&log1, &format!("fault point reached: {point}"), Duration::from_secs(60)).await;
     drop(first); // SIGKILL while one send stands at the point
-    let log2 = dir.path().join("worker-2.log");
-    let _second = start_worker(&config, &log2);
-    wait_until(
-        &db,
-        "every cart to complete",
-        Duration::from_secs(120),
-        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
-        N as i64,
-        &log2,
-    )
-    .await;
+    let _second = finish_with_another_worker(&db, &config, dir.path(), N).await;
     assert_once_each(&sink, N, point);
     let sent = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await;
     let unconfirmed = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'unconfirmed'").await;
@@ -404,17 +393,7 @@ async fn sigterm_gives_jobs_in_hand_a_grace_period_then_leaves_them_to_the_next_
     assert!(asked.elapsed() >= Duration::from_secs(1), "it waited out the grace period");
     assert!(log.contains("shutdown grace period"), "it says why it stopped with a job in hand:\n{log}");
     assert!(sink.recipients().is_empty());
-    let log2 = dir.path().join("worker-2.log");
-    let _second = start_worker(&config, &log2);
-    wait_until(
-        &db,
-        "the cart to complete",
-        Duration::from_secs(60),
-        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
-        1,
-        &log2,
-    )
-    .await;
+    let _second = finish_with_another_worker(&db, &config, dir.path(), 1).await;
     assert_once_each(&sink, 1, "after the restart");
     db.close().await;
 }
@@ -460,17 +439,7 @@ async fn sigterm_mid_burst(backend: Backend) {
     let sent = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await;
     assert_eq!((claimed, sent), (0, relay), "every message the relay took is recorded, none left claimed:\n{log}");
     // The next worker finishes the rest without an unconfirmed send or a duplicate.
-    let log2 = dir.path().join("worker-2.log");
-    let _second = start_worker(&config, &log2);
-    wait_until(
-        &db,
-        "every cart to complete",
-        Duration::from_secs(120),
-        "SELECT COUNT(*) FROM carts WHERE status = 'completed'",
-        N as i64,
-        &log2,
-    )
-    .await;
+    let _second = finish_with_another_worker(&db, &config, dir.path(), N).await;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'unconfirmed'").await, 0);
     assert_once_each(&sink, N, "after SIGTERM and a restart");
     db.close().await;

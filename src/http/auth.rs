@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::Problem;
 use crate::app::App;
+use crate::crypto::hex;
 
 /// The cookie the dashboard's sign-in sets (HttpOnly, SameSite=Strict, Path=/ops).
 pub const COOKIE: &str = "cartback_ops";
@@ -84,10 +85,6 @@ pub async fn require_token(State(app): State<Arc<App>>, req: Request, next: Next
 
 /// How long a dashboard session lasts.
 pub const SESSION_SECS: i64 = 12 * 3600;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn session_mac(token: &str, expires: i64, nonce: &str) -> Vec<u8> {
     crate::crypto::hmac_sha256(

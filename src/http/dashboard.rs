@@ -153,14 +153,16 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Fo
 
 /// What an action did, shown after its redirect. A fixed list: the query names one, it
 /// cannot carry text of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Done {
     Retried,
     NotRetried,
 }
 
 impl Done {
+    fn parse(code: &str) -> Option<Self> {
+        [Self::Retried, Self::NotRetried].into_iter().find(|d| d.code() == code)
+    }
     fn code(self) -> &'static str {
         match self {
             Self::Retried => "retried",
@@ -225,7 +227,7 @@ pub async fn dashboard(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
     let Some(session) = session(&app, &headers) else {
         return sign_in(StatusCode::OK, None);
     };
-    let done = q.done.and_then(|d| serde_json::from_value::<Done>(serde_json::Value::String(d)).ok());
+    let done = q.done.as_deref().and_then(Done::parse);
     let csrf = app.settings.ops_token.as_ref().map(|t| form_token(t.expose(), &session)).unwrap_or_default();
     match render(&app, done, &csrf).await {
         Ok(html) => html.into_response(),

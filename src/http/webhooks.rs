@@ -141,8 +141,10 @@ pub async fn shopify(
     let webhook_id = WebhookId::parse(header(&headers, "x-shopify-webhook-id").unwrap_or_default()).map_err(|e| {
         Problem::new(StatusCode::BAD_REQUEST, "Invalid header", e.to_string()).field("x-shopify-webhook-id")
     })?;
+    // The payload's own time field: orders carry `created_at`, checkouts `updated_at`.
+    let time_field = if matches!(topic, shopify::Topic::OrderCreate) { "created_at" } else { "updated_at" };
     let event = shopify::parse(topic, &bytes)
-        .and_then(|e| generic::check_time(e.occurred_at, chrono::Utc::now(), "updated_at").map(|()| e))
+        .and_then(|e| generic::check_time(e.occurred_at, chrono::Utc::now(), time_field).map(|()| e))
         .inspect_err(|_| count("invalid"))
         .map_err(payload_problem)?;
     respond(&app, &ingest, shop, &webhook_id, &event, &bytes).await

@@ -66,7 +66,7 @@ impl std::fmt::Debug for Keyring {
 }
 
 fn kid_of(key: &[u8]) -> String {
-    Sha256::digest(key).iter().take(KID_LEN / 2).map(|b| format!("{b:02x}")).collect()
+    crate::crypto::hex(&Sha256::digest(key)[..KID_LEN / 2])
 }
 
 /// Why the keyring could not be built.
@@ -148,7 +148,7 @@ impl Keyring {
         if payload[0] != purpose as u8 {
             return Err(TokenError::Invalid);
         }
-        let id: String = payload[1..=ID_LEN].iter().map(|b| format!("{b:02x}")).collect();
+        let id = crate::crypto::hex(&payload[1..=ID_LEN]);
         let mut exp = [0u8; 8];
         exp.copy_from_slice(&payload[1 + ID_LEN..]);
         let expires_at = i64::from_be_bytes(exp);

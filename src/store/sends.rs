@@ -14,7 +14,7 @@ pub fn canonical_address(channel: &str, address: &str) -> String {
 pub fn address_hash(address: &str) -> String {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(address.trim().to_lowercase().as_bytes());
-    format!("sha256:{}", h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("sha256:{}", crate::crypto::hex(&h))
 }
 
 /// State of one `(cart, step, channel)` message.
