@@ -49,12 +49,12 @@ async fn cartback_rate(port: u16, n: usize, connections: u32) -> f64 {
         .expect("transport"),
     );
     // Warm the pool.
-    t.send(&sample(0)).await.expect("first send");
+    t.send(&sample(0), &cartback::deliver::Open).await.expect("first send");
     let started = Instant::now();
     let mut sends = futures::stream::iter(1..=n)
         .map(|i| {
             let t = t.clone();
-            async move { t.send(&sample(i)).await }
+            async move { t.send(&sample(i), &cartback::deliver::Open).await }
         })
         .buffer_unordered(usize::try_from(connections).unwrap_or(1) * 2);
     let mut failed = 0;

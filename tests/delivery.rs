@@ -204,7 +204,10 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
     else {
         panic!("fresh claim")
     };
-    assert!(tx.hand_over(old.attempt(), 10_100).await.expect("hand over"), "the holder may hand it over");
+    assert!(
+        tx.hand_over(old.attempt(), 10_100, "handed over to test").await.expect("hand over"),
+        "the holder may hand it over"
+    );
     assert!(matches!(
         tx.claim_send(
             &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
@@ -228,7 +231,10 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
     };
     assert_eq!(new.attempts, old.attempts + 1);
     assert!(new.handed_at.is_some(), "the new holder sees the message was handed over (in doubt)");
-    assert!(!tx.hand_over(old.attempt(), 11_100).await.expect("hand over"), "stale holder fenced");
+    assert!(
+        !tx.hand_over(old.attempt(), 11_100, "handed over to test").await.expect("hand over"),
+        "stale holder fenced"
+    );
     assert!(!tx.release_claim(old.attempt(), "x").await.expect("release"), "stale holder fenced");
     assert!(
         !tx.complete_send(old.attempt(), SendStatus::Failed, Some("x"), None, 11_200).await.expect("complete"),

@@ -32,6 +32,26 @@ pub enum JobsCommand {
         /// Job id.
         id: String,
     },
+    /// Messages left in doubt (`unconfirmed`): handed to the relay by a worker that stopped
+    /// before it heard the answer. Their age, relay and reason.
+    Unconfirmed {
+        /// At most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send an unconfirmed message again, now, with the same Message-ID.
+    Resend {
+        /// The send's id (from `jobs unconfirmed`).
+        id: String,
+    },
+    /// Record an unconfirmed message as delivered.
+    Delivered {
+        /// The send's id (from `jobs unconfirmed`).
+        id: String,
+    },
 }
 
 /// `cartback outbound …`.
@@ -280,6 +300,35 @@ pub async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<(), Failure> {
         }
         JobsCommand::Cancel { id } => {
             println!("{}", ops::cancel_job(&app, id).await?);
+            Ok(())
+        }
+        JobsCommand::Unconfirmed { limit, json: as_json } => {
+            let rows = ops::unconfirmed(&app, *limit).await?;
+            if *as_json {
+                return json(&rows);
+            }
+            if rows.is_empty() {
+                println!("no message is in doubt");
+            }
+            for r in &rows {
+                let age = r.age_seconds.map_or_else(
+                    || "-".to_owned(),
+                    |s| humantime::format_duration(std::time::Duration::from_secs(s.max(0).unsigned_abs())).to_string(),
+                );
+                let why = r.reason.as_deref().unwrap_or("-");
+                println!(
+                    "{}  shop {} cart {}  {}/{}  handed over {age} ago\n    {why}",
+                    r.id, r.shop, r.cart, r.step, r.channel
+                );
+            }
+            Ok(())
+        }
+        JobsCommand::Resend { id } => {
+            println!("{}", ops::resend(&app, id).await?);
+            Ok(())
+        }
+        JobsCommand::Delivered { id } => {
+            println!("{}", ops::mark_delivered(&app, id).await?);
             Ok(())
         }
     }

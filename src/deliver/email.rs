@@ -189,15 +189,17 @@ impl EmailTransport {
         matches!(self, Self::Smtp(r) if r.circuit_open())
     }
 
-    /// Deliver; returns where it went (file path or SMTP reply).
-    pub async fn send(&self, email: &OutgoingEmail) -> Result<Receipt, DeliveryError> {
+    /// Deliver; returns where it went (file path or SMTP reply). Over SMTP, `gate` is asked
+    /// after the body and before the final `.` (the moment the relay takes responsibility);
+    /// the file outbox is idempotent and needs no gate.
+    pub async fn send(&self, email: &OutgoingEmail, gate: &impl super::Gate) -> Result<Receipt, DeliveryError> {
         let msg = email.to_message()?;
         match self {
             Self::File(dir) => {
                 let path = write_atomically(dir, &format!("{}.eml", email.id), &msg.formatted()).await?;
                 Ok(Receipt::File(path))
             }
-            Self::Smtp(relays) => relays.send(msg).await,
+            Self::Smtp(relays) => relays.send(msg, gate).await,
         }
     }
 }

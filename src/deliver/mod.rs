@@ -13,6 +13,7 @@ mod smtp_pool;
 pub use email::{EmailTransport, OutgoingEmail, SmtpOptions, SmtpUrlError};
 pub use relay::{Breaker, Route};
 pub use sms::{OutgoingSms, SmsTransport, Twilio};
+pub use smtp_pool::{Gate, Open};
 
 /// How a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +36,10 @@ pub enum DeliveryError {
     /// fixed within that time loses nothing.
     #[error("credentials refused: {0}")]
     CredentialsRefused(String),
+    /// The caller's gate stopped the message before its final `.` (another worker holds
+    /// its claim now): nothing was delivered.
+    #[error("withheld before the final dot")]
+    Withheld,
 }
 
 /// Create `dir` (and its parents) readable by the owner only: messages hold addresses,

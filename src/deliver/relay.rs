@@ -18,7 +18,7 @@ use lettre::transport::smtp::response::Response;
 use tracing::{info, warn};
 
 use super::DeliveryError;
-use super::smtp_pool::{ConnectError, PoolSendError, SmtpPool};
+use super::smtp_pool::{ConnectError, Gate, PoolSendError, SmtpPool};
 
 /// The breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,12 +124,16 @@ impl Relay {
     /// the conversation). A relay that stops answering mid-conversation would otherwise hold
     /// the message (and its claim) forever; the connection it was cut off on is closed, and
     /// so are the idle ones, which may be as stuck.
-    async fn send(&self, msg: &Message) -> Result<Response, SendError> {
+    async fn send(&self, msg: &Message, gate: &impl Gate) -> Result<Response, SendError> {
         let body = msg.formatted();
-        match tokio::time::timeout(self.timeout, self.pool.send(msg.envelope(), &body)).await {
+        match tokio::time::timeout(self.timeout, self.pool.send(msg.envelope(), &body, gate)).await {
             Ok(r) => r.map_err(|e| match e {
                 PoolSendError::Smtp(e) | PoolSendError::Connect(ConnectError::Smtp(e)) => SendError::Smtp(e),
                 PoolSendError::Connect(e @ ConnectError::Network { .. }) => SendError::Network(e.to_string()),
+                e @ PoolSendError::Io(_) => SendError::Network(e.to_string()),
+                PoolSendError::NoSmtpUtf8 => SendError::NoSmtpUtf8,
+                e @ PoolSendError::No8BitMime => SendError::Refused(e.to_string()),
+                PoolSendError::Stopped => SendError::Stopped,
             }),
             Err(_) => {
                 self.pool.clear();
@@ -142,6 +146,12 @@ impl Relay {
 /// Why one relay did not take a message.
 enum SendError {
     Smtp(lettre::transport::smtp::Error),
+    /// An internationalized address and a relay without SMTPUTF8.
+    NoSmtpUtf8,
+    /// Cartback's own refusal before the relay was asked (the relay is up).
+    Refused(String),
+    /// The gate stopped it before the final `.`: nothing was delivered.
+    Stopped,
     /// No connection: refused, unreachable, TLS handshake failed.
     Network(String),
     Timeout(Duration),
@@ -194,12 +204,6 @@ fn classify(e: &lettre::transport::smtp::Error, relay: &str) -> DeliveryError {
         // Retried with backoff, so nothing is lost while the credentials are put right.
         return DeliveryError::CredentialsRefused(login_refused_text(e, relay));
     }
-    if e.is_client() && text.contains("SMTPUTF8") {
-        return DeliveryError::Permanent(format!(
-            "the address is internationalized (non-ASCII) and the {relay} SMTP relay does not offer SMTPUTF8, so it \
-             cannot carry it; use a relay that supports SMTPUTF8 (RFC 6531)"
-        ));
-    }
     if e.is_permanent() || e.is_client() {
         DeliveryError::Permanent(format!("SMTP ({relay}): {text}"))
     } else {
@@ -213,6 +217,7 @@ impl SendError {
         match self {
             Self::Smtp(e) => relay_down(e),
             Self::Network(_) | Self::Timeout(_) => true,
+            Self::NoSmtpUtf8 | Self::Refused(_) | Self::Stopped => false,
         }
     }
 
@@ -224,6 +229,12 @@ impl SendError {
     fn verdict(&self, relay: &str) -> DeliveryError {
         match self {
             Self::Smtp(e) => classify(e, relay),
+            Self::NoSmtpUtf8 => DeliveryError::Permanent(format!(
+                "the address is internationalized (non-ASCII) and the {relay} SMTP relay does not offer SMTPUTF8, so \
+                 it cannot carry it; use a relay that supports SMTPUTF8 (RFC 6531)"
+            )),
+            Self::Refused(why) => DeliveryError::Permanent(format!("SMTP ({relay}): {why}")),
+            Self::Stopped => DeliveryError::Withheld,
             Self::Network(_) | Self::Timeout(_) => DeliveryError::Transient(self.text(relay)),
         }
     }
@@ -236,7 +247,8 @@ impl SendError {
         match self {
             Self::Smtp(e) if login_refused(e) => login_refused_text(e, relay),
             Self::Smtp(e) => format!("SMTP ({relay}): {e}"),
-            Self::Network(e) => format!("SMTP ({relay}): {e}"),
+            Self::Network(e) | Self::Refused(e) => format!("SMTP ({relay}): {e}"),
+            Self::NoSmtpUtf8 | Self::Stopped => self.verdict(relay).to_string(),
             Self::Timeout(t) => self.describe(relay, t),
         }
     }
@@ -254,13 +266,13 @@ impl Relays {
     }
 
     /// Send through the primary, or the secondary when the primary is down.
-    pub async fn send(&self, msg: Message) -> Result<Receipt, DeliveryError> {
+    pub async fn send(&self, msg: Message, gate: &impl Gate) -> Result<Receipt, DeliveryError> {
         use std::sync::atomic::Ordering;
         let route = self.breaker.route(Instant::now());
         let primary_error = if route == Route::Skip {
             "primary relay skipped (circuit open)".to_owned()
         } else {
-            match self.primary.send(&msg).await {
+            match self.primary.send(&msg, gate).await {
                 Ok(resp) => {
                     self.breaker.succeeded();
                     self.primary_refused.store(false, Ordering::Relaxed);
@@ -288,7 +300,7 @@ impl Relays {
             }
         };
         match &self.secondary {
-            Some(secondary) => match secondary.send(&msg).await {
+            Some(secondary) => match secondary.send(&msg, gate).await {
                 Ok(resp) => Ok(Receipt::Smtp { code: u16::from(resp.code()), secondary: true }),
                 Err(e) => match e.verdict(secondary.name) {
                     DeliveryError::Transient(t) => Err(waiting(format!("{primary_error}; {t}"))),
@@ -323,13 +335,19 @@ mod tests {
         let target = Target::from_url(&format!("smtp://cartback:wrong@127.0.0.1:{port}")).expect("url");
         let primary = Relay::new("primary", Duration::from_secs(5), SmtpPool::new(target, 1));
         let relays = Relays::new(primary, None, Breaker::new(1, Duration::from_secs(30)));
-        let err = relays.send(reminder("anna@example.com")).await.expect_err("the login is refused");
+        let err = relays
+            .send(reminder("anna@example.com"), &crate::deliver::smtp_pool::Open)
+            .await
+            .expect_err("the login is refused");
         let DeliveryError::CredentialsRefused(why) = &err else {
             panic!("a refused login must not fail the message: {err:?}")
         };
         assert!(why.contains("535") && why.contains("email.smtp_url"), "{why}");
         assert!(relays.circuit_open(), "a refused login counts as the relay being down");
-        let err = relays.send(reminder("ben@example.com")).await.expect_err("skipped while the circuit is open");
+        let err = relays
+            .send(reminder("ben@example.com"), &crate::deliver::smtp_pool::Open)
+            .await
+            .expect_err("skipped while the circuit is open");
         assert!(
             matches!(&err, DeliveryError::CredentialsRefused(why) if why.contains("circuit open")),
             "a message skipped because of the refused login waits for the credentials too: {err:?}"

@@ -27,8 +27,10 @@ use std::time::Duration;
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Starttls};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -46,9 +48,9 @@ enum Security {
     /// `smtp://host` without `tls=`: plain (a relay on loopback or a private network).
     None,
     /// `smtp://…?tls=opportunistic`: STARTTLS when the relay offers it.
-    Opportunistic(TlsParameters),
+    Opportunistic(Arc<tokio_rustls::TlsConnector>),
     /// `smtp://…?tls=required`: STARTTLS or fail.
-    Required(TlsParameters),
+    Required(Arc<tokio_rustls::TlsConnector>),
     /// `smtps://`: TLS from the first byte.
     Wrapper(Arc<tokio_rustls::TlsConnector>),
 }
@@ -99,6 +101,18 @@ pub enum PoolSendError {
     Connect(ConnectError),
     #[error(transparent)]
     Smtp(lettre::transport::smtp::Error),
+    /// The address is internationalized and the relay does not offer SMTPUTF8.
+    #[error("the envelope has a non-ASCII address and the relay does not offer SMTPUTF8")]
+    NoSmtpUtf8,
+    /// The body is not 7-bit and the relay does not offer 8BITMIME.
+    #[error("the message has non-ASCII bytes and the relay does not offer 8BITMIME")]
+    No8BitMime,
+    /// Writing the body or the final `.` failed.
+    #[error("connection lost while writing the message: {0}")]
+    Io(#[source] io::Error),
+    /// The gate said no before the final `.`: the relay discards the message.
+    #[error("stopped before the final dot")]
+    Stopped,
 }
 
 impl Target {
@@ -113,8 +127,8 @@ impl Target {
         let tls = u.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
         let (security, default_port) = match (u.scheme(), tls.as_deref()) {
             ("smtp", None) => (Security::None, 25),
-            ("smtp", Some("required")) => (Security::Required(TlsParameters::new(host.clone())?), 587),
-            ("smtp", Some("opportunistic")) => (Security::Opportunistic(TlsParameters::new(host.clone())?), 587),
+            ("smtp", Some("required")) => (Security::Required(Arc::new(tls_connector())), 587),
+            ("smtp", Some("opportunistic")) => (Security::Opportunistic(Arc::new(tls_connector())), 587),
             ("smtps", _) => (Security::Wrapper(Arc::new(tls_connector())), 465),
             _ => return Err(UrlError::Unsupported),
         };
@@ -128,30 +142,55 @@ impl Target {
     }
 
     /// Open one connection: TCP with `TCP_NODELAY`, TLS as the URL says, EHLO, AUTH.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
+    ///
+    /// Cartback does STARTTLS itself rather than through lettre, so that the stream lettre
+    /// speaks on is always the plaintext one and [`Conn::send`] can write a message's body
+    /// and its final `.` on it directly.
+    async fn connect(&self) -> Result<(AsyncSmtpConnection, Shared), ConnectError> {
         let addr = format!("{}:{}", self.host, self.port);
         let network = |source| ConnectError::Network { addr: addr.clone(), source };
         let tcp = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(network)?;
         tcp.set_nodelay(true).map_err(network)?;
-        let mut conn = match &self.security {
+        let shared = match &self.security {
             Security::Wrapper(tls) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| network(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-                let stream = tls.connect(name, tcp).await.map_err(network)?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(Tls(stream)), &self.hello).await?
+                Shared::new(Inner::Tls(Box::new(tls_handshake(tls, &self.host, tcp).await.map_err(network)?)))
             }
-            _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await?,
+            _ => Shared::new(Inner::Plain(tcp)),
         };
-        match &self.security {
-            Security::Required(p) => conn.starttls(p.clone(), &self.hello).await?,
-            Security::Opportunistic(p) if conn.can_starttls() => conn.starttls(p.clone(), &self.hello).await?,
-            _ => {}
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(shared.clone()), &self.hello).await?;
+        let upgrade = match &self.security {
+            Security::Required(tls) => Some(tls),
+            Security::Opportunistic(tls) if conn.can_starttls() => Some(tls),
+            _ => None,
+        };
+        if let Some(tls) = upgrade {
+            if !conn.can_starttls() {
+                let why = "the relay does not offer STARTTLS, which tls=required asks for";
+                return Err(network(io::Error::new(io::ErrorKind::Unsupported, why)));
+            }
+            conn.command(Starttls).await?;
+            shared.upgrade(tls, &self.host).await.map_err(network)?;
+            // The encrypted session starts over: a fresh EHLO (RFC 3207), answered on the
+            // TLS stream; lettre reads the greeting it expects from the preface.
+            shared.preface(b"220 TLS session started\r\n");
+            conn = AsyncSmtpConnection::connect_with_transport(Box::new(shared.clone()), &self.hello).await?;
         }
         if let Some(c) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, c).await?;
         }
-        Ok(conn)
+        Ok((conn, shared))
     }
+}
+
+/// The TLS handshake on `tcp` for `host`.
+async fn tls_handshake(
+    tls: &tokio_rustls::TlsConnector,
+    host: &str,
+    tcp: TcpStream,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tls.connect(name, tcp).await
 }
 
 /// TLS for `smtps://`: the same roots and crypto provider as lettre's (webpki roots, ring).
@@ -165,40 +204,203 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
-/// An `smtps://` stream as lettre takes it.
-#[derive(Debug)]
-struct Tls(tokio_rustls::client::TlsStream<TcpStream>);
+/// The socket under one connection, plain or TLS.
+enum Inner {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Between the two during the STARTTLS handshake (or after it failed).
+    Gone,
+}
 
-impl AsyncRead for Tls {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+/// The plaintext stream of one connection, shared between lettre (which speaks the
+/// conversation's commands on it and reads every reply) and [`Conn::send`] (which writes a
+/// message's body and final `.` on it directly, so that it can stop between the two).
+/// Only one of them uses it at a time: lettre between its awaited calls, `send` while
+/// lettre waits. The lock is held within one poll, never across an await.
+#[derive(Clone)]
+struct Shared(Arc<std::sync::Mutex<Stream>>);
+
+struct Stream {
+    inner: Inner,
+    /// Bytes read before the socket's own: the greeting lettre expects when a connection
+    /// is handed to it again after STARTTLS.
+    preface: Vec<u8>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared(..)")
     }
 }
 
-impl AsyncWrite for Tls {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection's TLS handshake failed")
+}
+
+impl Shared {
+    fn new(inner: Inner) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Stream { inner, preface: Vec::new() })))
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stream> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+
+    /// Bytes the next reads return before the socket's.
+    fn preface(&self, bytes: &[u8]) {
+        self.lock().preface = bytes.to_vec();
+    }
+
+    /// STARTTLS's handshake, after the relay's `220`.
+    async fn upgrade(&self, tls: &tokio_rustls::TlsConnector, host: &str) -> io::Result<()> {
+        let Inner::Plain(tcp) = std::mem::replace(&mut self.lock().inner, Inner::Gone) else {
+            return Err(gone());
+        };
+        let stream = tls_handshake(tls, host, tcp).await?;
+        self.lock().inner = Inner::Tls(Box::new(stream));
+        Ok(())
     }
 }
 
-impl AsyncTokioStream for Tls {
+impl AsyncRead for Shared {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut s = self.lock();
+        if !s.preface.is_empty() {
+            let n = s.preface.len().min(buf.remaining());
+            buf.put_slice(&s.preface[..n]);
+            s.preface.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        match &mut s.inner {
+            Inner::Plain(t) => Pin::new(t).poll_read(cx, buf),
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+            Inner::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Shared {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match &mut self.lock().inner {
+            Inner::Plain(t) => Pin::new(t).poll_write(cx, buf),
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+            Inner::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.lock().inner {
+            Inner::Plain(t) => Pin::new(t).poll_flush(cx),
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+            Inner::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.lock().inner {
+            Inner::Plain(t) => Pin::new(t).poll_shutdown(cx),
+            Inner::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+            Inner::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncTokioStream for Shared {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.get_ref().0.peer_addr()
+        match &self.lock().inner {
+            Inner::Plain(t) => t.peer_addr(),
+            Inner::Tls(t) => t.get_ref().0.peer_addr(),
+            Inner::Gone => Err(gone()),
+        }
+    }
+}
+
+/// SMTP's transparency (RFC 5321 4.5.2): a line of the body that starts with `.` gets
+/// another, so that only the terminator is a lone `.`. Then the terminator, on a line of
+/// its own.
+fn dot_stuffed(body: &[u8]) -> (Vec<u8>, &'static [u8]) {
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut line_start = true;
+    for &b in body {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    let end: &'static [u8] = if out.ends_with(b"\r\n") { b".\r\n" } else { b"\r\n.\r\n" };
+    (out, end)
+}
+
+/// Asked once a message's body is with the relay and before its final `.`: whether to
+/// finish it. The relay takes responsibility for a message only with the final `.` and its
+/// `250`, so a conversation stopped before it leaves nothing there; a worker records that it
+/// is handing the message over here, the last safe moment (docs/delivery.md).
+pub trait Gate: Sync {
+    /// `true`: send the final `.`. `false`: drop the connection, so the relay discards it.
+    /// `to` names the relay (`host:port`), for the operator.
+    fn pass(&self, to: &str) -> impl std::future::Future<Output = bool> + Send;
+}
+
+/// A gate that always passes (messages nobody needs to record the hand-over of).
+pub struct Open;
+
+impl Gate for Open {
+    async fn pass(&self, _: &str) -> bool {
+        true
     }
 }
 
 /// A pooled connection and whether it is between conversations.
 pub struct Conn {
     smtp: AsyncSmtpConnection,
+    raw: Shared,
     /// Set while a message is being sent: a connection dropped with it set was cut off
-    /// mid-conversation and must not be used again.
+    /// mid-conversation (or stopped by its gate, or refused) and must not be used again.
     talking: bool,
+}
+
+impl Conn {
+    /// One message: MAIL, RCPT, DATA and the body through lettre's commands, the gate, then
+    /// the final `.` and the relay's answer. On any error `talking` stays set and the
+    /// connection is dropped (as lettre's own `send` aborts its connection on one).
+    async fn send(
+        &mut self,
+        envelope: &Envelope,
+        body: &[u8],
+        gate: &impl Gate,
+        relay: &str,
+    ) -> Result<Response, PoolSendError> {
+        use tokio::io::AsyncWriteExt as _;
+        let smtp = PoolSendError::Smtp;
+        let mut options = vec![];
+        let non_ascii = envelope.from().into_iter().chain(envelope.to()).any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii {
+            if !self.smtp.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(PoolSendError::NoSmtpUtf8);
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !body.is_ascii() {
+            if !self.smtp.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(PoolSendError::No8BitMime);
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        self.smtp.command(Mail::new(envelope.from().cloned(), options)).await.map_err(smtp)?;
+        for to in envelope.to() {
+            self.smtp.command(Rcpt::new(to.clone(), vec![])).await.map_err(smtp)?;
+        }
+        self.smtp.command(Data).await.map_err(smtp)?;
+        let (stuffed, end) = dot_stuffed(body);
+        let io = PoolSendError::Io;
+        self.raw.write_all(&stuffed).await.map_err(io)?;
+        self.raw.flush().await.map_err(io)?;
+        if !gate.pass(relay).await {
+            return Err(PoolSendError::Stopped);
+        }
+        self.raw.write_all(end).await.map_err(io)?;
+        self.raw.flush().await.map_err(io)?;
+        self.smtp.read_response().await.map_err(smtp)
+    }
 }
 
 /// Opens and checks connections for deadpool.
@@ -210,7 +412,8 @@ impl managed::Manager for Connector {
 
     async fn create(&self) -> Result<Conn, ConnectError> {
         // Boxed: connecting (TLS, EHLO, AUTH) is a large future, and rare.
-        Ok(Conn { smtp: Box::pin(self.0.connect()).await?, talking: false })
+        let (smtp, raw) = Box::pin(self.0.connect()).await?;
+        Ok(Conn { smtp, raw, talking: false })
     }
 
     async fn recycle(&self, conn: &mut Conn, metrics: &Metrics) -> RecycleResult<ConnectError> {
@@ -241,7 +444,7 @@ impl SmtpPool {
 
     /// Send one message on a pooled connection (opening one if none is free and the pool is
     /// not full). The caller bounds the time; a cancelled send closes its connection.
-    pub async fn send(&self, envelope: &Envelope, body: &[u8]) -> Result<Response, PoolSendError> {
+    pub async fn send(&self, envelope: &Envelope, body: &[u8], gate: &impl Gate) -> Result<Response, PoolSendError> {
         // Dropping a connection closes its socket (without QUIT: that would need a task).
         self.0.retain(|_, metrics| metrics.last_used() < IDLE_CLOSE);
         let mut conn: Object<Connector> = self.0.get().await.map_err(|e| match e {
@@ -252,9 +455,16 @@ impl SmtpPool {
             }),
         })?;
         conn.talking = true;
-        let result = conn.smtp.send(envelope, body).await;
-        conn.talking = false;
-        result.map_err(PoolSendError::Smtp)
+        let relay = format!("{}:{}", self.0.manager().0.host, self.0.manager().0.port);
+        let result = conn.send(envelope, body, gate, &relay).await;
+        if result.is_err() {
+            // Closed now rather than when the pool next looks at it: a relay keeps a
+            // half-finished DATA open (and counts the connection) until the client leaves.
+            drop(Object::take(conn));
+        } else {
+            conn.talking = false;
+        }
+        result
     }
 
     /// Close every idle connection (a relay that timed out may have left them out of step).
@@ -276,13 +486,15 @@ pub(super) mod tests {
     use lettre::Address;
     use lettre::address::Envelope;
 
-    use super::{SmtpPool, Target};
+    use super::{Open, SmtpPool, Target};
 
     /// What the scripted server saw.
     #[derive(Default)]
     pub(crate) struct Seen {
         pub connections: AtomicUsize,
         pub delivered: Mutex<Vec<String>>,
+        /// Every line of every message body, as it arrives.
+        pub body_lines: Mutex<Vec<String>>,
     }
 
     /// Accept connections forever; a message to `stall@…` gets no answer after its `.`,
@@ -332,6 +544,7 @@ pub(super) mod tests {
                     if line == ".\r\n" {
                         break;
                     }
+                    seen.body_lines.lock().expect("lock").push(line.clone());
                 }
                 if rcpt.contains("stall@") {
                     std::thread::sleep(Duration::from_secs(30));
@@ -366,7 +579,8 @@ pub(super) mod tests {
 
         // Three messages at once through a pool of one: one connection carries them all.
         let (ea, eb, ec) = (envelope("a@example.com"), envelope("b@example.com"), envelope("c@example.com"));
-        let (a, b, c) = tokio::join!(pool.send(&ea, BODY), pool.send(&eb, BODY), pool.send(&ec, BODY));
+        let (a, b, c) =
+            tokio::join!(pool.send(&ea, BODY, &Open), pool.send(&eb, BODY, &Open), pool.send(&ec, BODY, &Open));
         for r in [a, b, c] {
             assert_eq!(r.expect("sent").code().to_string(), "250");
         }
@@ -376,14 +590,186 @@ pub(super) mod tests {
         // A conversation cut off by the caller's timeout leaves its connection out of step:
         // it is closed, and the next message goes on a new one.
         let stalled = envelope("stall@example.com");
-        let cut = tokio::time::timeout(Duration::from_millis(300), pool.send(&stalled, BODY));
+        let cut = tokio::time::timeout(Duration::from_millis(300), pool.send(&stalled, BODY, &Open));
         assert!(cut.await.is_err(), "the relay never answers the stalled message");
-        let r = pool.send(&envelope("d@example.com"), BODY).await.expect("sent after the cut-off");
+        let r = pool.send(&envelope("d@example.com"), BODY, &Open).await.expect("sent after the cut-off");
         assert_eq!(r.code().to_string(), "250");
         assert_eq!(seen.connections.load(Ordering::SeqCst), 2, "the cut-off connection was not reused");
         let delivered = seen.delivered.lock().expect("lock").clone();
         assert_eq!(delivered.len(), 4);
         assert!(delivered.last().is_some_and(|r| r.contains("d@example.com")), "{delivered:?}");
+    }
+
+    #[test]
+    fn dot_stuffing_leaves_only_the_terminator_alone_on_its_line() {
+        let body = b".hidden\r\nline\r\n..two\r\n.\r\nend";
+        let (stuffed, end) = super::dot_stuffed(body);
+        assert_eq!(stuffed, b"..hidden\r\nline\r\n...two\r\n..\r\nend".to_vec());
+        assert_eq!(end, b"\r\n.\r\n", "a body without a final line break gets one before the dot");
+        let (stuffed, end) = super::dot_stuffed(b"Subject: hi\r\n\r\nbye\r\n");
+        assert_eq!((stuffed.as_slice(), end), (&b"Subject: hi\r\n\r\nbye\r\n"[..], &b".\r\n"[..]));
+        // Reading it back as a relay does gives the body.
+        let mut wire = super::dot_stuffed(body).0;
+        wire.extend_from_slice(b"\r\n");
+        let read: Vec<&[u8]> = wire.split(|&b| b == b'\n').map(|l| l.strip_prefix(b".").unwrap_or(l)).collect();
+        assert_eq!(read.join(&b'\n'), [body.as_slice(), b"\r\n"].concat());
+    }
+
+    /// A gate that looks at what the relay has before answering.
+    struct Peek<'a> {
+        seen: &'a Seen,
+        go: bool,
+        saw: Mutex<Option<(bool, usize)>>,
+    }
+
+    impl super::Gate for Peek<'_> {
+        async fn pass(&self, _: &str) -> bool {
+            // The body was flushed; give the relay a moment to read it.
+            let has_body =
+                || self.seen.body_lines.lock().expect("lock").iter().any(|l| l.contains("Your cart is waiting."));
+            for _ in 0..100 {
+                if has_body() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            *self.saw.lock().expect("lock") = Some((has_body(), self.seen.delivered.lock().expect("lock").len()));
+            self.go
+        }
+    }
+
+    #[tokio::test]
+    async fn the_gate_is_asked_with_the_body_at_the_relay_and_a_no_leaves_nothing_there() {
+        let (port, seen) = serve();
+        let pool = SmtpPool::new(Target::from_url(&format!("smtp://127.0.0.1:{port}")).expect("url"), 1);
+
+        let no = Peek { seen: &seen, go: false, saw: Mutex::new(None) };
+        let r = pool.send(&envelope("a@example.com"), BODY, &no).await;
+        assert!(matches!(r, Err(super::PoolSendError::Stopped)), "{r:?}");
+        assert_eq!(*no.saw.lock().expect("lock"), Some((true, 0)), "asked with the body there, nothing delivered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            seen.delivered.lock().expect("lock").is_empty(),
+            "a conversation stopped before the dot delivers nothing"
+        );
+
+        let yes = Peek { seen: &seen, go: true, saw: Mutex::new(None) };
+        let r = pool.send(&envelope("b@example.com"), BODY, &yes).await.expect("sent");
+        assert_eq!(r.code().to_string(), "250");
+        assert_eq!(*yes.saw.lock().expect("lock"), Some((true, 0)), "asked before the dot");
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 2, "the stopped conversation's connection was closed");
+        let delivered = seen.delivered.lock().expect("lock").clone();
+        assert_eq!(delivered.len(), 1);
+        assert!(delivered[0].contains("b@example.com"), "{delivered:?}");
+    }
+
+    /// A self-signed certificate for `localhost` made by openssl: (cert PEM, key PEM).
+    fn localhost_certificate(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (Debian's openssl package) makes the test certificate");
+        assert!(status.success());
+        (std::fs::read(cert).expect("cert"), std::fs::read(key).expect("key"))
+    }
+
+    /// An SMTP server on loopback that offers STARTTLS, refuses mail before it, and records
+    /// the bodies it was given over TLS (as they came over the wire, dot-stuffed).
+    async fn starttls_server(cert: &[u8], key: &[u8]) -> (u16, Arc<Mutex<Vec<String>>>) {
+        use rustls::pki_types::pem::PemObject as _;
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        let certs = vec![rustls::pki_types::CertificateDer::from_pem_slice(cert).expect("cert")];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let b = bodies.clone();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut plain = BufReader::new(tcp);
+            let mut line = String::new();
+            plain.get_mut().write_all(b"220 tls-test ESMTP\r\n").await.expect("greet");
+            loop {
+                line.clear();
+                plain.read_line(&mut line).await.expect("read");
+                let cmd = line.to_ascii_uppercase();
+                if cmd.starts_with("EHLO") {
+                    plain.get_mut().write_all(b"250-tls-test\r\n250 STARTTLS\r\n").await.expect("ehlo");
+                } else if cmd.starts_with("STARTTLS") {
+                    plain.get_mut().write_all(b"220 go ahead\r\n").await.expect("starttls");
+                    break;
+                } else {
+                    plain.get_mut().write_all(b"530 5.7.0 must issue STARTTLS first\r\n").await.expect("refuse");
+                }
+            }
+            let tls = acceptor.accept(plain.into_inner()).await.expect("handshake");
+            let mut tls = BufReader::new(tls);
+            loop {
+                line.clear();
+                if tls.read_line(&mut line).await.expect("read") == 0 {
+                    return;
+                }
+                let cmd = line.to_ascii_uppercase();
+                let reply: &[u8] = if cmd.starts_with("EHLO") {
+                    b"250-tls-test\r\n250 8BITMIME\r\n"
+                } else if cmd.starts_with("DATA") {
+                    tls.get_mut().write_all(b"354 go on\r\n").await.expect("354");
+                    let mut body = String::new();
+                    loop {
+                        line.clear();
+                        tls.read_line(&mut line).await.expect("body");
+                        if line == ".\r\n" {
+                            break;
+                        }
+                        body.push_str(&line);
+                    }
+                    b.lock().expect("lock").push(body);
+                    b"250 queued\r\n"
+                } else if cmd.starts_with("QUIT") {
+                    b"221 bye\r\n"
+                } else {
+                    b"250 ok\r\n"
+                };
+                tls.get_mut().write_all(reply).await.expect("reply");
+            }
+        });
+        (port, bodies)
+    }
+
+    #[tokio::test]
+    async fn starttls_encrypts_the_whole_conversation_body_and_dot_included() {
+        use rustls::pki_types::pem::PemObject as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert, key) = localhost_certificate(dir.path());
+        let (port, bodies) = starttls_server(&cert, &key).await;
+        let mut target = Target::from_url(&format!("smtp://localhost:{port}?tls=required")).expect("url");
+        // Trust the test certificate only.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from_pem_slice(&cert).expect("cert")).expect("root");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        target.security = super::Security::Required(Arc::new(tokio_rustls::TlsConnector::from(Arc::new(config))));
+        let pool = SmtpPool::new(target, 1);
+        let r = pool.send(&envelope("a@example.com"), b".dotted\r\nYour cart is waiting.\r\n", &Open).await;
+        assert_eq!(r.expect("sent over TLS").code().to_string(), "250");
+        assert_eq!(*bodies.lock().expect("lock"), vec!["..dotted\r\nYour cart is waiting.\r\n".to_owned()]);
     }
 
     #[test]

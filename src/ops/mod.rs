@@ -102,6 +102,76 @@ async fn job_in_state(
     }
 }
 
+/// A message left in doubt: handed to a relay that may or may not have kept it.
+#[derive(Debug, Serialize)]
+pub struct Unconfirmed {
+    /// The send's public id (its `Message-ID` is `<id@cartback>`).
+    pub id: String,
+    /// Shop.
+    pub shop: String,
+    /// The shop's cart id.
+    pub cart: String,
+    /// Step id.
+    pub step: String,
+    /// `email` or `sms`.
+    pub channel: String,
+    /// When it was handed over.
+    pub handed_at: Option<DateTime<Utc>>,
+    /// Seconds since it was handed over (or found in doubt).
+    pub age_seconds: Option<i64>,
+    /// Where it went and why it is in doubt.
+    pub reason: Option<String>,
+}
+
+/// Messages in doubt, oldest first.
+pub async fn unconfirmed(app: &App, limit: i64) -> Result<Vec<Unconfirmed>, OpsError> {
+    let mut tx = app.db.begin().await?;
+    let rows = tx.unconfirmed_sends(limit).await?;
+    tx.commit().await?;
+    let now = Utc::now().timestamp_millis();
+    Ok(rows
+        .into_iter()
+        .map(|(id, shop, cart, step, channel, handed_at, completed_at, reason)| Unconfirmed {
+            id,
+            shop,
+            cart,
+            step,
+            channel,
+            handed_at: handed_at.map(from_millis),
+            age_seconds: handed_at.or(completed_at).map(|t| (now - t) / 1000),
+            reason,
+        })
+        .collect())
+}
+
+/// What an operator's resend or settlement of an unconfirmed message came to, as a sentence.
+fn settled(id: &str, s: crate::recovery::Settled) -> Result<String, OpsError> {
+    use crate::recovery::Settled;
+    match s {
+        Settled::Resent(receipt) => Ok(format!("send {id} was sent again ({receipt})")),
+        Settled::MarkedDelivered => Ok(format!("send {id} is recorded as delivered")),
+        Settled::Failed(why) => Err(OpsError::Conflict(format!("send {id} is still unconfirmed: {why}"))),
+        Settled::NotFound => Err(OpsError::NotFound(format!("no send {id:?}"))),
+        Settled::NotInDoubt(status) => Err(OpsError::Conflict(format!(
+            "send {id} is {}; only unconfirmed sends can be resent or marked delivered",
+            status.as_str()
+        ))),
+        Settled::Refused(why) => Err(OpsError::Conflict(format!("send {id} is still unconfirmed: {why}"))),
+    }
+}
+
+/// Send an unconfirmed message again, now (same `Message-ID`).
+pub async fn resend(app: &App, id: &str) -> Result<String, OpsError> {
+    let done = crate::recovery::resend(app, id).await.map_err(|crate::recovery::JobError::Store(e)| e)?;
+    settled(id, done)
+}
+
+/// Record an unconfirmed message as delivered.
+pub async fn mark_delivered(app: &App, id: &str) -> Result<String, OpsError> {
+    let done = crate::recovery::mark_delivered(app, id).await.map_err(|crate::recovery::JobError::Store(e)| e)?;
+    settled(id, done)
+}
+
 /// Put a failed, dead or cancelled job back in the queue, due now.
 pub async fn retry_job(app: &App, id: &str) -> Result<String, OpsError> {
     let mut tx = app.db.begin().await?;

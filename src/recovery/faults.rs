@@ -1,7 +1,7 @@
 //! A hook for crash tests: stop the worker at a named point of a send so a test can
 //! `SIGKILL` or `SIGSTOP` it exactly there.
 //!
-//! `CRASH_TEST_POINT=after_claim|after_accept|after_complete` makes the first send that
+//! `CRASH_TEST_POINT=after_claim|after_body|before_dot|after_accept|after_complete` makes the first send that
 //! reaches that point log `fault point reached` (to stderr, whatever the log filter) and wait
 //! `CRASH_TEST_HOLD` (humantime, default: forever) before going on. Unset, a point costs
 //! one comparison.
@@ -15,6 +15,11 @@ use std::time::Duration;
 pub enum Point {
     /// The claim is committed; nothing was handed to a provider.
     Claimed,
+    /// Over SMTP: the body is with the relay, the hand-over is not recorded yet.
+    BodySent,
+    /// The hand-over is committed; over SMTP the body is with the relay and the final `.`
+    /// is not sent yet.
+    HandedOver,
     /// The provider accepted the message; the result is not recorded yet.
     Accepted,
     /// The result is committed; the job has not finished.
@@ -25,6 +30,8 @@ impl Point {
     fn name(self) -> &'static str {
         match self {
             Self::Claimed => "after_claim",
+            Self::BodySent => "after_body",
+            Self::HandedOver => "before_dot",
             Self::Accepted => "after_accept",
             Self::Completed => "after_complete",
         }

@@ -11,6 +11,7 @@ mod faults;
 mod incentive;
 mod job;
 mod message;
+mod resend;
 mod send;
 pub mod simulate;
 
@@ -19,6 +20,7 @@ use rand::Rng;
 
 pub use decide::{Action, Ending, Facts, Need, Next, Plan, Verdict, decide, in_holdout};
 pub use job::run;
+pub use resend::{Settled, mark_delivered, resend};
 
 use crate::store::StoreError;
 

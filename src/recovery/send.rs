@@ -14,7 +14,7 @@ use super::incentive::{self, Issued};
 use super::message::{self, Prepared};
 use super::{JobError, MAX_SEND_ATTEMPTS, backoff_ms, now_ms};
 use crate::campaign::Channel;
-use crate::deliver::DeliveryError;
+use crate::deliver::{DeliveryError, Gate as _};
 use crate::domain::{Receipt, mask_email, mask_phone};
 use crate::store::{CartRow, Claim, GroupTx, NewSend, SendRow, SendStatus};
 
@@ -32,15 +32,15 @@ pub(super) enum Outcome {
 }
 
 /// A claimed send, ready to render and deliver.
-struct Taken {
-    send: SendRow,
-    cart: CartRow,
-    address: String,
-    incentive: Option<Issued>,
+pub(super) struct Taken {
+    pub send: SendRow,
+    pub cart: CartRow,
+    pub address: String,
+    pub incentive: Option<Issued>,
 }
 
 /// `step/channel`, for timeline lines.
-fn label(s: &StepRun<'_>, channel: Channel) -> String {
+pub(super) fn label(s: &StepRun<'_>, channel: Channel) -> String {
     format!("{}/{}", s.step().id.value, channel.as_str())
 }
 
@@ -179,9 +179,18 @@ async fn in_doubt(s: &StepRun<'_>, channel: Channel, taken: &Taken) -> Result<Op
     if taken.send.handed_at.is_none() || idempotent(s, channel) || resend {
         return Ok(None);
     }
-    let why = "the worker stopped after handing this message to the provider and before recording its answer; \
-               it was probably delivered, so it is not sent a second time";
     let now = now_ms();
+    let via = taken.send.reason.as_deref().unwrap_or("handed over");
+    let at = taken
+        .send
+        .handed_at
+        .map_or_else(String::new, |t| format!(" at {}", crate::domain::from_millis(t).to_rfc3339()));
+    let why = format!(
+        "{via}{at}, then the worker stopped before recording the answer; it was probably delivered, so it is not \
+         sent a second time (`cartback jobs resend {}` sends it again, `cartback jobs delivered {}` settles it)",
+        taken.send.public_id, taken.send.public_id
+    );
+    let why = why.as_str();
     let mut tx = s.app.jobs_tx.begin().await?;
     if tx.complete_send(taken.send.attempt(), SendStatus::Unconfirmed, Some(why), None, now).await? {
         s.app.metrics.send(channel.as_str(), "unconfirmed");
@@ -203,7 +212,14 @@ fn idempotent(s: &StepRun<'_>, channel: Channel) -> bool {
 
 /// Render and hand the message over. `None`: the claim was taken over while this worker
 /// stalled, and nothing was sent.
-async fn deliver(
+///
+/// The fence: only the current holder of the claim may hand the message over. A worker that
+/// stalled past its lease (SIGSTOP, a long pause, a frozen VM) finds its claim taken over and
+/// sends nothing. The hand-over is recorded at the last moment before the provider can have
+/// the message: over SMTP after the body and before the final `.` (a conversation cut off
+/// before it leaves nothing at the relay, so an unmarked message is safe to deliver again);
+/// for an SMS API, before the one call.
+pub(super) async fn deliver(
     s: &StepRun<'_>,
     channel: Channel,
     taken: &Taken,
@@ -212,26 +228,77 @@ async fn deliver(
         Ok(m) => m,
         Err(e) => return Ok(Some(Err(e))),
     };
-    if !idempotent(s, channel) {
-        // The fence: only the current holder of the claim may hand the message over. A worker
-        // that stalled past its lease (SIGSTOP, a long pause, a frozen VM) finds its claim
-        // taken over and sends nothing.
-        let mut tx = s.app.jobs_tx.begin().await?;
-        let ours = tx.hand_over(taken.send.attempt(), now_ms()).await?;
-        tx.commit().await?;
-        if !ours {
-            warn!(step = %s.step().id.value, channel = channel.as_str(), "claim was taken over while this worker stalled; not sending");
-            return Ok(None);
-        }
-    }
+    let gate = HandOver { s, send: &taken.send, channel, result: std::sync::Mutex::new(None) };
     let result = match &message {
-        Prepared::Email(m) => s.app.email.send(m).await,
-        Prepared::Sms(m) => s.app.sms.send(m).await,
+        Prepared::Email(m) if idempotent(s, channel) => s.app.email.send(m, &crate::deliver::Open).await,
+        Prepared::Email(m) => s.app.email.send(m, &gate).await,
+        Prepared::Sms(m) => {
+            if !idempotent(s, channel) && !gate.pass("the SMS provider").await {
+                return gate.settled().map(|()| None);
+            }
+            s.app.sms.send(m).await
+        }
     };
+    if gate.taken_over() {
+        return gate.settled().map(|()| None);
+    }
     if result.is_ok() {
         faults::reach(Point::Accepted, &taken.send.public_id).await;
     }
     Ok(Some(result))
+}
+
+/// Records the hand-over of one send, fenced by its attempt, when the transport asks.
+struct HandOver<'a> {
+    s: &'a StepRun<'a>,
+    send: &'a SendRow,
+    channel: Channel,
+    /// The last hand-over's outcome: `Ok(false)` the claim is another worker's now.
+    result: std::sync::Mutex<Option<Result<bool, JobError>>>,
+}
+
+impl HandOver<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Result<bool, JobError>>> {
+        self.result.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the transport was stopped: the claim was lost or could not be checked.
+    fn taken_over(&self) -> bool {
+        matches!(*self.lock(), Some(Ok(false) | Err(_)))
+    }
+
+    /// Why nothing was sent: the store's error, or (`Ok`) the claim was taken over.
+    fn settled(&self) -> Result<(), JobError> {
+        match self.lock().take() {
+            Some(Err(e)) => Err(e),
+            _ => {
+                let step = &self.s.step().id.value;
+                warn!(step = %step, channel = self.channel.as_str(), "claim was taken over while this worker stalled; not sending");
+                Ok(())
+            }
+        }
+    }
+}
+
+impl crate::deliver::Gate for HandOver<'_> {
+    async fn pass(&self, to: &str) -> bool {
+        if self.channel == Channel::Email {
+            faults::reach(Point::BodySent, &self.send.public_id).await;
+        }
+        let result = async {
+            let mut tx = self.s.app.jobs_tx.begin().await?;
+            let ours = tx.hand_over(self.send.attempt(), now_ms(), &format!("handed over to {to}")).await?;
+            tx.commit().await?;
+            Ok::<_, JobError>(ours)
+        }
+        .await;
+        let go = matches!(result, Ok(true));
+        *self.lock() = Some(result);
+        if go {
+            faults::reach(Point::HandedOver, &self.send.public_id).await;
+        }
+        go
+    }
 }
 
 /// What a delivery's result means for its send.

@@ -170,6 +170,25 @@ impl Tx {
     }
 }
 
+/// A message left in doubt: `(public id, shop, cart, step, channel, handed_at, completed_at, reason)`.
+pub type UnconfirmedRow = (String, String, String, String, String, Option<i64>, Option<i64>, Option<String>);
+
+impl Tx {
+    /// Messages marked `unconfirmed`, oldest first.
+    pub async fn unconfirmed_sends(&mut self, limit: i64) -> Result<Vec<UnconfirmedRow>, StoreError> {
+        Ok(on_tx!(self, |c| {
+            sqlx::query_as::<_, UnconfirmedRow>(
+                "SELECT s.public_id, c.shop, c.external_id, s.step, s.channel, s.handed_at, s.completed_at, s.reason
+                 FROM sends s JOIN carts c ON c.id = s.cart_id WHERE s.status = 'unconfirmed'
+                 ORDER BY s.completed_at LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?
+        }))
+    }
+}
+
 /// Abandoned carts grouped by why: `(stage, reason, reason_detail, reported_reason, currency,
 /// carts, recovered, recovered revenue, value not recovered)`.
 pub type ReasonRow =

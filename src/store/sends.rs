@@ -268,16 +268,22 @@ impl Tx {
         Ok(())
     }
 
-    /// Record that the claim `attempt` is about to be handed to a provider that cannot
-    /// deduplicate. `false` when the claim is no longer ours (another worker took it over
-    /// while this one was stalled): the caller must not send.
-    pub async fn hand_over(&mut self, Attempt { id, attempts }: Attempt, now_ms: i64) -> Result<bool, StoreError> {
+    /// Record that the claim `attempt` is being handed to a provider that cannot deduplicate
+    /// (`via` names it, for the operator). `false` when the claim is no longer ours (another
+    /// worker took it over while this one was stalled): the caller must not send.
+    pub async fn hand_over(
+        &mut self,
+        Attempt { id, attempts }: Attempt,
+        now_ms: i64,
+        via: &str,
+    ) -> Result<bool, StoreError> {
         let n = on_tx!(self, |c| sqlx::query(
-            "UPDATE sends SET handed_at = $3 WHERE id = $1 AND attempts = $2 AND status = 'claimed'"
+            "UPDATE sends SET handed_at = $3, reason = $4 WHERE id = $1 AND attempts = $2 AND status = 'claimed'"
         )
         .bind(id)
         .bind(attempts)
         .bind(now_ms)
+        .bind(via)
         .execute(&mut *c)
         .await?
         .rows_affected());
@@ -474,6 +480,22 @@ impl Tx {
 }
 
 impl Tx {
+    /// Claim an `unconfirmed` send again for the operator's resend: a new attempt, held from
+    /// `now_ms`, not handed over. `false` when it is no longer unconfirmed.
+    pub async fn reclaim_unconfirmed(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let n = on_tx!(self, |c| sqlx::query(
+            "UPDATE sends SET status = 'claimed', attempts = attempts + 1, claimed_at = $2, handed_at = NULL,
+                    reason = NULL, completed_at = NULL
+             WHERE id = $1 AND status = 'unconfirmed'"
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
     /// The send a provider reference (`twilio SM…`) belongs to.
     pub async fn send_by_message_ref(&mut self, message_ref: &Receipt) -> Result<Option<SendRow>, StoreError> {
         let message_ref = message_ref.to_string();
