@@ -127,6 +127,46 @@ async fn without_a_secondary_an_outage_only_delays_messages() {
     t.shutdown().await;
 }
 
+/// A relay outage longer than the whole sequence: when the relay is back, the overdue steps
+/// do not reach the customer in the same second but one `min_gap` apart (by default the
+/// smallest spacing between the steps, here 2 s), each re-spaced with the reason on the
+/// timeline. (The decision is a pure function, tested without a database in
+/// `recovery::decide`; this runs it through the real worker and relay.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_relay_outage_the_overdue_steps_keep_their_gap() {
+    let port = free_port();
+    let campaign = quick_campaign(1, &[("reminder", 1, "reminder"), ("faq", 3, "faq"), ("incentive", 5, "incentive")]);
+    let relay = format!("smtp://127.0.0.1:{port}");
+    let t = spawn_app_with(Backend::Sqlite, &campaign, true, move |s| {
+        s.email.transport = cartback::config::EmailTransportKind::Smtp;
+        s.email.smtp_url = Some(cartback::config::Secret::new(relay));
+        s.email.smtp_timeout = Duration::from_millis(1000);
+    })
+    .await;
+    // Abandoned an hour ago: every step is overdue, and the relay is down.
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(t.post(&cart_event("cart.updated", "c_out", "out@example.org", past)).await.status(), 202);
+    wait_scalar(&t, "the reminder to fail for now", "SELECT COUNT(*) FROM cart_log WHERE what = 'retry'", 1).await;
+    tokio::time::sleep(Duration::from_secs(6)).await; // longer than the sequence's 4 s span
+    let sink = SmtpSink::start_on(port, &[]);
+    // The reminder's retry comes after its backoff (30 s ± 20 %), then the other two.
+    t.wait_for("all three steps at the relay", Duration::from_secs(90), || async {
+        (sink.recipients().len() == 3).then_some(())
+    })
+    .await;
+    let done = [
+        t.scalar("SELECT completed_at FROM sends WHERE step = 'reminder' AND status = 'sent'").await,
+        t.scalar("SELECT completed_at FROM sends WHERE step = 'faq' AND status = 'sent'").await,
+        t.scalar("SELECT completed_at FROM sends WHERE step = 'incentive' AND status = 'sent'").await,
+    ];
+    assert!(done[1] - done[0] >= 2_000 && done[2] - done[1] >= 2_000, "one min_gap apart at least: {done:?}");
+    let respaced = t
+        .scalar("SELECT COUNT(*) FROM cart_log WHERE what = 'deferred' AND detail LIKE '%re-spaced%min_gap is 2s%'")
+        .await;
+    assert_eq!(respaced, 2, "the FAQ and the incentive were each re-spaced, with the reason");
+    t.shutdown().await;
+}
+
 /// An internationalized address goes out only through a relay that offers SMTPUTF8;
 /// otherwise the message fails for good with a reason an operator can act on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

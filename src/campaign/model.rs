@@ -517,6 +517,13 @@ pub struct CampaignFile {
     pub utm: Option<Utm>,
     /// SMS limits.
     pub sms: Option<SmsRules>,
+    /// The least time between two steps of one sequence for a customer. A step that falls
+    /// due sooner after the previous step finished (after a relay outage, or when the
+    /// previous step's retries ran past its time) is moved to this long after it, with the
+    /// reason on the timeline, instead of reaching the customer in the same minute. Default:
+    /// the smallest spacing between consecutive steps' `after`, at most 1 h.
+    #[schemars(with = "Option<Span>")]
+    pub min_gap: Option<Spanned<Span>>,
     /// `unpaid_order` campaigns: this long after the order without payment, Cartback sends
     /// the shop a signed `order.expire` event (so it cancels the order and releases the stock)
     /// and the sequence ends.
@@ -527,6 +534,21 @@ pub struct CampaignFile {
     #[schemars(with = "Vec<ExitCondition>")]
     pub exit_when: Spanned<Vec<ExitCondition>>,
 }
+
+impl CampaignFile {
+    /// The least time between two steps' messages to one customer (Unix ms): `min_gap`, or
+    /// the smallest spacing between consecutive steps' `after`, at most an hour.
+    pub fn min_gap_ms(&self) -> i64 {
+        if let Some(gap) = &self.min_gap {
+            return gap.value.get().num_milliseconds();
+        }
+        let afters: Vec<i64> = self.steps.iter().map(|s| s.after.value.get().num_milliseconds()).collect();
+        let spacing = afters.windows(2).map(|w| (w[1] - w[0]).max(0)).min();
+        spacing.unwrap_or(HOUR_MS).min(HOUR_MS)
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
 
 fn default_exits() -> Spanned<Vec<ExitCondition>> {
     let all = vec![ExitCondition::OrderPlaced, ExitCondition::CartEmptied, ExitCondition::Unsubscribed];

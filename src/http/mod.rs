@@ -10,6 +10,12 @@ mod problem;
 mod sms;
 mod webhooks;
 
+// For the fuzz targets in fuzz/: the checks of untrusted input that live here.
+#[doc(hidden)]
+pub use auth::{form_token_valid, session_valid};
+#[doc(hidden)]
+pub use sms::keyword;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -322,10 +322,17 @@ pub fn next_applicable(campaign: &Campaign, from: usize, cart: &CartRow) -> (usi
 /// When `step` falls due (Unix ms) for a cart abandoned at `abandoned_at`, and its timeline
 /// line (`scheduled` or `deferred`, and why).
 pub fn plan_step(campaign: &Campaign, step: &Step, abandoned_at: i64, tz: Tz) -> (i64, &'static str, String) {
-    let earliest = from_millis(abandoned_at + step.after.value.get().num_milliseconds());
-    let plan = step_time(earliest, tz, step.at_local.map(|t| t.0), campaign.send_window.as_ref());
+    let earliest = abandoned_at + step.after.value.get().num_milliseconds();
+    plan_step_from(campaign, step, earliest, tz, String::new())
+}
+
+/// [`plan_step`] from the instant `earliest` (Unix ms), with `why` (if any) after the step's
+/// name on the timeline line.
+fn plan_step_from(campaign: &Campaign, step: &Step, earliest: i64, tz: Tz, why: String) -> (i64, &'static str, String) {
+    let plan = step_time(from_millis(earliest), tz, step.at_local.map(|t| t.0), campaign.send_window.as_ref());
     let at = plan.at.timestamp_millis();
-    let mut line = format!("step {} due {} (UTC {})", step.id.value, fmt_local(at, tz), plan.at.format("%H:%M:%S"));
+    let mut line =
+        format!("step {}{why} due {} (UTC {})", step.id.value, fmt_local(at, tz), plan.at.format("%H:%M:%S"));
     for n in &plan.notes {
         line.push_str("; ");
         line.push_str(n);
@@ -470,8 +477,34 @@ pub fn after_step(
     let (step, skipped) = next_applicable(campaign, done + 1, cart);
     let Some(next) = campaign.steps.get(step) else { return (Next::Finish, skipped) };
     let abandoned_at = cart.abandoned_at.unwrap_or(cart.last_activity_at);
+    let (at, what, line) = next_step_time(campaign, next, abandoned_at, tz, now);
+    (Next::Step { step, at, what, line }, skipped)
+}
+
+/// When `next` goes after the step before it finished at `now`: its own time, or, when that
+/// has passed or comes sooner than the campaign's `min_gap`, `min_gap` after `now` (within the
+/// send window), so a sequence held up (a relay outage, a step's retries running late) never
+/// reaches the customer in one burst. The timeline line says which and why.
+pub fn next_step_time(
+    campaign: &Campaign,
+    next: &Step,
+    abandoned_at: i64,
+    tz: Tz,
+    now: i64,
+) -> (i64, &'static str, String) {
     let (at, what, line) = plan_step(campaign, next, abandoned_at, tz);
-    (Next::Step { step, at: at.max(now), what, line }, skipped)
+    let gap = campaign.min_gap_ms();
+    if at >= now + gap {
+        return (at, what, line);
+    }
+    let why = format!(
+        " re-spaced: it was due {}, too close to the step that finished {}; min_gap is {}, so it is",
+        fmt_local(at, tz),
+        fmt_local(now, tz),
+        humantime::format_duration(std::time::Duration::from_millis(gap.max(0).unsigned_abs()))
+    );
+    let (at, _, line) = plan_step_from(campaign, next, now + gap, tz, why);
+    (at, "deferred", line)
 }
 
 /// How a sequence ends after its last step.

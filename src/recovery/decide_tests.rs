@@ -286,3 +286,62 @@ fn holdout_is_deterministic_and_roughly_proportional() {
     assert!(!in_holdout("email:a@x.de", "default", 0));
     assert!(in_holdout("email:a@x.de", "default", 1000));
 }
+
+const THREE_STEPS: &str = r#"name: t
+abandon_after: 1h
+audience: { min_total: 5 }
+steps:
+  - { id: reminder, after: 1h, channels: [email], template: reminder }
+  - { id: faq, after: 3h, channels: [email], template: faq }
+  - { id: incentive, after: 1d, channels: [email], template: incentive }
+exit_when: [order_placed, cart_emptied, unsubscribed]
+"#;
+
+#[test]
+fn the_default_gap_is_the_smallest_spacing_at_most_an_hour() {
+    assert_eq!(set(THREE_STEPS).get("t").expect("campaign").min_gap_ms(), HOUR, "2 h and 21 h apart: capped at 1 h");
+    let close = THREE_STEPS.replace("after: 3h", "after: 75m");
+    assert_eq!(set(&close).get("t").expect("c").min_gap_ms(), 15 * MIN);
+    let explicit = THREE_STEPS.replace("steps:", "min_gap: 4h\nsteps:");
+    assert_eq!(set(&explicit).get("t").expect("c").min_gap_ms(), 4 * HOUR);
+}
+
+#[test]
+fn an_overdue_step_is_re_spaced_after_the_one_that_just_went_out() {
+    let (s, set) = (shop(), set(THREE_STEPS));
+    let campaign = set.get("t").expect("campaign");
+    let mut c = cart(2 * HOUR);
+    c.status = CartStatus::Abandoned;
+    c.abandoned_at = Some(NOON - 30 * HOUR); // a relay outage held the reminder for a day
+    let tz = cart_tz(&c, &s);
+    // The reminder went out at NOON: the FAQ (due 27 h ago) comes an hour later, not now.
+    let (next, _) = after_step(&c, campaign, 0, None, tz, NOON);
+    let Next::Step { step: 1, at, what, line } = next else { panic!("{next:?}") };
+    assert_eq!((at, what), (NOON + HOUR, "deferred"));
+    assert!(line.contains("faq re-spaced") && line.contains("min_gap is 1h"), "{line}");
+    // And the incentive an hour after the FAQ.
+    let (next, _) = after_step(&c, campaign, 1, None, tz, NOON + HOUR);
+    assert!(matches!(next, Next::Step { step: 2, at, .. } if at == NOON + 2 * HOUR), "{next:?}");
+    // A step still ahead of the gap keeps its own time.
+    c.abandoned_at = Some(NOON - HOUR);
+    let (next, _) = after_step(&c, campaign, 0, None, tz, NOON);
+    assert!(matches!(next, Next::Step { step: 1, at, what: "scheduled", .. } if at == NOON + 2 * HOUR), "{next:?}");
+}
+
+#[test]
+fn a_re_spaced_step_still_keeps_the_send_window() {
+    let yaml = THREE_STEPS.replace("steps:", "send_window: { start: \"09:00\", end: \"20:00\" }\nsteps:");
+    let (s, set) = (shop(), set(&yaml));
+    let campaign = set.get("t").expect("campaign");
+    let mut c = cart(2 * HOUR);
+    c.status = CartStatus::Abandoned;
+    c.abandoned_at = Some(NOON - 30 * HOUR);
+    let tz = cart_tz(&c, &s);
+    // The reminder finished at 19:30 Berlin (18:30 UTC): an hour later is 20:30, outside the
+    // window, so the FAQ waits for 09:00 the next morning.
+    let done = NOON + 6 * HOUR + 30 * MIN;
+    let (next, _) = after_step(&c, campaign, 0, None, tz, done);
+    let Next::Step { at, line, .. } = next else { panic!("{next:?}") };
+    assert_eq!(at, NOON + 20 * HOUR, "08:00 UTC = 09:00 Berlin the next day: {line}");
+    assert!(line.contains("re-spaced"), "{line}");
+}

@@ -160,8 +160,8 @@ async fn advance_unread(s: &StepRun<'_>, tx: &mut GroupTx) -> Result<bool, JobEr
         tx.log(s.job.cart, now, "completed", "every step has been dealt with").await?;
         return Ok(true);
     };
-    let (at, what, line) = decide::plan_step(s.campaign, next, s.abandoned_at, s.tz);
-    if !schedule::advance(tx, s.job, next_step, Some(at.max(now))).await? {
+    let (at, what, line) = decide::next_step_time(s.campaign, next, s.abandoned_at, s.tz, now);
+    if !schedule::advance(tx, s.job, next_step, Some(at)).await? {
         return Ok(false);
     }
     tx.log(s.job.cart, now, what, &line).await?;
