@@ -5,10 +5,13 @@
 use cartback::ingest::{generic, signature};
 use libfuzzer_sys::fuzz_target;
 
+fn text(part: Option<&[u8]>) -> Option<&str> {
+    part.and_then(|b| std::str::from_utf8(b).ok())
+}
+
 fuzz_target!(|data: &[u8]| {
     let _ = generic::parse(data);
     let mut parts = data.splitn(4, |&b| b == 0xff);
-    let text = |p: Option<&[u8]>| p.and_then(|b| std::str::from_utf8(b).ok());
     let (id, ts, sigs) = (text(parts.next()), text(parts.next()), text(parts.next()));
     let body = parts.next().unwrap_or_default();
     let key = b"fuzzing-webhook-key-of-32-bytes!";

@@ -338,6 +338,12 @@ pub trait Gate: Sync {
     /// `true`: send the final `.`. `false`: drop the connection, so the relay discards it.
     /// `to` names the relay (`host:port`), for the operator.
     fn pass(&self, to: &str) -> impl std::future::Future<Output = bool> + Send;
+
+    /// Called once the final `.` is written: finish what `pass` started and could not wait
+    /// for without widening the moment between the two.
+    fn passed(&self) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// A gate that always passes (messages nobody needs to record the hand-over of).
@@ -399,6 +405,7 @@ impl Conn {
         }
         self.raw.write_all(end).await.map_err(io)?;
         self.raw.flush().await.map_err(io)?;
+        gate.passed().await;
         self.smtp.read_response().await.map_err(smtp)
     }
 }

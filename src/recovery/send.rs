@@ -228,7 +228,13 @@ pub(super) async fn deliver(
         Ok(m) => m,
         Err(e) => return Ok(Some(Err(e))),
     };
-    let gate = HandOver { s, send: &taken.send, channel, result: std::sync::Mutex::new(None) };
+    let gate = HandOver {
+        s,
+        send: &taken.send,
+        channel,
+        result: std::sync::Mutex::new(None),
+        committing: std::sync::Mutex::new(None),
+    };
     let result = match &message {
         Prepared::Email(m) if idempotent(s, channel) => s.app.email.send(m, &crate::deliver::Open).await,
         Prepared::Email(m) => s.app.email.send(m, &gate).await,
@@ -239,6 +245,9 @@ pub(super) async fn deliver(
             s.app.sms.send(m).await
         }
     };
+    // Whatever became of the call, the hand-over's commit is seen through (at once when the
+    // transport already did).
+    gate.passed().await;
     if gate.taken_over() {
         return gate.settled().map(|()| None);
     }
@@ -255,6 +264,8 @@ struct HandOver<'a> {
     channel: Channel,
     /// The last hand-over's outcome: `Ok(false)` the claim is another worker's now.
     result: std::sync::Mutex<Option<Result<bool, JobError>>>,
+    /// The hand-over's commit, on its way while the final dot goes out.
+    committing: std::sync::Mutex<Option<crate::store::Committing>>,
 }
 
 impl HandOver<'_> {
@@ -288,8 +299,16 @@ impl crate::deliver::Gate for HandOver<'_> {
         let result = async {
             let mut tx = self.s.app.jobs_tx.begin().await?;
             let ours = tx.hand_over(self.send.attempt(), now_ms(), &format!("handed over to {to}")).await?;
-            tx.commit().await?;
-            Ok::<_, JobError>(ours)
+            if !ours {
+                tx.commit().await?;
+                return Ok(false);
+            }
+            // The final dot follows COMMIT's way out without waiting for its answer: a worker
+            // killed while PostgreSQL commits the mark would otherwise leave a mark and no
+            // message (docs/delivery.md). The answer is awaited in `passed`.
+            let committing = tx.commit_sent().await?;
+            *self.committing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(committing);
+            Ok::<_, JobError>(true)
         }
         .await;
         let go = matches!(result, Ok(true));
@@ -298,6 +317,17 @@ impl crate::deliver::Gate for HandOver<'_> {
             faults::reach(Point::HandedOver, &self.send.public_id).await;
         }
         go
+    }
+
+    async fn passed(&self) {
+        let committing = self.committing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let Some(committing) = committing else { return };
+        if let Err(e) = committing.finish().await {
+            // The dot is out and its mark may not be: whoever takes the claim over sends the
+            // message again (with the same Message-ID).
+            tracing::error!(step = %self.s.step().id.value, error = %e, "the hand-over was not recorded after the final dot; the message may be sent twice");
+            *self.lock() = Some(Err(e.into()));
+        }
     }
 }
 

@@ -32,7 +32,7 @@ pub use carts::{CartRow, CartStatus, LogEntry};
 pub use events::EventRecord;
 pub use foreign::{Dialects, RowInsert, Value};
 pub use sends::{Attempt, Claim, NewIncentive, NewSend, SendRow, SendStatus};
-pub use sqlite::{GroupTx, TxGroup};
+pub use sqlite::{Committing, GroupTx, TxGroup};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};

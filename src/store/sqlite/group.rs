@@ -173,6 +173,43 @@ impl GroupTx {
     }
 }
 
+/// A commit on its way: see [`GroupTx::commit_sent`].
+pub struct Committing(Option<CommitAnswer>);
+
+/// The rest of a commit: waiting for the server's answer.
+type CommitAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
+
+impl Committing {
+    /// Wait until the commit is durable (at once if it already is).
+    pub async fn finish(self) -> Result<(), StoreError> {
+        match self.0 {
+            Some(rest) => rest.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl GroupTx {
+    /// Commit, returning as soon as the commit can no longer be called off by this process:
+    /// on PostgreSQL once COMMIT has been written to the server (which finishes a COMMIT it
+    /// has received whatever becomes of the client), with the wait for its answer left in the
+    /// returned [`Committing`]; on SQLite, where the commit runs in this process, once it is
+    /// durable. For the one write whose effect must follow the commit without a gap (the
+    /// final dot of an SMTP message after its hand-over mark).
+    pub async fn commit_sent(self) -> Result<Committing, StoreError> {
+        if !matches!(self.turn, Turn::Alone(_)) {
+            return self.commit().await.map(|()| Committing(None));
+        }
+        let mut rest = Box::pin(self.commit());
+        // One poll writes COMMIT out (the connection is idle: the statements before it were
+        // answered) and then waits for the answer.
+        match std::future::poll_fn(|cx| std::task::Poll::Ready(rest.as_mut().poll(cx))).await {
+            std::task::Poll::Ready(done) => done.map(|()| Committing(None)),
+            std::task::Poll::Pending => Ok(Committing(Some(rest))),
+        }
+    }
+}
+
 impl Drop for GroupTx {
     fn drop(&mut self) {
         // A turn that ends without `commit` rolls back the whole group (the transaction's own

@@ -9,4 +9,4 @@ mod deferred;
 mod group;
 
 pub(super) use deferred::{HeldBack, bind_held_back, shift_params};
-pub use group::{GroupTx, TxGroup};
+pub use group::{Committing, GroupTx, TxGroup};
