@@ -9,6 +9,7 @@ mod email;
 mod relay;
 mod sms;
 mod smtp_pool;
+mod smtp_stream;
 
 pub use email::{EmailTransport, OutgoingEmail, SmtpOptions, SmtpUrlError};
 pub use relay::{Breaker, Route};

@@ -1,14 +1,14 @@
-//! Pooled SMTP connections with Nagle's algorithm off.
+//! Pooled SMTP connections that stop before the final dot when asked.
 //!
-//! lettre 0.11.23 writes a message's body and its final `.` as two writes on a socket without
-//! `TCP_NODELAY`. The kernel then holds the five-byte `.` until the relay acknowledges the
-//! body, and the relay delays that acknowledgement (40 ms on Linux), so one connection
-//! carried about 45 messages a second into a relay on loopback. lettre's own pool makes its
-//! sockets itself, so Cartback makes them here: it connects (and, for `smtps://`, wraps
-//! TLS) on a socket with `TCP_NODELAY` and hands it to lettre's [`AsyncSmtpConnection`],
-//! which speaks SMTP, upgrades with STARTTLS and authenticates as before. The fix is merged
-//! upstream (lettre pull request 1159) but not released; when it is, this module can go back
-//! to lettre's pool.
+//! A relay takes responsibility for a message only with the final `.` of DATA and its `250`,
+//! so Cartback records the hand-over at that moment, not before the conversation
+//! (docs/delivery.md). lettre writes the body and the dot in one call, so Cartback speaks
+//! `MAIL`, `RCPT` and `DATA` through lettre's commands, writes the body and the dot itself on
+//! the same stream ([`super::smtp_stream`]) and asks a [`Gate`] between the two. It also opens
+//! the sockets itself, with `TCP_NODELAY` (lettre 0.11.23 leaves Nagle's algorithm on: the
+//! five-byte `.` then waited for the relay's delayed ACK, about 45 messages a second per
+//! connection into a relay on loopback), does TLS for `smtps://` and STARTTLS, and lets
+//! lettre read every reply and authenticate.
 //!
 //! The pool (deadpool) holds at most `email.smtp_connections` connections per relay: a
 //! message waits for a free one instead of opening more. A connection goes back to the
@@ -18,22 +18,20 @@
 //! one idle for a minute is closed when the next message comes.
 
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Starttls};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::smtp_stream::{Shared, Socket, dot_stuffed, tls_handshake};
 
 /// How long a connection may sit idle before it is checked with `NOOP` on reuse.
 const IDLE_CHECK: Duration = Duration::from_secs(10);
@@ -153,9 +151,9 @@ impl Target {
         tcp.set_nodelay(true).map_err(network)?;
         let shared = match &self.security {
             Security::Wrapper(tls) => {
-                Shared::new(Inner::Tls(Box::new(tls_handshake(tls, &self.host, tcp).await.map_err(network)?)))
+                Shared::new(Socket::Tls(Box::new(tls_handshake(tls, &self.host, tcp).await.map_err(network)?)))
             }
-            _ => Shared::new(Inner::Plain(tcp)),
+            _ => Shared::new(Socket::Plain(tcp)),
         };
         let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(shared.clone()), &self.hello).await?;
         let upgrade = match &self.security {
@@ -182,17 +180,6 @@ impl Target {
     }
 }
 
-/// The TLS handshake on `tcp` for `host`.
-async fn tls_handshake(
-    tls: &tokio_rustls::TlsConnector,
-    host: &str,
-    tcp: TcpStream,
-) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    tls.connect(name, tcp).await
-}
-
 /// TLS for `smtps://`: the same roots and crypto provider as lettre's (webpki roots, ring).
 fn tls_connector() -> tokio_rustls::TlsConnector {
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
@@ -202,132 +189,6 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
         .with_root_certificates(roots)
         .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-/// The socket under one connection, plain or TLS.
-enum Inner {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    /// Between the two during the STARTTLS handshake (or after it failed).
-    Gone,
-}
-
-/// The plaintext stream of one connection, shared between lettre (which speaks the
-/// conversation's commands on it and reads every reply) and [`Conn::send`] (which writes a
-/// message's body and final `.` on it directly, so that it can stop between the two).
-/// Only one of them uses it at a time: lettre between its awaited calls, `send` while
-/// lettre waits. The lock is held within one poll, never across an await.
-#[derive(Clone)]
-struct Shared(Arc<std::sync::Mutex<Stream>>);
-
-struct Stream {
-    inner: Inner,
-    /// Bytes read before the socket's own: the greeting lettre expects when a connection
-    /// is handed to it again after STARTTLS.
-    preface: Vec<u8>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Shared(..)")
-    }
-}
-
-fn gone() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the connection's TLS handshake failed")
-}
-
-impl Shared {
-    fn new(inner: Inner) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(Stream { inner, preface: Vec::new() })))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Stream> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Bytes the next reads return before the socket's.
-    fn preface(&self, bytes: &[u8]) {
-        self.lock().preface = bytes.to_vec();
-    }
-
-    /// STARTTLS's handshake, after the relay's `220`.
-    async fn upgrade(&self, tls: &tokio_rustls::TlsConnector, host: &str) -> io::Result<()> {
-        let Inner::Plain(tcp) = std::mem::replace(&mut self.lock().inner, Inner::Gone) else {
-            return Err(gone());
-        };
-        let stream = tls_handshake(tls, host, tcp).await?;
-        self.lock().inner = Inner::Tls(Box::new(stream));
-        Ok(())
-    }
-}
-
-impl AsyncRead for Shared {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let mut s = self.lock();
-        if !s.preface.is_empty() {
-            let n = s.preface.len().min(buf.remaining());
-            buf.put_slice(&s.preface[..n]);
-            s.preface.drain(..n);
-            return Poll::Ready(Ok(()));
-        }
-        match &mut s.inner {
-            Inner::Plain(t) => Pin::new(t).poll_read(cx, buf),
-            Inner::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
-            Inner::Gone => Poll::Ready(Err(gone())),
-        }
-    }
-}
-
-impl AsyncWrite for Shared {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match &mut self.lock().inner {
-            Inner::Plain(t) => Pin::new(t).poll_write(cx, buf),
-            Inner::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
-            Inner::Gone => Poll::Ready(Err(gone())),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.lock().inner {
-            Inner::Plain(t) => Pin::new(t).poll_flush(cx),
-            Inner::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
-            Inner::Gone => Poll::Ready(Err(gone())),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.lock().inner {
-            Inner::Plain(t) => Pin::new(t).poll_shutdown(cx),
-            Inner::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
-            Inner::Gone => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-impl AsyncTokioStream for Shared {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match &self.lock().inner {
-            Inner::Plain(t) => t.peer_addr(),
-            Inner::Tls(t) => t.get_ref().0.peer_addr(),
-            Inner::Gone => Err(gone()),
-        }
-    }
-}
-
-/// SMTP's transparency (RFC 5321 4.5.2): a line of the body that starts with `.` gets
-/// another, so that only the terminator is a lone `.`. Then the terminator, on a line of
-/// its own.
-fn dot_stuffed(body: &[u8]) -> (Vec<u8>, &'static [u8]) {
-    let mut out = Vec::with_capacity(body.len() + 64);
-    let mut line_start = true;
-    for &b in body {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
-    }
-    let end: &'static [u8] = if out.ends_with(b"\r\n") { b".\r\n" } else { b"\r\n.\r\n" };
-    (out, end)
 }
 
 /// Asked once a message's body is with the relay and before its final `.`: whether to
@@ -605,21 +466,6 @@ pub(super) mod tests {
         let delivered = seen.delivered.lock().expect("lock").clone();
         assert_eq!(delivered.len(), 4);
         assert!(delivered.last().is_some_and(|r| r.contains("d@example.com")), "{delivered:?}");
-    }
-
-    #[test]
-    fn dot_stuffing_leaves_only_the_terminator_alone_on_its_line() {
-        let body = b".hidden\r\nline\r\n..two\r\n.\r\nend";
-        let (stuffed, end) = super::dot_stuffed(body);
-        assert_eq!(stuffed, b"..hidden\r\nline\r\n...two\r\n..\r\nend".to_vec());
-        assert_eq!(end, b"\r\n.\r\n", "a body without a final line break gets one before the dot");
-        let (stuffed, end) = super::dot_stuffed(b"Subject: hi\r\n\r\nbye\r\n");
-        assert_eq!((stuffed.as_slice(), end), (&b"Subject: hi\r\n\r\nbye\r\n"[..], &b".\r\n"[..]));
-        // Reading it back as a relay does gives the body.
-        let mut wire = super::dot_stuffed(body).0;
-        wire.extend_from_slice(b"\r\n");
-        let read: Vec<&[u8]> = wire.split(|&b| b == b'\n').map(|l| l.strip_prefix(b".").unwrap_or(l)).collect();
-        assert_eq!(read.join(&b'\n'), [body.as_slice(), b"\r\n"].concat());
     }
 
     /// A gate that looks at what the relay has before answering.
