@@ -481,6 +481,9 @@ pub fn after_step(
     (Next::Step { step, at, what, line }, skipped)
 }
 
+/// A step moved by at most this much to keep its gap is not called re-spaced (ms).
+const QUIET_SHIFT_MS: i64 = 60_000;
+
 /// When `next` goes after the step before it finished at `now`: its own time, or, when that
 /// has passed or comes sooner than the campaign's `min_gap`, `min_gap` after `now` (within the
 /// send window), so a sequence held up (a relay outage, a step's retries running late) never
@@ -496,6 +499,11 @@ pub fn next_step_time(
     let gap = campaign.min_gap_ms();
     if at >= now + gap {
         return (at, what, line);
+    }
+    if now + gap - at <= QUIET_SHIFT_MS {
+        // The step before went out a little late (a poll, a slow relay): this one follows by
+        // as much, without a line of its own on the timeline.
+        return plan_step_from(campaign, next, now + gap, tz, String::new());
     }
     let why = format!(
         " re-spaced: it was due {}, too close to the step that finished {}; min_gap is {}, so it is",

@@ -322,6 +322,15 @@ fn an_overdue_step_is_re_spaced_after_the_one_that_just_went_out() {
     // And the incentive an hour after the FAQ.
     let (next, _) = after_step(&c, campaign, 1, None, tz, NOON + HOUR);
     assert!(matches!(next, Next::Step { step: 2, at, .. } if at == NOON + 2 * HOUR), "{next:?}");
+    // Steps 15 min apart (so min_gap is 15 min): a reminder that went out a few seconds late
+    // moves the FAQ by as much, quietly.
+    let close = self::set(&THREE_STEPS.replace("after: 3h", "after: 75m"));
+    let close = close.get("t").expect("campaign");
+    c.abandoned_at = Some(NOON - HOUR);
+    let (next, _) = after_step(&c, close, 0, None, tz, NOON + 5_000);
+    let Next::Step { at, what, line, .. } = next else { panic!("{next:?}") };
+    assert_eq!((at, what), (NOON + 15 * MIN + 5_000, "scheduled"), "{line}");
+    assert!(!line.contains("re-spaced"), "{line}");
     // A step still ahead of the gap keeps its own time.
     c.abandoned_at = Some(NOON - HOUR);
     let (next, _) = after_step(&c, campaign, 0, None, tz, NOON);
