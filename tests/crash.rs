@@ -265,25 +265,9 @@ fn assert_once_each(sink: &SmtpSink, n: usize, what: &str) {
 
 /// Run the CLI with the worker's config; its stdout (it must succeed).
 fn cartback_cli(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cartback"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run cartback");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "cartback {args:?}: {}\n{text}", String::from_utf8_lossy(&out.stderr));
-    text
-}
-
-/// The public id of the one unconfirmed send.
-async fn unconfirmed_id(db: &Db) -> String {
-    let sql = "SELECT public_id FROM sends WHERE status = 'unconfirmed'";
-    match common::raw(db) {
-        common::Raw::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
-        common::Raw::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
-    }
+    let (code, out, err) = common::cli(config, args);
+    assert_eq!(code, 0, "cartback {args:?}: {err}\n{out}");
+    out
 }
 
 /// SIGKILL the worker at `point` of one send (the hook holds it there), restart, and check
@@ -307,7 +291,7 @@ async fn kill_at(point: &str, backend: Backend) {
         assert_eq!(sink.recipients().len(), N - 1, "the relay never got the dot: nothing delivered");
         let id = cartback_cli(&config, &["jobs", "unconfirmed"]);
         assert!(id.contains("reminder") && id.contains("email"), "the operator sees it:\n{id}");
-        let public_id = unconfirmed_id(&db).await;
+        let public_id = common::texts(&db, "SELECT public_id FROM sends WHERE status = 'unconfirmed'").await.remove(0);
         let out = cartback_cli(&config, &["jobs", "resend", &public_id]);
         assert!(out.contains("sent"), "{out}");
         assert_once_each(&sink, N, "after the operator's resend");
@@ -515,15 +499,6 @@ async fn postgres_sigterm_mid_burst_records_every_send_and_exits_promptly() {
     sigterm_mid_burst(Backend::Postgres).await;
 }
 
-/// The email addresses of the unconfirmed sends.
-async fn unconfirmed_addresses(db: &Db) -> Vec<String> {
-    let sql = "SELECT c.email FROM sends s JOIN carts c ON c.id = s.cart_id WHERE s.status = 'unconfirmed'";
-    match common::raw(db) {
-        common::Raw::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await.expect("query"),
-        common::Raw::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await.expect("query"),
-    }
-}
-
 /// Three workers share a burst of 1,800 due emails into a relay that answers `DATA` and the
 /// final `.` slowly (so many conversations are in flight at any moment); four times one of
 /// them, picked at random, is SIGKILLed and replaced. Every message arrives exactly once: a
@@ -567,7 +542,8 @@ async fn sigkill_during_bursts(backend: Backend) {
     let got = sink.recipients();
     let mut distinct = got.clone();
     distinct.dedup();
-    let unconfirmed = unconfirmed_addresses(&db).await;
+    let sql = "SELECT c.email FROM sends s JOIN carts c ON c.id = s.cart_id WHERE s.status = 'unconfirmed'";
+    let unconfirmed = common::texts(&db, sql).await;
     let dotted = unconfirmed.iter().filter(|a| distinct.binary_search(a).is_ok()).count();
     let sent = count(&db, "SELECT COUNT(*) FROM sends WHERE status = 'sent'").await;
     eprintln!(
@@ -588,11 +564,7 @@ async fn sigkill_during_bursts(backend: Backend) {
         // When each message in doubt was marked, beside the kill times printed above.
         let sql = "SELECT c.email || ' ' || CAST(s.handed_at AS TEXT) FROM sends s JOIN carts c ON c.id = s.cart_id
                    WHERE s.status = 'unconfirmed'";
-        let rows = match common::raw(&db) {
-            common::Raw::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await.expect("query"),
-            common::Raw::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await.expect("query"),
-        };
-        for r in rows {
+        for r in common::texts(&db, sql).await {
             let at_relay = distinct.binary_search(&r.split(' ').next().unwrap_or_default().to_owned()).is_ok();
             eprintln!("unconfirmed {r} at relay: {at_relay}");
         }

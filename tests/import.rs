@@ -3,25 +3,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use chrono::Utc;
 use common::{Backend, SECRET, SHOP, cart_event, quick_campaign, spawn_app_with};
-
-fn cartback(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cartback"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run cartback");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_orders_count_for_the_customers_next_cart() {
@@ -44,7 +27,7 @@ async fn imported_orders_count_for_the_customers_next_cart() {
         "{\"order_id\":\"9\",\"email\":\"x@example.com\",\"total\":\"1.00\",\"currency\":\"EUR\",\"placed_at\":\"2026-01-01T00:00:00Z\"}\n{\"order_id\":\"10\",\"total\":\"1.00\",\"currency\":\"EUR\",\"placed_at\":\"yesterday\"}\n",
     )
     .expect("file");
-    let (code, _, err) = cartback(&config, &["import", "orders", bad.to_str().expect("path")]);
+    let (code, _, err) = common::cli(&config, &["import", "orders", bad.to_str().expect("path")]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("bad.jsonl:2: customer_id, email or phone"), "{err}");
     assert!(err.contains("nothing was imported"), "{err}");
@@ -55,10 +38,10 @@ async fn imported_orders_count_for_the_customers_next_cart() {
         "order_id,customer_id,email,phone,total,currency,placed_at\n1001,,Anna@Example.de,,120.00,EUR,2026-01-01T10:00:00Z\n1002,,anna@example.de,,95.50,EUR,2026-03-01T10:00:00Z\n1003,,other@example.de,,10.00,EUR,2026-03-01T10:00:00Z\n",
     )
     .expect("file");
-    let (code, out, err) = cartback(&config, &["import", "orders", good.to_str().expect("path")]);
+    let (code, out, err) = common::cli(&config, &["import", "orders", good.to_str().expect("path")]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("imported 3 order(s)"), "{out}");
-    let (code, out, _) = cartback(&config, &["import", "orders", good.to_str().expect("path")]);
+    let (code, out, _) = common::cli(&config, &["import", "orders", good.to_str().expect("path")]);
     assert_eq!(code, 0);
     assert!(out.contains("imported 0 order(s)") && out.contains("3 already known"), "{out}");
 

@@ -296,35 +296,39 @@ impl managed::Manager for Connector {
 }
 
 /// The connections to one relay.
-pub struct SmtpPool(managed::Pool<Connector>);
+pub struct SmtpPool {
+    pool: managed::Pool<Connector>,
+    /// `host:port`, for errors and the hand-over record.
+    relay: String,
+}
 
 impl SmtpPool {
     /// At most `max` connections to `target`.
     pub fn new(target: Target, max: u32) -> Self {
+        let relay = format!("{}:{}", target.host, target.port);
         let pool = managed::Pool::builder(Connector(target))
             .max_size(usize::try_from(max.max(1)).unwrap_or(1))
             // The most recently used connection first: the others may idle out.
             .queue_mode(managed::QueueMode::Lifo)
             .build()
             .unwrap_or_else(|e| unreachable!("a pool without timeouts needs no runtime: {e}"));
-        Self(pool)
+        Self { pool, relay }
     }
 
     /// Send one message on a pooled connection (opening one if none is free and the pool is
     /// not full). The caller bounds the time; a cancelled send closes its connection.
     pub async fn send(&self, envelope: &Envelope, body: &[u8], gate: &impl Gate) -> Result<Response, PoolSendError> {
         // Dropping a connection closes its socket (without QUIT: that would need a task).
-        self.0.retain(|_, metrics| metrics.last_used() < IDLE_CLOSE);
-        let mut conn: Object<Connector> = self.0.get().await.map_err(|e| match e {
+        self.pool.retain(|_, metrics| metrics.last_used() < IDLE_CLOSE);
+        let mut conn: Object<Connector> = self.pool.get().await.map_err(|e| match e {
             managed::PoolError::Backend(e) => PoolSendError::Connect(e),
             other => PoolSendError::Connect(ConnectError::Network {
-                addr: format!("{}:{}", self.0.manager().0.host, self.0.manager().0.port),
+                addr: self.relay.clone(),
                 source: io::Error::other(other.to_string()),
             }),
         })?;
         conn.talking = true;
-        let relay = format!("{}:{}", self.0.manager().0.host, self.0.manager().0.port);
-        let result = conn.send(envelope, body, gate, &relay).await;
+        let result = conn.send(envelope, body, gate, &self.relay).await;
         if result.is_err() {
             // Closed now rather than when the pool next looks at it: a relay keeps a
             // half-finished DATA open (and counts the connection) until the client leaves.
@@ -337,7 +341,7 @@ impl SmtpPool {
 
     /// Close every idle connection (a relay that timed out may have left them out of step).
     pub fn clear(&self) {
-        self.0.retain(|_, _| false);
+        self.pool.retain(|_, _| false);
     }
 }
 

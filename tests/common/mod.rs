@@ -56,6 +56,30 @@ pub fn raw(db: &Db) -> Raw<'_> {
 }
 
 /// One integer from `sql`, on either database.
+/// Every row of a one-text-column query, on either backend.
+pub async fn texts(db: &Db, sql: &'static str) -> Vec<String> {
+    match raw(db) {
+        Raw::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await.expect("query"),
+        Raw::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await.expect("query"),
+    }
+}
+
+/// Run the real binary with `--config config` and `args`: (exit code, stdout, stderr).
+pub fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartback"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run cartback");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 pub async fn scalar(db: &Db, sql: &'static str) -> i64 {
     db.fetch_one::<(i64,)>(&Dialects::same(sql), &[]).await.expect("query").0
 }
