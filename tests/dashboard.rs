@@ -72,3 +72,78 @@ async fn an_operator_retries_a_dead_job_from_the_dashboard() {
     assert!(w >= 1200 && h >= 500, "screenshot is {w}x{h}");
     t.shutdown().await;
 }
+
+/// Every console page in Chromium: jobs filtered by state and a job's detail with Retry, a
+/// campaign paused and resumed, a cart found by the customer's email with its timeline, the
+/// charts, and a dead outbound webhook retried. A screenshot per page in `target/console/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_works_through_every_console_page() {
+    let t = spawn_app_with(Backend::Sqlite, &quick_campaign(1, &[("reminder", 1, "reminder")]), true, |s| {
+        s.ops_token = Some(Secret::new("console-token"));
+    })
+    .await;
+    let past = Utc::now() - chrono::Duration::hours(1);
+    let email = "Console.Anna@example.com";
+    assert_eq!(t.post(&cart_event("cart.updated", "c_console", email, past)).await.status(), 202);
+    t.wait_for("the sequence to complete", Duration::from_secs(20), || async {
+        let done = t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent'").await == 1
+            && t.scalar("SELECT COUNT(*) FROM Jobs WHERE status = 'Done'").await >= 1;
+        done.then_some(())
+    })
+    .await;
+    let pool = t.app.db.as_sqlite().expect("a SQLite database");
+    let id: String =
+        sqlx::query_scalar("SELECT id FROM Jobs WHERE status = 'Done' LIMIT 1").fetch_one(pool).await.expect("job");
+    sqlx::query("UPDATE Jobs SET status = 'Killed', attempts = 5, last_result = '{\"Err\":\"SMTP relay answered 554: rejected\"}' WHERE id = $1")
+        .bind(&id)
+        .execute(pool)
+        .await
+        .expect("make it dead");
+    let now = Utc::now().timestamp_millis();
+    sqlx::query(
+        "INSERT INTO outbound_webhooks (public_id, shop, kind, payload, created_at, attempts, last_error, dead_at)
+         VALUES ('msg_console', 'demo', 'incentive.issued', '{}', $1, 6, 'shop answered 500', $1)",
+    )
+    .bind(now)
+    .execute(pool)
+    .await
+    .expect("a dead outbound webhook");
+
+    let browser_dir = common::repo().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does) and `apt-get install chromium`"
+    );
+    let shots = common::repo().join("target/console");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let out = Command::new("node")
+        .arg(browser_dir.join("console.mjs"))
+        .args([t.base.as_str(), "console-token", id.as_str(), "c_console", email, "quick"])
+        .arg(&shots)
+        .output()
+        .expect("node must be installed to run the browser test");
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The clicks did what they say, in the database.
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM Jobs WHERE id = $1").bind(&id).fetch_one(pool).await.expect("job");
+    assert_ne!(status, "Killed", "Retry on the job's page queued it again");
+    let switched: Vec<(bool,)> =
+        sqlx::query_as("SELECT paused FROM campaign_state WHERE name = 'quick'").fetch_all(pool).await.expect("state");
+    assert_eq!(switched, vec![(false,)], "paused, then resumed");
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM outbound_webhooks WHERE public_id = 'msg_console' AND dead_at IS NULL").await,
+        1,
+        "Retry on the outbound page revived it"
+    );
+    for name in ["overview", "jobs", "job", "campaigns", "carts", "cart", "charts", "outbound"] {
+        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}.png");
+    }
+    t.shutdown().await;
+}

@@ -167,6 +167,33 @@ async fn timeline_funnel_and_metrics_tell_the_story(backend: Backend) {
     assert_eq!(c["steps"][0]["sent"], 1);
     assert_eq!(c["steps"][0]["clicks"], 1);
 
+    // The console's own reads on this backend: the cart found by its customer's address in
+    // another spelling, the day-by-day series, and the job list's step filter and paging.
+    use cartback::ops::console::{CartQuery, search_carts, series};
+    let found = search_carts(&t.app, &CartQuery::parse(" S@Example.COM ").expect("query"), 10).await.expect("search");
+    assert_eq!(found.iter().map(|c| c.external_id.as_str()).collect::<Vec<_>>(), ["c_s"]);
+    let none = search_carts(&t.app, &CartQuery::parse("other@example.com").expect("query"), 10).await.expect("search");
+    assert!(none.is_empty());
+    let days = series(&t.app, Utc::now(), 7, Some("quick"), None).await.expect("series");
+    assert_eq!(days.len(), 7);
+    let sum = |f: &dyn Fn(&cartback::ops::console::Day) -> i64| days.iter().map(f).sum::<i64>();
+    assert_eq!(sum(&|d| d.sends.get(&("email".to_owned(), "sent".to_owned())).copied().unwrap_or(0)), 1);
+    assert_eq!(sum(&|d| d.recovered), 1);
+    assert_eq!(sum(&|d| d.revenue.get("EUR").copied().unwrap_or(0)), 12_990);
+    let other = series(&t.app, Utc::now(), 7, Some("quick"), Some("no-such-step")).await.expect("series");
+    assert!(other.iter().all(|d| d.sends.is_empty() && d.recovered == 0));
+    use cartback::queue::tables::JobFilter;
+    let all = JobFilter { campaign: Some("quick".into()), limit: 100, ..JobFilter::default() };
+    let n = cartback::ops::jobs(&t.app, &all).await.expect("jobs").len();
+    assert!(n >= 2, "{n} jobs");
+    let step = t.scalar("SELECT next_step FROM carts").await;
+    let at_step = JobFilter { step: Some(step), ..all.clone() };
+    assert_eq!(cartback::ops::jobs(&t.app, &at_step).await.expect("jobs").len(), n);
+    let elsewhere = JobFilter { step: Some(step + 1), ..all.clone() };
+    assert_eq!(cartback::ops::jobs(&t.app, &elsewhere).await.expect("jobs").len(), 0);
+    let second_page = JobFilter { offset: 1, ..all.clone() };
+    assert_eq!(cartback::ops::jobs(&t.app, &second_page).await.expect("jobs").len(), n - 1);
+
     let metrics = t.metrics(TOKEN).await;
     assert!(
         metrics.contains(r#"cartback_events_received_total{type="cart.updated",result="accepted"} 1"#),

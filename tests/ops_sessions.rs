@@ -55,7 +55,10 @@ async fn dashboard_posts_need_their_form_token_and_this_origin() {
 
     // A link cannot put words on the page; only the fixed results can be shown.
     let spoof = page(a.clone(), "?msg=Your%20token%20expired%2C%20call%20555&done=call_us").await;
-    assert!(!spoof.contains("555") && !spoof.contains("call_us") && !spoof.contains("role=\"status\""), "reflected");
+    assert!(
+        !spoof.contains("expired") && !spoof.contains("call_us") && !spoof.contains("role=\"status\""),
+        "reflected: {spoof}"
+    );
     assert!(page(a.clone(), "?done=retried").await.contains("The job was queued again."));
 
     let retry = |cookie: &str, origin: Option<&str>, csrf: &str| {
@@ -75,7 +78,41 @@ async fn dashboard_posts_need_their_form_token_and_this_origin() {
     assert_eq!(sibling.status(), StatusCode::FORBIDDEN, "a sibling origin");
     let ok = retry(&a, Some(&t.base), &csrf).await.expect("post");
     assert_eq!(ok.status(), StatusCode::SEE_OTHER, "the dashboard's own form");
-    assert_eq!(ok.headers()["location"], "/ops/?done=not_retried", "the unknown job was not retried");
+    assert_eq!(
+        ok.headers()["location"],
+        "/ops/ui/jobs/no-such-job?done=not_retried",
+        "the unknown job was not retried"
+    );
+
+    // Every other console form is held to the same rules before it does anything.
+    for path in [
+        "/ops/ui/jobs/no-such-job/cancel",
+        "/ops/ui/campaigns/quick/pause",
+        "/ops/ui/campaigns/quick/resume",
+        "/ops/ui/outbound/1/retry",
+        "/ops/ui/carts",
+    ] {
+        let post = |origin: &str, csrf: &str| {
+            t.client
+                .post(format!("{}{path}", t.base))
+                .header("cookie", a.clone())
+                .header("origin", origin)
+                .form(&[("csrf", csrf), ("q", "c_1")])
+                .send()
+        };
+        assert_eq!(
+            post(&t.base, "").await.expect("post").status(),
+            StatusCode::FORBIDDEN,
+            "{path} without a form token"
+        );
+        assert_eq!(
+            post("https://evil.example", &csrf).await.expect("post").status(),
+            StatusCode::FORBIDDEN,
+            "{path} cross-origin"
+        );
+        assert!(post(&t.base, &csrf).await.expect("post").status().as_u16() < 400, "{path} from the console itself");
+    }
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM campaign_state WHERE paused = 1").await, 0, "paused and resumed");
 
     // Changes through the JSON API take the bearer token, never the cookie.
     let pause = |auth: (&'static str, String)| {

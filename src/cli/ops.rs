@@ -227,6 +227,7 @@ pub async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<(), Failure> {
                 campaign: a.campaign.clone(),
                 cart: a.cart.clone(),
                 limit: a.limit,
+                ..JobFilter::default()
             };
             let rows = ops::jobs(&app, &filter).await?;
             if a.json {

@@ -74,7 +74,18 @@ pub fn router(app: Arc<App>, ingest: Ingest) -> Router {
         .route("/ops", get(dashboard::dashboard))
         .route("/ops/login", post(dashboard::login))
         .route("/ops/logout", post(dashboard::logout))
+        .route("/ops/ui/jobs", get(dashboard::jobs))
+        .route("/ops/ui/jobs/{id}", get(dashboard::job))
         .route("/ops/ui/jobs/{id}/retry", post(dashboard::retry))
+        .route("/ops/ui/jobs/{id}/cancel", post(dashboard::cancel))
+        .route("/ops/ui/campaigns", get(dashboard::campaigns))
+        .route("/ops/ui/campaigns/{name}/pause", post(dashboard::pause))
+        .route("/ops/ui/campaigns/{name}/resume", post(dashboard::resume))
+        .route("/ops/ui/carts", get(dashboard::carts).post(dashboard::search))
+        .route("/ops/ui/carts/{shop}/{cart}", get(dashboard::cart))
+        .route("/ops/ui/charts", get(dashboard::charts))
+        .route("/ops/ui/outbound", get(dashboard::outbound))
+        .route("/ops/ui/outbound/{id}/retry", post(dashboard::retry_outbound))
         .route("/v1/shops/{shop}/events", post(webhooks::generic))
         .route("/v1/shops/{shop}/shopify", post(webhooks::shopify))
         .route("/v1/sms/status", post(sms::status))
@@ -118,7 +129,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/ops/"),
     ("post", "/ops/login"),
     ("post", "/ops/logout"),
+    ("get", "/ops/ui/jobs"),
+    ("get", "/ops/ui/jobs/{id}"),
     ("post", "/ops/ui/jobs/{id}/retry"),
+    ("post", "/ops/ui/jobs/{id}/cancel"),
+    ("get", "/ops/ui/campaigns"),
+    ("post", "/ops/ui/campaigns/{name}/pause"),
+    ("post", "/ops/ui/campaigns/{name}/resume"),
+    ("get", "/ops/ui/carts"),
+    ("post", "/ops/ui/carts"),
+    ("get", "/ops/ui/carts/{shop}/{cart}"),
+    ("get", "/ops/ui/charts"),
+    ("get", "/ops/ui/outbound"),
+    ("post", "/ops/ui/outbound/{id}/retry"),
     ("post", "/v1/shops/{shop}/events"),
     ("post", "/v1/shops/{shop}/shopify"),
     ("post", "/v1/sms/status"),

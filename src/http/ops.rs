@@ -50,8 +50,14 @@ pub async fn list_jobs(State(app): State<Arc<App>>, Query(q): Query<JobsQuery>) 
         )
         .field("state"));
     }
-    let filter =
-        JobFilter { state: q.state, shop: q.shop, campaign: q.campaign, cart: q.cart, limit: q.limit.unwrap_or(100) };
+    let filter = JobFilter {
+        state: q.state,
+        shop: q.shop,
+        campaign: q.campaign,
+        cart: q.cart,
+        limit: q.limit.unwrap_or(100),
+        ..JobFilter::default()
+    };
     Ok(Json(ops::jobs(&app, &filter).await?).into_response())
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod console;
 pub mod outbound;
 pub mod privacy;
 pub mod reasons;

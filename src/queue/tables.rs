@@ -183,6 +183,15 @@ pub struct JobRecord {
     pub cart_status: Option<String>,
 }
 
+impl JobRecord {
+    /// The job's error, when its last result was one (apalis stores `{"Err": "…"}`).
+    pub fn error(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(self.last_result.as_deref()?).ok()?;
+        let e = v.get("Err")?;
+        Some(e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+    }
+}
+
 /// Filters for [`list_jobs`].
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -194,8 +203,12 @@ pub struct JobFilter {
     pub campaign: Option<String>,
     /// One cart (the shop's id).
     pub cart: Option<String>,
-    /// At most this many, newest due time first.
+    /// Carts whose next step is this index of their campaign (with `campaign`, one step).
+    pub step: Option<i64>,
+    /// At most this many, newest due time first …
     pub limit: i64,
+    /// … after skipping this many (paging).
+    pub offset: i64,
 }
 
 const JOBS: Dialects = Dialects {
@@ -215,8 +228,8 @@ const JOBS: Dialects = Dialects {
   FROM Jobs j LEFT JOIN carts c ON c.id = CAST(json_extract(CAST(j.job AS TEXT), '$.cart') AS INTEGER)
   WHERE j.job_type IN ($1, $8)) AS x
 WHERE ($2 IS NULL OR state = $2) AND ($3 IS NULL OR shop = $3) AND ($4 IS NULL OR campaign = $4)
-  AND ($5 IS NULL OR cart = $5) AND ($6 IS NULL OR id = $6)
-ORDER BY run_at DESC, id DESC LIMIT $7",
+  AND ($5 IS NULL OR cart = $5) AND ($6 IS NULL OR id = $6) AND ($9 IS NULL OR next_step = $9)
+ORDER BY run_at DESC, id DESC LIMIT $7 OFFSET $10",
     postgres: "SELECT * FROM (
   SELECT j.id, j.status, j.attempts::BIGINT AS attempts, j.max_attempts::BIGINT AS max_attempts,
     EXTRACT(EPOCH FROM j.run_at)::BIGINT AS run_at, j.lock_by, EXTRACT(EPOCH FROM j.lock_at)::BIGINT AS lock_at,
@@ -234,8 +247,8 @@ ORDER BY run_at DESC, id DESC LIMIT $7",
   FROM apalis.jobs j LEFT JOIN carts c ON c.id = (convert_from(j.job, 'UTF8')::jsonb ->> 'cart')::BIGINT
   WHERE j.job_type IN ($1, $8)) AS x
 WHERE ($2::TEXT IS NULL OR state = $2) AND ($3::TEXT IS NULL OR shop = $3) AND ($4::TEXT IS NULL OR campaign = $4)
-  AND ($5::TEXT IS NULL OR cart = $5) AND ($6::TEXT IS NULL OR id = $6)
-ORDER BY run_at DESC, id DESC LIMIT $7",
+  AND ($5::TEXT IS NULL OR cart = $5) AND ($6::TEXT IS NULL OR id = $6) AND ($9::BIGINT IS NULL OR next_step = $9)
+ORDER BY run_at DESC, id DESC LIMIT $7 OFFSET $10",
 };
 
 /// Jobs of `queue` and of `waiting` (its far-future jobs) matching `f`.
@@ -268,6 +281,8 @@ async fn jobs_query(
         id.into(),
         Value::Int(f.limit.clamp(1, 10_000)),
         waiting.into(),
+        f.step.into(),
+        Value::Int(f.offset.max(0)),
     ];
     tx.fetch_all(&JOBS, &values).await
 }

@@ -64,6 +64,8 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// NULL text.
     NullText,
+    /// NULL integer.
+    NullInt,
 }
 
 impl From<i64> for Value {
@@ -84,6 +86,12 @@ impl From<String> for Value {
     }
 }
 
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Self::NullInt, Self::Int)
+    }
+}
+
 impl From<Option<&str>> for Value {
     fn from(v: Option<&str>) -> Self {
         v.map_or(Self::NullText, Self::from)
@@ -101,6 +109,7 @@ macro_rules! bind_values {
                 $crate::store::Value::Text(s) => q.bind(s.as_str()),
                 $crate::store::Value::Bytes(b) => q.bind(b.as_slice()),
                 $crate::store::Value::NullText => q.bind(None::<&str>),
+                $crate::store::Value::NullInt => q.bind(None::<i64>),
             };
         }
         q

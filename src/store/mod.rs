@@ -10,6 +10,7 @@
 //! [`foreign`]: statements spelled per [`Dialect`] by their owner, run here.
 
 mod carts;
+pub mod console;
 mod events;
 pub mod foreign;
 mod held;

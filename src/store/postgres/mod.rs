@@ -68,7 +68,7 @@ impl Column {
             .map(|j| {
                 let cells = rows.iter().map(|r| &r[j]);
                 match rows[0][j] {
-                    Value::Int(_) => {
+                    Value::Int(_) | Value::NullInt => {
                         Self::Int(cells.map(|v| if let Value::Int(i) = v { Some(*i) } else { None }).collect())
                     }
                     Value::Float(_) => {
