@@ -373,6 +373,49 @@ async fn dispatch(backend: &str, n: usize, smtp: Option<String>, pending: usize)
     (rate, cpu_ms, plan)
 }
 
+/// File dispatch on PostgreSQL by `procs` separate `cartback worker` processes (the release
+/// binary) sharing one queue: messages per second from their start until every message is
+/// recorded sent. Run for 1 and 2 processes alike, so the two figures compare.
+async fn dispatch_processes(n: usize, procs: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, url) = bench_app("postgres", dir.path(), |_| {}).await;
+    accept_due(&app, n, Utc::now() - chrono::Duration::hours(1), Duration::ZERO).await;
+    let config = dir.path().join("cartback.toml");
+    let toml = format!(
+        "database_url = \"{url}\"\ncampaigns_dir = \"{}\"\ntemplates_dir = \"{}\"\n[email]\noutbox_dir = \"{}\"\n\
+         [worker]\npoll_interval = \"50ms\"\n[shops.b]\nname = \"Bench\"\nwebhook_secret = \"{SECRET}\"\n\
+         timezone = \"UTC\"\nlocale = \"en\"\ncurrency = \"EUR\"\ncampaign = \"bench\"\n",
+        dir.path().join("campaigns").display(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/templates"),
+        outbox_dir().display()
+    );
+    std::fs::write(&config, toml).expect("config");
+    let started = Instant::now();
+    let mut children: Vec<std::process::Child> = (0..procs)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_cartback"))
+                .arg("--config")
+                .arg(&config)
+                .arg("worker")
+                .env("RUST_LOG", "error")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("start a cartback worker")
+        })
+        .collect();
+    while count(&app.db, DONE).await < n as i64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    app.db.close().await;
+    drop_db(&url).await;
+    rate
+}
+
 /// Accept `n` events in-process; cart `i` was last active at `first + i * spacing`.
 async fn accept_due(app: &App, n: usize, first: chrono::DateTime<Utc>, spacing: Duration) {
     let shop = app.shop("b").expect("shop").clone();
@@ -599,6 +642,19 @@ async fn parts(n: usize) {
             let m = (n / 5).max(100);
             let (_, statements) = counted(dispatch(backend, m, None, 0)).await;
             statements_row(backend, &format!("statements per message ({m} messages, sqlx's log)"), statements, m);
+            if backend == "postgres" {
+                // Separate processes, as operators scale out; on one machine they share its cores
+                // with PostgreSQL, so this shows what the CPUs allow, not what machines would.
+                let one = dispatch_processes(n, 1).await;
+                let two = dispatch_processes(n, 2).await;
+                row(backend, "due steps → file outbox, 1 `cartback worker` process", one, String::new());
+                row(
+                    backend,
+                    "due steps → file outbox, 2 `cartback worker` processes",
+                    two,
+                    format!("{:.2}× one", two / one),
+                );
+            }
         }
     }
     if sqlite && run("smtp") {

@@ -52,7 +52,9 @@ impl App {
         let renderer = Renderer::load(&settings.templates_dir)
             .with_context(|| format!("loading templates from {}", settings.templates_dir.display()))?;
         let campaigns = load_campaigns(&settings, &renderer, &shops)?;
-        let db = Db::connect(settings.database_url.expose()).await.context("connecting to the database")?;
+        let db = Db::connect_with(settings.database_url.expose(), Some(settings.worker.claim_lease))
+            .await
+            .context("connecting to the database")?;
         crate::queue::migrate(&db).await.context("applying migrations")?;
         let keys = Keyring::load(&db, settings.signing_key.as_ref().map(|s| s.expose())).await?;
         let email = match settings.email.transport {

@@ -254,6 +254,13 @@ async fn promote(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 
 /// Periodically delete finished jobs so the queue stays as large as the number of live carts,
 /// and keep the database's statistics current ([`Db::optimize`]).
+async fn strand_hand_overs(app: &App, before_ms: i64, now_ms: i64) -> Result<u64, crate::store::StoreError> {
+    let mut tx = app.db.begin().await?;
+    let n = tx.strand_hand_overs(before_ms, now_ms).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 async fn maintain(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let keep = app.settings.worker.keep_done_jobs;
     let mut first = true;
@@ -266,6 +273,16 @@ async fn maintain(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         let replays_refused_before = Utc::now().timestamp_millis() - 3 * 1000 * crate::crypto::TOLERANCE_SECS;
         if let Err(e) = app.db.forget_requests(replays_refused_before).await {
             warn!(error = %e, "forgetting old signed requests failed");
+        }
+        let now = Utc::now().timestamp_millis();
+        let lease = i64::try_from(app.settings.worker.claim_lease.as_millis()).unwrap_or(60_000);
+        match strand_hand_overs(&app, now - 2 * lease, now).await {
+            Ok(0) => {}
+            Ok(n) => warn!(
+                sends = n,
+                "messages handed over by a worker that stopped before recording them are unconfirmed now (cartback jobs unconfirmed)"
+            ),
+            Err(e) => warn!(error = %e, "looking for stranded hand-overs failed"),
         }
         for queue in [QUEUE, OUTBOUND_QUEUE] {
             match crate::queue::tables::vacuum(&app.db, queue, before).await {

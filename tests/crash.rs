@@ -4,119 +4,19 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cartback::app::App;
-use cartback::domain::WebhookId;
 use cartback::store::Db;
 use chrono::Utc;
-use common::{Backend, SECRET, SHOP, SmtpSink, cart_event, database_url, drop_postgres_db, quick_campaign, settings};
+use common::procs::{
+    Worker, accept_due_carts, config_file, config_file_with, count, signal, start_worker, start_worker_with,
+    wait_for_log, wait_until,
+};
+use common::{Backend, SmtpSink, database_url, drop_postgres_db, quick_campaign, settings};
 
 const CARTS: usize = 300;
-
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn config_file(dir: &Path, url: &str) -> std::path::PathBuf {
-    config_file_with(dir, url, "")
-}
-
-/// The worker's configuration; `email` adds lines to `[email]`, `worker` to `[worker]`.
-fn config_file_with(dir: &Path, url: &str, email: &str) -> std::path::PathBuf {
-    let path = dir.join("cartback.toml");
-    let toml = format!(
-        r#"database_url = "{url}"
-campaigns_dir = "{campaigns}"
-templates_dir = "{templates}"
-[email]
-outbox_dir = "{outbox}"
-{email}
-[worker]
-poll_interval = "100ms"
-heartbeat = "1s"
-claim_lease = "2s"
-[shops.{SHOP}]
-name = "Test Shop"
-webhook_secret = "{SECRET}"
-timezone = "Europe/Berlin"
-locale = "en"
-currency = "EUR"
-campaign = "quick"
-"#,
-        campaigns = dir.join("campaigns").display(),
-        templates = common::repo().join("templates").display(),
-        outbox = dir.join("outbox/email").display(),
-    );
-    std::fs::write(&path, toml).expect("config");
-    path
-}
-
-fn start_worker(config: &Path, log: &Path) -> Worker {
-    start_worker_with(config, log, &[])
-}
-
-/// A worker process with extra environment (the fault hook: `CRASH_TEST_POINT`, …).
-fn start_worker_with(config: &Path, log: &Path, env: &[(&str, &str)]) -> Worker {
-    let log = std::fs::File::create(log).expect("log file");
-    Worker(
-        Command::new(env!("CARGO_BIN_EXE_cartback"))
-            .arg("--config")
-            .arg(config)
-            .arg("worker")
-            .env("RUST_LOG", std::env::var("CRASH_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cartback worker"),
-    )
-}
-
-/// Accept `n` carts in-process, idle for an hour so every reminder is due at once.
-async fn accept_due_carts(s: cartback::config::Settings, n: usize) -> Db {
-    let app = App::build(s).await.expect("app");
-    let shop = app.shop(SHOP).expect("shop").clone();
-    let past = Utc::now() - chrono::Duration::hours(1);
-    let ingest = cartback::ingest::Ingest::start(&app);
-    for i in 0..n {
-        let body =
-            serde_json::to_vec(&cart_event("cart.updated", &format!("c_{i}"), &format!("p{i}@example.com"), past))
-                .expect("json");
-        let ev = cartback::ingest::generic::parse(&body).expect("parse");
-        let id = WebhookId::parse(&format!("m_{i}")).expect("id");
-        ingest.accept(&shop, &id, &ev, &body).await.expect("accept");
-    }
-    app.db.clone()
-}
-
-async fn count(db: &Db, sql: &'static str) -> i64 {
-    match common::raw(db) {
-        common::Raw::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
-        common::Raw::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.expect("query"),
-    }
-}
-
-async fn wait_until(db: &Db, what: &str, timeout: Duration, sql: &'static str, at_least: i64, log: &Path) {
-    let start = Instant::now();
-    loop {
-        if count(db, sql).await >= at_least {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out waiting for {what}; worker log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn kill_mid_batch_then_restart(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -203,24 +103,6 @@ async fn sigterm_stops_a_worker_gracefully() {
     };
     assert!(status.success(), "exit status {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     app.db.close().await;
-}
-
-/// Wait until the worker's log contains `text`.
-async fn wait_for_log(log: &Path, text: &str, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        let content = std::fs::read_to_string(log).unwrap_or_default();
-        if content.contains(text) {
-            return;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {text:?} in the worker log:\n{content}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn signal(worker: &Worker, sig: &str) {
-    let pid = worker.0.id().to_string();
-    assert!(Command::new("kill").args([sig, &pid]).status().expect("kill").success(), "kill {sig} {pid}");
 }
 
 /// `n` carts idle for an hour (every reminder due now), accepted in-process, sending over SMTP

@@ -226,8 +226,9 @@ async fn internationalized_addresses_need_smtputf8() {
 /// hand the message over nor record a result; the new holder can. A handed-over claim taken
 /// over is reported as such (the in-doubt case).
 async fn stale_holder_is_fenced_off(backend: Backend) {
+    use cartback::domain::CartStatus;
     use cartback::domain::Receipt;
-    use cartback::store::{Claim, NewSend, SendStatus};
+    use cartback::store::{Claim, HandOverMark, NewSend, SendStatus};
     let t = spawn_app_with(backend, &quick_campaign(1, &[("reminder", 1, "reminder")]), false, |_| {}).await;
     assert_eq!(t.post(&cart_event("cart.updated", "c_fence", "f@example.org", Utc::now())).await.status(), 202);
     let cart = t.scalar("SELECT id FROM carts").await;
@@ -244,8 +245,9 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
     else {
         panic!("fresh claim")
     };
-    assert!(
+    assert_eq!(
         tx.hand_over(old.attempt(), 10_100, "handed over to test").await.expect("hand over"),
+        HandOverMark::Marked,
         "the holder may hand it over"
     );
     assert!(matches!(
@@ -271,10 +273,23 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
     };
     assert_eq!(new.attempts, old.attempts + 1);
     assert!(new.handed_at.is_some(), "the new holder sees the message was handed over (in doubt)");
-    assert!(
-        !tx.hand_over(old.attempt(), 11_100, "handed over to test").await.expect("hand over"),
+    assert_eq!(
+        tx.hand_over(old.attempt(), 11_100, "handed over to test").await.expect("hand over"),
+        HandOverMark::TakenOver,
         "stale holder fenced"
     );
+    // An order that arrived during the conversation stops the holder at the hand-over too.
+    let mut row = tx.cart_by_id(cart).await.expect("cart").expect("the cart");
+    let before = row.status();
+    row.set_status(CartStatus::Recovered);
+    tx.save_cart(&row).await.expect("save");
+    assert_eq!(
+        tx.hand_over(new.attempt(), 11_150, "handed over to test").await.expect("hand over"),
+        HandOverMark::CartLeft(CartStatus::Recovered),
+        "no hand-over after the cart's order"
+    );
+    row.set_status(before);
+    tx.save_cart(&row).await.expect("save");
     assert!(!tx.release_claim(old.attempt(), "x").await.expect("release"), "stale holder fenced");
     assert!(
         !tx.complete_send(old.attempt(), SendStatus::Failed, Some("x"), None, 11_200).await.expect("complete"),
@@ -308,8 +323,28 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
         .expect("claim"),
         Claim::Done(_)
     ));
+    // A hand-over nobody recorded, on a cart that left its sequence: found by the sweep
+    // once it is older than the cutoff, never before, and never a recorded one.
+    let Claim::Claimed(other) = tx
+        .claim_send(
+            &NewSend { cart_id: cart, step: "faq", channel: "email", due_at: 0, customer_ref: None, to: None },
+            30_000,
+            lease,
+        )
+        .await
+        .expect("claim")
+    else {
+        panic!("fresh claim")
+    };
+    assert_eq!(
+        tx.hand_over(other.attempt(), 30_100, "handed over to test").await.expect("hand over"),
+        HandOverMark::Marked
+    );
+    assert_eq!(tx.strand_hand_overs(30_000, 40_000).await.expect("sweep"), 0, "not older than the cutoff");
+    assert_eq!(tx.strand_hand_overs(30_001, 40_000).await.expect("sweep"), 1);
     tx.commit().await.expect("commit");
     assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'sent' AND message_ref = 'smtp 250'").await, 1);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM sends WHERE status = 'unconfirmed' AND step = 'faq'").await, 1);
     t.shutdown().await;
 }
 

@@ -34,6 +34,15 @@ pub enum OpsError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::recovery::JobError> for OpsError {
+    fn from(e: crate::recovery::JobError) -> Self {
+        match e {
+            crate::recovery::JobError::Store(e) => Self::Store(e),
+            e @ crate::recovery::JobError::LeaseRanOut => Self::Conflict(format!("{e}; try again")),
+        }
+    }
+}
+
 /// List jobs.
 pub async fn jobs(app: &App, filter: &JobFilter) -> Result<Vec<JobRow>, OpsError> {
     let mut tx = app.db.begin().await?;
@@ -163,13 +172,13 @@ fn settled(id: &str, s: crate::recovery::Settled) -> Result<String, OpsError> {
 
 /// Send an unconfirmed message again, now (same `Message-ID`).
 pub async fn resend(app: &App, id: &str) -> Result<String, OpsError> {
-    let done = crate::recovery::resend(app, id).await.map_err(|crate::recovery::JobError::Store(e)| e)?;
+    let done = crate::recovery::resend(app, id).await?;
     settled(id, done)
 }
 
 /// Record an unconfirmed message as delivered.
 pub async fn mark_delivered(app: &App, id: &str) -> Result<String, OpsError> {
-    let done = crate::recovery::mark_delivered(app, id).await.map_err(|crate::recovery::JobError::Store(e)| e)?;
+    let done = crate::recovery::mark_delivered(app, id).await?;
     settled(id, done)
 }
 

@@ -59,6 +59,10 @@ pub enum JobError {
     /// Storage failed; the queue retries the job.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// This worker stalled until its claim's lease ran out before the hand-over, so it did not
+    /// hand the message over; the queue retries the job, which takes the claim over.
+    #[error("the claim's lease ran out before the hand-over (this worker stalled); nothing was sent")]
+    LeaseRanOut,
 }
 
 fn now_ms() -> i64 {

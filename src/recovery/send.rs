@@ -16,7 +16,7 @@ use super::{JobError, MAX_SEND_ATTEMPTS, backoff_ms, now_ms};
 use crate::campaign::Channel;
 use crate::deliver::{DeliveryError, Gate as _};
 use crate::domain::{Receipt, mask_email, mask_phone};
-use crate::store::{CartRow, Claim, GroupTx, NewSend, SendRow, SendStatus};
+use crate::store::{CartRow, Claim, GroupTx, HandOverMark, NewSend, SendRow, SendStatus};
 
 /// How one channel of a step ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -234,6 +234,7 @@ pub(super) async fn deliver(
         channel,
         result: std::sync::Mutex::new(None),
         committing: std::sync::Mutex::new(None),
+        stopped: std::sync::Mutex::new(None),
     };
     let result = match &message {
         Prepared::Email(m) if idempotent(s, channel) => s.app.email.send(m, &crate::deliver::Open).await,
@@ -266,6 +267,8 @@ struct HandOver<'a> {
     result: std::sync::Mutex<Option<Result<bool, JobError>>>,
     /// The hand-over's commit, on its way while the final dot goes out.
     committing: std::sync::Mutex<Option<crate::store::Committing>>,
+    /// Why the message was stopped at the hand-over (the cart left its sequence meanwhile).
+    stopped: std::sync::Mutex<Option<String>>,
 }
 
 impl HandOver<'_> {
@@ -284,7 +287,12 @@ impl HandOver<'_> {
             Some(Err(e)) => Err(e),
             _ => {
                 let step = &self.s.step().id.value;
-                warn!(step = %step, channel = self.channel.as_str(), "claim was taken over while this worker stalled; not sending");
+                match self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                    Some(why) => info!(step = %step, channel = self.channel.as_str(), "{why}"),
+                    None => {
+                        warn!(step = %step, channel = self.channel.as_str(), "claim was taken over while this worker stalled; not sending");
+                    }
+                }
                 Ok(())
             }
         }
@@ -298,10 +306,28 @@ impl crate::deliver::Gate for HandOver<'_> {
         }
         let result = async {
             let mut tx = self.s.app.jobs_tx.begin().await?;
-            let ours = tx.hand_over(self.send.attempt(), now_ms(), &format!("handed over to {to}")).await?;
-            if !ours {
-                tx.commit().await?;
-                return Ok(false);
+            match tx.hand_over(self.send.attempt(), now_ms(), &format!("handed over to {to}")).await? {
+                HandOverMark::Marked => {}
+                HandOverMark::TakenOver => {
+                    tx.commit().await?;
+                    return Ok(false);
+                }
+                HandOverMark::CartLeft(status) => {
+                    let why = format!("cart {} while the message was on its way; not sent", status.as_str());
+                    tx.complete_send(self.send.attempt(), SendStatus::Skipped, Some(&why), None, now_ms()).await?;
+                    tx.log(self.send.cart_id, now_ms(), "exit", &format!("{} {why}", label(self.s, self.channel)))
+                        .await?;
+                    tx.commit().await?;
+                    *self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+                    return Ok(false);
+                }
+            }
+            // A worker frozen past its lease here may have had this transaction, and the mark
+            // in it, ended by PostgreSQL (`Db::connect_with`) while another worker took the
+            // claim over: the final dot must not follow a commit that cannot happen.
+            if !within_lease(self.send.claimed_at, self.s.app.settings.worker.claim_lease, now_ms()) {
+                drop(tx);
+                return Err(JobError::LeaseRanOut);
             }
             // The final dot follows COMMIT's way out without waiting for its answer: a worker
             // killed while PostgreSQL commits the mark would otherwise leave a mark and no
@@ -329,6 +355,13 @@ impl crate::deliver::Gate for HandOver<'_> {
             *self.lock() = Some(Err(e.into()));
         }
     }
+}
+
+/// Whether a claim made at `claimed_at` (Unix ms) is still its holder's at `now`: its lease
+/// has not run out, with a tenth of it to spare for clocks that differ between machines.
+pub(super) fn within_lease(claimed_at: i64, lease: std::time::Duration, now: i64) -> bool {
+    let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    now < claimed_at.saturating_add(lease - lease / 10)
 }
 
 /// What a delivery's result means for its send.
@@ -488,6 +521,15 @@ mod tests {
         assert_eq!(give_up(&transient, MAX_SEND_ATTEMPTS - 1, due + 60_000, give_up_at, SIX_HOURS), None);
         let spent = give_up(&transient, MAX_SEND_ATTEMPTS, due + 60_000, give_up_at, SIX_HOURS).expect("attempts");
         assert!(spent.starts_with(&format!("gave up after {MAX_SEND_ATTEMPTS} attempts")), "{spent}");
+    }
+
+    #[test]
+    fn a_claim_is_its_holders_until_nine_tenths_of_its_lease() {
+        let lease = std::time::Duration::from_secs(60);
+        assert!(super::within_lease(1_000, lease, 1_000));
+        assert!(super::within_lease(1_000, lease, 54_999));
+        assert!(!super::within_lease(1_000, lease, 55_000), "the last tenth is left for clock differences");
+        assert!(!super::within_lease(1_000, lease, 3_600_000));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::time::Duration;
 pub use carts::{CartRow, CartStatus, LogEntry};
 pub use events::EventRecord;
 pub use foreign::{Dialects, RowInsert, Value};
-pub use sends::{Attempt, Claim, NewIncentive, NewSend, SendRow, SendStatus};
+pub use sends::{Attempt, Claim, HandOverMark, NewIncentive, NewSend, SendRow, SendStatus};
 pub use sqlite::{Committing, GroupTx, TxGroup};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -229,6 +229,18 @@ fn private_sqlite_file(url: &str) -> Result<(), StoreError> {
 impl Db {
     /// Connect; SQLite files are created when missing.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// Connect as a worker holding claims of `claim_lease`: on PostgreSQL, a session that
+    /// sits in an open transaction longer than the lease is ended by the server
+    /// (`idle_in_transaction_session_timeout`). Cartback's transactions are open for
+    /// milliseconds; one open that long belongs to a frozen or cut-off process, and its row
+    /// locks would stop every other worker that needs those carts until it woke. The lease is
+    /// the bound because a process frozen that long has lost its claims anyway: before it
+    /// hands a message over it checks that its claim's lease has not run out
+    /// (`recovery/send.rs`), so a mark the server threw away is never followed by a send.
+    pub async fn connect_with(url: &str, claim_lease: Option<Duration>) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             private_sqlite_file(url)?;
             let opts = SqliteConnectOptions::from_str(url)?
@@ -264,7 +276,10 @@ impl Db {
             Ok(Db { backend: Backend::Sqlite(pool) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?;
-            let opts = opts.options([("plan_cache_mode", "force_custom_plan")]);
+            let mut opts = opts.options([("plan_cache_mode", "force_custom_plan")]);
+            if let Some(lease) = claim_lease {
+                opts = opts.options([("idle_in_transaction_session_timeout", lease.as_millis().to_string())]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))

@@ -1,7 +1,7 @@
 //! The send log: claimed before a provider is called, completed after.
 
 use super::{StoreError, Tx, on_tx, on_tx_now};
-use crate::domain::{CustomerRef, Receipt};
+use crate::domain::{CartStatus, CustomerRef, Receipt};
 
 /// The form an address is compared in on the suppression list: email addresses in lower
 /// case (mailbox providers treat the local part as case-insensitive, and an opt-out is the
@@ -85,6 +85,17 @@ impl SendRow {
     pub fn status(&self) -> SendStatus {
         self.status
     }
+}
+
+/// What became of a hand-over mark ([`Tx::hand_over`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandOverMark {
+    /// Marked: the message may go.
+    Marked,
+    /// The claim is another worker's now.
+    TakenOver,
+    /// The claim is ours but the cart left its sequence (this status) meanwhile.
+    CartLeft(CartStatus),
 }
 
 /// The outcome of trying to claim a send.
@@ -269,16 +280,20 @@ impl Tx {
     }
 
     /// Record that the claim `attempt` is being handed to a provider that cannot deduplicate
-    /// (`via` names it, for the operator). `false` when the claim is no longer ours (another
-    /// worker took it over while this one was stalled): the caller must not send.
+    /// (`via` names it, for the operator), unless the claim is no longer ours (another worker
+    /// took it over while this one stalled) or the cart left its sequence meanwhile (an order,
+    /// an emptied cart or an unsubscribe that arrived during the conversation with the
+    /// provider). Either way the caller must not send.
     pub async fn hand_over(
         &mut self,
         Attempt { id, attempts }: Attempt,
         now_ms: i64,
         via: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<HandOverMark, StoreError> {
         let n = on_tx!(self, |c| sqlx::query(
-            "UPDATE sends SET handed_at = $3, reason = $4 WHERE id = $1 AND attempts = $2 AND status = 'claimed'"
+            "UPDATE sends SET handed_at = $3, reason = $4 WHERE id = $1 AND attempts = $2 AND status = 'claimed'
+               AND NOT EXISTS (SELECT 1 FROM carts c WHERE c.id = sends.cart_id
+                               AND c.status IN ('recovered', 'emptied', 'unsubscribed'))"
         )
         .bind(id)
         .bind(attempts)
@@ -287,7 +302,22 @@ impl Tx {
         .execute(&mut *c)
         .await?
         .rows_affected());
-        Ok(n == 1)
+        if n == 1 {
+            return Ok(HandOverMark::Marked);
+        }
+        // The rare path: tell a cart that moved on from a claim that is not ours.
+        let left = on_tx!(self, |c| sqlx::query_scalar::<_, String>(
+            "SELECT c.status FROM sends s JOIN carts c ON c.id = s.cart_id
+             WHERE s.id = $1 AND s.attempts = $2 AND s.status = 'claimed'"
+        )
+        .bind(id)
+        .bind(attempts)
+        .fetch_optional(&mut *c)
+        .await?);
+        Ok(match left.map(|s| CartStatus::parse(&s)) {
+            Some(Ok(status)) => HandOverMark::CartLeft(status),
+            _ => HandOverMark::TakenOver,
+        })
     }
 
     /// Finish the claim `attempt`. `false` when the claim is no longer ours: a worker that
@@ -476,6 +506,26 @@ impl Tx {
             .rows_affected()
         });
         Ok(())
+    }
+}
+
+impl Tx {
+    /// Sends handed over (their final `.` may have reached the relay) whose worker never
+    /// recorded the relay's answer, claimed before `before_ms`: `unconfirmed` now, so the
+    /// operator sees them. A live worker takes such a claim over itself and finds it in doubt;
+    /// this finds the ones nobody will take over because their cart left its sequence meanwhile
+    /// (an order after the message went out). A late answer still records `sent` over it.
+    pub async fn strand_hand_overs(&mut self, before_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+        Ok(on_tx!(self, |c| sqlx::query(
+            "UPDATE sends SET status = 'unconfirmed', completed_at = $2,
+                    reason = COALESCE(reason, 'handed over') || '; its worker stopped before the answer was recorded'
+             WHERE status = 'claimed' AND handed_at IS NOT NULL AND claimed_at < $1"
+        )
+        .bind(before_ms)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()))
     }
 }
 

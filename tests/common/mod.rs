@@ -14,6 +14,8 @@ macro_rules! on_both {
     };
 }
 
+pub mod procs;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -498,6 +500,22 @@ impl SmtpSink {
         std::fs::read_dir(self.dumps.path())
             .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())
             .unwrap_or_default()
+    }
+
+    /// The `To` header of every message whose whole body arrived. smtp-sink writes its dump
+    /// from `DATA` on, so a conversation still open mid-body (a frozen sender's) shows as a
+    /// partial file until it closes; Cartback's mail is multipart, so a whole one ends with
+    /// the closing boundary.
+    pub fn delivered(&self) -> Vec<String> {
+        let whole = |m: &String| {
+            m.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.starts_with("--") && l.trim_end().ends_with("--"))
+        };
+        let mut to: Vec<String> = self.messages().iter().filter(|m| whole(m)).filter_map(|m| header(m, "To")).collect();
+        to.sort();
+        to
     }
 
     /// The `To` header of every accepted message.
