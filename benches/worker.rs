@@ -7,7 +7,10 @@
 //! 4. lateness: sends falling due over a window, (sent − due) p50/p99/max, and how many early.
 //!
 //! 5. scale: ingest and file dispatch with `CARTBACK_BENCH_PENDING` (default 1,000,000) live
-//!    carts pending, the due-job query plan and time, and the process's peak RSS.
+//!    carts pending, the due-job query plan and time (SQLite), and the process's peak RSS.
+//!
+//! Ingest, file dispatch, scale and lateness run on both databases; on PostgreSQL file
+//! dispatch also runs in one and in two separate `cartback worker` processes.
 //!
 //! `cargo bench --bench worker` (release build). `CARTBACK_BENCH_JOBS` sets the batch size
 //! (default 10,000), `CARTBACK_BENCH_CLIENTS` the HTTP clients (default 32),
@@ -197,15 +200,37 @@ async fn backlog(db: &Db, n: usize) {
         // Due tomorrow: where the service files such jobs (queue::LATER on SQLite).
         later_queue = cartback::queue::LATER
     );
-    let pool = db.as_sqlite().expect("the backlog is measured on SQLite");
-    for sql in statements.iter().chain(std::iter::once(&jobs)) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(pool)
-            .await
-            .unwrap_or_else(|e| panic!("backlog: {e}\n{sql}"));
-    }
-    if let Some(p) = db.as_sqlite() {
-        sqlx::query("ANALYZE").execute(p).await.expect("analyze");
+    match raw(db) {
+        Raw::Sqlite(pool) => {
+            for sql in statements.iter().chain(std::iter::once(&jobs)) {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("backlog: {e}\n{sql}"));
+            }
+            sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+        }
+        Raw::Postgres(pool) => {
+            // The same rows; PostgreSQL keeps far jobs in the polled queue (its due-job
+            // lookup searches an index range on run_at), and job payloads are bytes.
+            let jobs = format!(
+                "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, idempotency_key)
+                 SELECT convert_to('{{\"cart\":' || id || ',\"seq\":1}}', 'UTF8'), 'bl' || id, '{queue}', 'Pending', 0, 5,
+                        to_timestamp({later_s}), 0, id || ':1' FROM carts WHERE public_id LIKE 'bl%'",
+                queue = cartback::queue::QUEUE
+            );
+            let carts = statements[0].replace(
+                &format!("WITH RECURSIVE k(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM k WHERE x < {n})"),
+                &format!("WITH k(x) AS (SELECT generate_series(1, {n}))"),
+            );
+            for sql in [&carts, &statements[1], &statements[2], &jobs] {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("backlog: {e}\n{sql}"));
+            }
+            sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+        }
     }
 }
 
@@ -617,9 +642,9 @@ async fn parts(n: usize) {
         .into_iter()
         .filter(|b| !only.contains("sqlite") && !only.contains("postgres") || only.contains(b))
         .collect();
-    // SMTP, scale and lateness are measured on SQLite only.
+    // SMTP is measured on SQLite only.
     let sqlite = backends.contains(&"sqlite");
-    for backend in backends {
+    for backend in backends.iter().copied() {
         if run("ingest") {
             let push = apalis_push(backend, n, clients).await;
             row(backend, "raw apalis push, 1 per transaction (baseline)", push, String::new());
@@ -664,41 +689,42 @@ async fn parts(n: usize) {
         let (smtp, cpu, _) = dispatch("sqlite", n, Some(format!("smtp://127.0.0.1:{}", sink.port)), 0).await;
         row("sqlite", "due steps → emails into smtp-sink", smtp, format!("{cpu:.2} ms CPU each"));
     }
-    if sqlite && run("scale") {
+    for backend in backends.iter().copied().filter(|_| run("scale")) {
         let pending = env_or("CARTBACK_BENCH_PENDING", 1_000_000);
-        let (rate, p50, p99) = ingest_http("sqlite", n, clients, pending).await;
+        let (rate, p50, p99) = ingest_http(backend, n, clients, pending).await;
         row(
-            "sqlite",
+            backend,
             &format!("{pending} carts pending: events over HTTP"),
             rate,
             format!("p50 {p50:.1} ms, p99 {p99:.1} ms"),
         );
-        let (file, cpu, plan) = dispatch("sqlite", n, None, pending).await;
+        let (file, cpu, plan) = dispatch(backend, n, None, pending).await;
         row(
-            "sqlite",
+            backend,
             &format!("{pending} carts pending: due steps → file outbox"),
             file,
             format!("{cpu:.2} ms CPU each"),
         );
-        let (plan, polled, waiting) = plan;
-        println!("sqlite     due-job query plan with the backlog: {plan}");
-        println!(
-            "sqlite     one look for due jobs, none due: {polled:.2} ms; had the backlog waited in the polled queue: {waiting:.1} ms"
-        );
-        println!("sqlite     peak RSS of the bench process (server, worker, clients): {:.0} MiB", peak_rss_mib());
-    }
-    if !(sqlite && run("lateness")) {
-        return;
+        if backend == "sqlite" {
+            let (plan, polled, waiting) = plan;
+            println!("sqlite     due-job query plan with the backlog: {plan}");
+            println!(
+                "sqlite     one look for due jobs, none due: {polled:.2} ms; had the backlog waited in the polled queue: {waiting:.1} ms"
+            );
+        }
+        println!("{backend:<10} peak RSS of the bench process (server, worker, clients): {:.0} MiB", peak_rss_mib());
     }
     // One or more windows, seconds, comma-separated: the same sends due faster or slower.
     let windows = std::env::var("CARTBACK_BENCH_LATENESS_SECS").unwrap_or_else(|_| "300,600".into());
     let due = env_or("CARTBACK_BENCH_LATENESS_JOBS", 100_000);
-    for secs in windows.split(',').filter_map(|w| w.trim().parse::<u64>().ok()) {
-        let (p50, p99, max, early) = lateness("sqlite", due, Duration::from_secs(secs)).await;
-        println!(
-            "sqlite     lateness, {due} sends due over {secs}s ({:.0}/s): p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s, early {early}",
-            due as f64 / secs as f64
-        );
+    for backend in backends.iter().copied().filter(|_| run("lateness")) {
+        for secs in windows.split(',').filter_map(|w| w.trim().parse::<u64>().ok()) {
+            let (p50, p99, max, early) = lateness(backend, due, Duration::from_secs(secs)).await;
+            println!(
+                "{backend:<10} lateness, {due} sends due over {secs}s ({:.0}/s): p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s, early {early}",
+                due as f64 / secs as f64
+            );
+        }
     }
 }
 
