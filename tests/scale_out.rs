@@ -34,7 +34,9 @@ async fn place_orders(base: String, db: Db, random: Vec<usize>, pause: Duration)
             .iter()
             .filter_map(|c| c.trim_start_matches("c_").parse::<usize>().ok())
             .find(|c| !acked.contains_key(c));
-        let carts: Vec<usize> = [Some(i), racing].into_iter().flatten().filter(|c| !acked.contains_key(c)).collect();
+        // The in-flight cart can be this round's random one: order each cart once.
+        let carts: BTreeSet<usize> =
+            [Some(i), racing].into_iter().flatten().filter(|c| !acked.contains_key(c)).collect();
         for cart in carts {
             let body = serde_json::to_vec(&serde_json::json!({
                 "type": "order.placed", "occurred_at": Utc::now().to_rfc3339(), "cart_id": format!("c_{cart}"),
