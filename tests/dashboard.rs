@@ -10,6 +10,38 @@ use cartback::config::Secret;
 use chrono::Utc;
 use common::{Backend, cart_event, quick_campaign, spawn_app_with};
 
+/// Run `tests/browser/<script>` with `args` in node (Chromium through playwright-core); it must succeed.
+fn browser(script: &str, args: &[&str]) {
+    let dir = common::repo().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does) and `apt-get install chromium`"
+    );
+    let out = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .output()
+        .expect("node must be installed to run the browser test");
+    assert!(
+        out.status.success(),
+        "browser test {script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One finished job turned into a dead one, as a relay outage would leave it; its id.
+async fn kill_a_done_job(pool: &sqlx::SqlitePool) -> String {
+    let id: String =
+        sqlx::query_scalar("SELECT id FROM Jobs WHERE status = 'Done' LIMIT 1").fetch_one(pool).await.expect("job");
+    sqlx::query("UPDATE Jobs SET status = 'Killed', attempts = 5, last_result = '{\"Err\":\"SMTP relay answered 554: rejected\"}' WHERE id = $1")
+        .bind(&id)
+        .execute(pool)
+        .await
+        .expect("make it dead");
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_retries_a_dead_job_from_the_dashboard() {
     let t = spawn_app_with(Backend::Sqlite, &quick_campaign(1, &[("reminder", 1, "reminder")]), true, |s| {
@@ -27,32 +59,11 @@ async fn an_operator_retries_a_dead_job_from_the_dashboard() {
     .await;
     // … and one of its jobs turned into a dead one, as a relay outage would leave it.
     let pool = t.app.db.as_sqlite().expect("a SQLite database");
-    let id: String =
-        sqlx::query_scalar("SELECT id FROM Jobs WHERE status = 'Done' LIMIT 1").fetch_one(pool).await.expect("job");
-    sqlx::query("UPDATE Jobs SET status = 'Killed', attempts = 5, last_result = '{\"Err\":\"SMTP relay answered 554: rejected\"}' WHERE id = $1")
-        .bind(&id)
-        .execute(pool)
-        .await
-        .expect("make it dead");
+    let id = kill_a_done_job(pool).await;
 
-    let browser_dir = common::repo().join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (.ci/run does) and `apt-get install chromium`"
-    );
     let shot = common::repo().join("target/dashboard.png");
-    let out = Command::new("node")
-        .arg(browser_dir.join("dashboard.mjs"))
-        .args([&t.base, "dashboard-token", &id])
-        .arg(&shot)
-        .output()
-        .expect("node must be installed to run the browser test");
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shot_arg = shot.display().to_string();
+    browser("dashboard.mjs", &[t.base.as_str(), "dashboard-token", id.as_str(), shot_arg.as_str()]);
     // The click really retried the job: its failure is gone and it is queued (or already ran again).
     let (status, result): (String, Option<String>) =
         sqlx::query_as("SELECT status, last_result FROM Jobs WHERE id = $1")
@@ -92,13 +103,7 @@ async fn an_operator_works_through_every_console_page() {
     })
     .await;
     let pool = t.app.db.as_sqlite().expect("a SQLite database");
-    let id: String =
-        sqlx::query_scalar("SELECT id FROM Jobs WHERE status = 'Done' LIMIT 1").fetch_one(pool).await.expect("job");
-    sqlx::query("UPDATE Jobs SET status = 'Killed', attempts = 5, last_result = '{\"Err\":\"SMTP relay answered 554: rejected\"}' WHERE id = $1")
-        .bind(&id)
-        .execute(pool)
-        .await
-        .expect("make it dead");
+    let id = kill_a_done_job(pool).await;
     let now = Utc::now().timestamp_millis();
     sqlx::query(
         "INSERT INTO outbound_webhooks (public_id, shop, kind, payload, created_at, attempts, last_error, dead_at)
@@ -109,25 +114,13 @@ async fn an_operator_works_through_every_console_page() {
     .await
     .expect("a dead outbound webhook");
 
-    let browser_dir = common::repo().join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does) and `apt-get install chromium`"
-    );
     let shots = common::repo().join("target/console");
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let out = Command::new("node")
-        .arg(browser_dir.join("console.mjs"))
-        .args([t.base.as_str(), "console-token", id.as_str(), "c_console", email, "quick"])
-        .arg(&shots)
-        .output()
-        .expect("node must be installed to run the browser test");
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let shots_arg = shots.display().to_string();
+    browser(
+        "console.mjs",
+        &[t.base.as_str(), "console-token", id.as_str(), "c_console", email, "quick", shots_arg.as_str()],
     );
     // The clicks did what they say, in the database.
     let status: String =

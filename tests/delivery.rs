@@ -222,27 +222,24 @@ async fn internationalized_addresses_need_smtputf8() {
     let _ = child.wait();
 }
 
+/// A claim of `step`'s email for `cart`, with no address to check against suppressions.
+fn email_send(cart: i64, step: &str) -> cartback::store::NewSend<'_> {
+    cartback::store::NewSend { cart_id: cart, step, channel: "email", due_at: 0, customer_ref: None, to: None }
+}
+
 /// The fence under the crash rules: once a claim is taken over, the old holder can neither
 /// hand the message over nor record a result; the new holder can. A handed-over claim taken
 /// over is reported as such (the in-doubt case).
 async fn stale_holder_is_fenced_off(backend: Backend) {
     use cartback::domain::CartStatus;
     use cartback::domain::Receipt;
-    use cartback::store::{Claim, HandOverMark, NewSend, SendStatus};
+    use cartback::store::{Claim, HandOverMark, SendStatus};
     let t = spawn_app_with(backend, &quick_campaign(1, &[("reminder", 1, "reminder")]), false, |_| {}).await;
     assert_eq!(t.post(&cart_event("cart.updated", "c_fence", "f@example.org", Utc::now())).await.status(), 202);
     let cart = t.scalar("SELECT id FROM carts").await;
     let lease = 1_000;
     let mut tx = t.app.db.begin().await.expect("tx");
-    let Claim::Claimed(old) = tx
-        .claim_send(
-            &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
-            10_000,
-            lease,
-        )
-        .await
-        .expect("claim")
-    else {
+    let Claim::Claimed(old) = tx.claim_send(&email_send(cart, "reminder"), 10_000, lease).await.expect("claim") else {
         panic!("fresh claim")
     };
     assert_eq!(
@@ -251,24 +248,10 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
         "the holder may hand it over"
     );
     assert!(matches!(
-        tx.claim_send(
-            &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
-            10_500,
-            lease
-        )
-        .await
-        .expect("claim"),
+        tx.claim_send(&email_send(cart, "reminder"), 10_500, lease).await.expect("claim"),
         Claim::Held(..)
     ));
-    let Claim::Claimed(new) = tx
-        .claim_send(
-            &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
-            11_001,
-            lease,
-        )
-        .await
-        .expect("claim")
-    else {
+    let Claim::Claimed(new) = tx.claim_send(&email_send(cart, "reminder"), 11_001, lease).await.expect("claim") else {
         panic!("taken over after the lease")
     };
     assert_eq!(new.attempts, old.attempts + 1);
@@ -314,26 +297,12 @@ async fn stale_holder_is_fenced_off(backend: Backend) {
         .expect("complete")
     );
     assert!(matches!(
-        tx.claim_send(
-            &NewSend { cart_id: cart, step: "reminder", channel: "email", due_at: 0, customer_ref: None, to: None },
-            20_000,
-            lease
-        )
-        .await
-        .expect("claim"),
+        tx.claim_send(&email_send(cart, "reminder"), 20_000, lease).await.expect("claim"),
         Claim::Done(_)
     ));
     // A hand-over nobody recorded, on a cart that left its sequence: found by the sweep
     // once it is older than the cutoff, never before, and never a recorded one.
-    let Claim::Claimed(other) = tx
-        .claim_send(
-            &NewSend { cart_id: cart, step: "faq", channel: "email", due_at: 0, customer_ref: None, to: None },
-            30_000,
-            lease,
-        )
-        .await
-        .expect("claim")
-    else {
+    let Claim::Claimed(other) = tx.claim_send(&email_send(cart, "faq"), 30_000, lease).await.expect("claim") else {
         panic!("fresh claim")
     };
     assert_eq!(

@@ -1,7 +1,7 @@
 // Drives every page of the operator console in Debian's Chromium, with the keyboard where a
 // person would, and keeps a full-page screenshot of each.
 // Usage: node console.mjs <base-url> <ops-token> <dead-job-id> <cart-id> <customer-email> <campaign> <screenshot-dir>
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [base, token, jobId, cartId, email, campaign, dir] = process.argv.slice(2);
 const fail = (msg) => { console.error(msg); process.exit(1); };
@@ -20,11 +20,7 @@ async function basics(page, name) {
   await page.evaluate(() => document.activeElement && document.activeElement.blur());
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   await page.goto(`${base}/ops/`);

@@ -1,16 +1,12 @@
 // Drives the operator dashboard in Debian's Chromium: sign in, read the queue, click Retry
 // on a dead job, check the confirmation, take a full-page screenshot.
 // Usage: node dashboard.mjs <base-url> <ops-token> <job-id> <screenshot.png>
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [base, token, jobId, shot] = process.argv.slice(2);
 const fail = (msg) => { console.error(msg); process.exit(1); };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   const first = await page.goto(`${base}/ops/`);

@@ -277,6 +277,23 @@ impl Back {
     }
 }
 
+/// Retry or cancel: the same checks, one operator action, back where the button was.
+async fn act(app: &App, headers: &HeaderMap, id: &str, back: &Back, csrf: &str, retry: bool) -> Response {
+    if let Some(refused) = refuse_post(app, headers, csrf) {
+        return refused;
+    }
+    let result = if retry { ops::retry_job(app, id).await } else { ops::cancel_job(app, id).await };
+    let done = match (result, retry) {
+        (Ok(_), true) => Done::Retried,
+        (Ok(_), false) => Done::Cancelled,
+        (Err(e), _) => {
+            tracing::warn!(error = %e, retry, "dashboard job action failed");
+            if retry { Done::NotRetried } else { Done::NotCancelled }
+        }
+    };
+    redirect(&back.path(id), done)
+}
+
 /// `POST /ops/ui/jobs/{id}/retry`
 pub async fn retry(
     State(app): State<Arc<App>>,
@@ -285,17 +302,7 @@ pub async fn retry(
     Query(back): Query<Back>,
     Form(f): Form<Action>,
 ) -> Response {
-    if let Some(refused) = refuse_post(&app, &headers, &f.csrf) {
-        return refused;
-    }
-    let done = match ops::retry_job(&app, &id).await {
-        Ok(_) => Done::Retried,
-        Err(e) => {
-            tracing::warn!(error = %e, "dashboard retry failed");
-            Done::NotRetried
-        }
-    };
-    redirect(&back.path(&id), done)
+    act(&app, &headers, &id, &back, &f.csrf, true).await
 }
 
 /// `POST /ops/ui/jobs/{id}/cancel`
@@ -306,15 +313,5 @@ pub async fn cancel(
     Query(back): Query<Back>,
     Form(f): Form<Action>,
 ) -> Response {
-    if let Some(refused) = refuse_post(&app, &headers, &f.csrf) {
-        return refused;
-    }
-    let done = match ops::cancel_job(&app, &id).await {
-        Ok(_) => Done::Cancelled,
-        Err(e) => {
-            tracing::warn!(error = %e, "dashboard cancel failed");
-            Done::NotCancelled
-        }
-    };
-    redirect(&back.path(&id), done)
+    act(&app, &headers, &id, &back, &f.csrf, false).await
 }
